@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the system services the tests need, runs the given command,
+# then stops what this script started. Used by `make test` and `.ci/run`.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v git >/dev/null 2>&1 || need+=(git)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "with-services: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "with-services: missing ${need[*]} and not root: the tests that need them are skipped" >&2
+  fi
+fi
+
+started_dockerd=""
+state_dir=$(mktemp -d /tmp/opsconsole-services.XXXXXX)
+cleanup() {
+  if [ -n "$started_dockerd" ]; then
+    kill "$started_dockerd" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -rf "$state_dir"
+}
+trap cleanup EXIT
+
+if command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if ! docker info >/dev/null 2>&1; then
+    echo "with-services: starting dockerd (log: $state_dir/dockerd.log)"
+    dockerd --host=unix:///var/run/docker.sock >"$state_dir/dockerd.log" 2>&1 &
+    started_dockerd=$!
+    for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+    if ! docker info >/dev/null 2>&1; then
+      echo "with-services: dockerd did not come up:" >&2
+      tail -20 "$state_dir/dockerd.log" >&2 || true
+    fi
+  fi
+fi
+
+"$@"

@@ -1,0 +1,53 @@
+"""The `opsconsole` command line: subcommands over the core; no subcommand opens the console."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from opsconsole import __version__
+from opsconsole.errors import ExitCode, OpsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from opsconsole.commands import profile, secret
+
+    parser = argparse.ArgumentParser(
+        prog="opsconsole",
+        description="Operations console for apps on plain servers: Supervisor, Docker, deploys, Sentry.",
+        epilog="Exit codes: 0 done, 1 action failed, 2 usage or profile error, "
+        "3 refused (read-only, lock held, confirmation missing), 4 host or service unreachable.",
+    )
+    parser.add_argument("--version", action="version", version=f"opsconsole {__version__}")
+    parser.add_argument("--profile", "-P", metavar="NAME|PATH", help="profile to use (default: discovery)")
+    parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (profile, secret):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if getattr(args, "read_only", False):
+        os.environ["OPSCONSOLE_READ_ONLY"] = "1"
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return int(ExitCode.USAGE)
+    try:
+        return int(handler(args))
+    except OpsError as exc:
+        from opsconsole.secrets import redact
+
+        print(f"opsconsole: {exc.title.lower()}: {redact(exc.message)}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("opsconsole: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return int(ExitCode.OK)

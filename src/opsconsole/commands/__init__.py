@@ -1,0 +1,1 @@
+"""CLI subcommands. Each module exposes `register(subparsers)`; handlers return an exit code."""

@@ -1,0 +1,144 @@
+"""Fixtures: isolated user dirs, and REAL services (supervisord, sshd, dockerd, Redis) on loopback.
+
+When a service cannot start, its tests are skipped, except under CI (`CI` set), where the run fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import harness  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def _unavailable(exc: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"service unavailable under CI: {exc}")
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own config/data dirs and audit log; nothing touches the real home."""
+    base = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("OPSCONSOLE_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(base / "data"))
+    monkeypatch.delenv("OPSCONSOLE_AUDIT_LOG", raising=False)
+    monkeypatch.delenv("OPSCONSOLE_PROFILE", raising=False)
+    monkeypatch.delenv("OPSCONSOLE_READ_ONLY", raising=False)
+    for key in list(os.environ):
+        if key.startswith("OPSCONSOLE_SECRET_"):
+            monkeypatch.delenv(key)
+    return base
+
+
+@pytest.fixture
+def file_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A real keyring backend (keyrings.alt's file store) in a temp XDG data dir.
+
+    Returns the environment a subprocess needs to use the same store.
+    """
+    import keyring
+    import keyring.core
+
+    data_home = tmp_path / "xdg-data"
+    env = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring", "XDG_DATA_HOME": str(data_home)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    previous = keyring.get_keyring()
+    keyring.core.set_keyring(
+        keyring.core.load_env() or keyring.core.load_keyring(env["PYTHON_KEYRING_BACKEND"])
+    )
+    yield env
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run the installed `opsconsole` as a user would; returns CompletedProcess."""
+
+    def run(
+        *args: str,
+        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "opsconsole", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=cwd or tmp_path,
+        )
+
+    return run
+
+
+# ------------------------------------------------------------------------ real services
+
+
+@pytest.fixture(scope="session")
+def supervisord(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Supervisord]:
+    root = tmp_path_factory.mktemp("supervisord")
+    sup = harness.make_supervisord(root, harness.DEFAULT_PROGRAMS)
+    try:
+        sup.start()
+        sup.wait_running(["counter:counter", "sleeper:sleeper", "web:web_0", "web:web_1"])
+    except harness.ServiceUnavailable as exc:
+        sup.stop()
+        _unavailable(exc)
+    yield sup
+    sup.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Sshd]:
+    root = tmp_path_factory.mktemp("sshd")
+    try:
+        server = harness.make_sshd(root)
+        server.start()
+    except (harness.ServiceUnavailable, subprocess.CalledProcessError) as exc:
+        _unavailable(exc)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Redis]:
+    try:
+        server = harness.start_redis(tmp_path_factory.mktemp("redis"))
+    except harness.ServiceUnavailable as exc:
+        _unavailable(exc)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine():  # type: ignore[no-untyped-def]
+    """A client of the real dockerd, with the busybox test image; test containers are removed after."""
+    try:
+        client = harness.docker_client()
+        harness.build_busybox_image(client)
+    except harness.ServiceUnavailable as exc:
+        _unavailable(exc)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": harness.TEST_LABEL}):
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            pass
+    client.close()

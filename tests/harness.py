@@ -1,0 +1,417 @@
+"""Real services for the tests: supervisord, sshd, dockerd (with a busybox image), Redis.
+
+Everything listens on loopback, on a free port, in a temp folder, and is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE = "opsconsole-test/busybox:latest"
+TEST_LABEL = "opsconsole.test"
+
+
+class ServiceUnavailable(RuntimeError):
+    """A real service could not be started here (the fixture skips, or fails under CI)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        time.sleep(0.05)
+    raise ServiceUnavailable(f"{what} not ready after {timeout:.0f} s ({last})")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+# ------------------------------------------------------------------------ supervisord
+
+COUNTER = textwrap.dedent(
+    """
+    import sys, time
+    n = 0
+    rate = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
+    while True:
+        n += 1
+        print(f"line {n:08d} héllo", flush=True)
+        time.sleep(1.0 / rate)
+    """
+)
+
+SLEEPER = "import time\nwhile True: time.sleep(3600)\n"
+
+
+@dataclass
+class Program:
+    name: str
+    command: str
+    autostart: bool = True
+    group: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Supervisord:
+    root: Path
+    socket_path: Path
+    http_port: int
+    conf: Path
+    proc: subprocess.Popen[bytes] | None = None
+    username: str = "admin"
+    password: str = "s3cret-pass"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def proxy(self) -> xmlrpc.client.ServerProxy:
+        return xmlrpc.client.ServerProxy(
+            f"http://{self.username}:{self.password}@127.0.0.1:{self.http_port}/RPC2"
+        )
+
+    def start(self) -> None:
+        log = open(self.root / "supervisord.stdout", "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceUnavailable(
+                    "supervisord exited: "
+                    + (self.root / "supervisord.stdout").read_text(errors="replace")[-2000:]
+                )
+            state = self.proxy().supervisor.getState()
+            return bool(state["statename"] == "RUNNING")
+
+        wait_for(ready, 20, "supervisord")
+
+    def wait_running(self, names: list[str], timeout: float = 20) -> None:
+        def check() -> bool:
+            infos = {f"{p['group']}:{p['name']}": p for p in self.proxy().supervisor.getAllProcessInfo()}
+            return all(infos[n]["statename"] == "RUNNING" for n in names)
+
+        wait_for(check, timeout, f"programs {names}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proxy().supervisor.shutdown()
+            self.proc.wait(15)
+        except Exception:  # noqa: BLE001 - fall back to signals
+            pass
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def make_supervisord(root: Path, programs: list[Program]) -> Supervisord:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "counter.py").write_text(COUNTER)
+    (root / "sleeper.py").write_text(SLEEPER)
+    port = free_port()
+    sock = root / "supervisor.sock"
+    sup = Supervisord(root=root, socket_path=sock, http_port=port, conf=root / "supervisord.conf")
+    sections = [
+        "[unix_http_server]",
+        f"file = {sock}",
+        "chmod = 0700",
+        "",
+        "[inet_http_server]",
+        f"port = 127.0.0.1:{port}",
+        f"username = {sup.username}",
+        f"password = {sup.password}",
+        "",
+        "[supervisord]",
+        f"logfile = {root}/supervisord.log",
+        f"pidfile = {root}/supervisord.pid",
+        f"childlogdir = {root}",
+        "nodaemon = true",
+        "loglevel = info",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl = unix://{sock}",
+        "",
+    ]
+    groups: dict[str, list[str]] = {}
+    for program in programs:
+        command = program.command.format(python=sys.executable, root=root)
+        sections += [
+            f"[program:{program.name}]",
+            f"command = {command}",
+            f"directory = {root}",
+            f"autostart = {'true' if program.autostart else 'false'}",
+            "autorestart = true",
+            "startsecs = 1",
+            "stopwaitsecs = 5",
+            "stopasgroup = true",
+            "killasgroup = true",
+            f"stdout_logfile = {root}/{program.name}.out.log",
+            f"stderr_logfile = {root}/{program.name}.err.log",
+            "stdout_logfile_maxbytes = 50MB",
+        ]
+        sections += [f"{k} = {v}" for k, v in program.extra.items()]
+        sections.append("")
+        if program.group:
+            groups.setdefault(program.group, []).append(program.name)
+    for group, names in groups.items():
+        sections += [f"[group:{group}]", f"programs = {','.join(names)}", ""]
+    sup.conf.write_text("\n".join(sections))
+    return sup
+
+
+DEFAULT_PROGRAMS = [
+    Program("counter", "{python} -u {root}/counter.py 50"),
+    Program("sleeper", "{python} -u {root}/sleeper.py"),
+    Program("idle", "{python} -u {root}/sleeper.py", autostart=False),
+    Program("web_0", "{python} -u {root}/sleeper.py", group="web"),
+    Program("web_1", "{python} -u {root}/sleeper.py", group="web"),
+]
+
+
+# ------------------------------------------------------------------------ sshd
+
+
+@dataclass
+class Sshd:
+    root: Path
+    port: int
+    client_key: Path
+    known_hosts: Path
+    host_key: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"root@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        if not os.path.exists(sshd):
+            raise ServiceUnavailable("sshd is not installed (apt-get install openssh-server)")
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=open(self.root / "sshd.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceUnavailable(
+                    "sshd exited: " + (self.root / "sshd.log").read_text(errors="replace")
+                )
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(4).startswith(b"SSH-")
+
+        wait_for(ready, 15, "sshd")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def kill_sessions(self) -> None:
+        """Kill the sshd children serving connections (the listener survives)."""
+        if self.proc is None:
+            return
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        for pid in out.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def make_sshd(root: Path) -> Sshd:
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise ServiceUnavailable("ssh-keygen is not installed (apt-get install openssh-client)")
+    root.mkdir(parents=True, exist_ok=True)
+    host_key = root / "host_ed25519"
+    client_key = root / "client_ed25519"
+    for key in (host_key, client_key):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
+    port = free_port()
+    (root / "sshd_config").write_text(
+        textwrap.dedent(
+            f"""
+            Port {port}
+            ListenAddress 127.0.0.1
+            HostKey {host_key}
+            AuthorizedKeysFile {root}/authorized_keys
+            PidFile {root}/sshd.pid
+            UsePAM no
+            StrictModes no
+            PermitRootLogin prohibit-password
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            AllowTcpForwarding yes
+            AllowStreamLocalForwarding yes
+            MaxSessions 100
+            MaxStartups 100:30:200
+            Subsystem sftp internal-sftp
+            AcceptEnv LANG LC_*
+            """
+        )
+    )
+    public = (root / "host_ed25519.pub").read_text().split()
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    return Sshd(root=root, port=port, client_key=client_key, known_hosts=known_hosts, host_key=host_key)
+
+
+# ------------------------------------------------------------------------ redis
+
+
+@dataclass
+class Redis:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_redis(root: Path) -> Redis:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise ServiceUnavailable("redis-server is not installed (apt-get install redis-server)")
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+        ],
+        stdout=open(root / "redis.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    redis = Redis(port=port, proc=proc)
+    wait_for(lambda: redis.cli("PING") == "PONG", 15, "redis")
+    return redis
+
+
+# ------------------------------------------------------------------------ docker
+
+
+def docker_client():  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=20)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        raise ServiceUnavailable(f"no Docker Engine at /var/run/docker.sock ({exc})") from exc
+    return client
+
+
+def build_busybox_image(client) -> str:  # type: ignore[no-untyped-def]
+    """Import a busybox rootfs as IMAGE (no registry is reachable here)."""
+    import docker
+
+    try:
+        client.images.get(IMAGE)
+        return IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    busybox = "/bin/busybox"
+    if not os.path.exists(busybox):
+        raise ServiceUnavailable("busybox-static is not installed (apt-get install busybox-static)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        (rootfs / "tmp").mkdir()
+        (rootfs / "www").mkdir()
+        (rootfs / "www" / "index.html").write_text("ok\n")
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        for applet in (
+            "sh",
+            "sleep",
+            "echo",
+            "httpd",
+            "cat",
+            "ls",
+            "wget",
+            "date",
+            "seq",
+            "printf",
+            "true",
+            "kill",
+        ):
+            os.symlink("busybox", rootfs / "bin" / applet)
+        archive = Path(tmp) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        with open(archive, "rb") as handle:
+            client.api.import_image_from_data(handle.read(), repository=IMAGE.split(":")[0], tag="latest")
+    client.images.get(IMAGE)
+    return IMAGE
