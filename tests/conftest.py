@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,33 @@ def docker_engine():  # type: ignore[no-untyped-def]
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
     client.close()
+
+
+@pytest.fixture
+def ssh_defaults(sshd: harness.Sshd):  # type: ignore[no-untyped-def]
+    from opsconsole.profiles import Defaults
+
+    return Defaults(known_hosts=str(sshd.known_hosts), identity_file=str(sshd.client_key), timeout=5.0)
+
+
+@pytest.fixture
+def blackhole() -> Iterator[harness.Blackhole]:
+    hole = harness.Blackhole()
+    yield hole
+    hole.close()
+
+
+@pytest.fixture
+def sentry_server() -> Iterator[Any]:
+    from sentry_server import SentryServer
+
+    server = SentryServer().start()
+    yield server
+    server.stop()
+    assert server.violations == [], "the Sentry-shaped server saw requests or sent bodies off the schema"
+
+
+def write_profile(folder: Path, text: str, name: str = "test") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path

@@ -216,6 +216,7 @@ DEFAULT_PROGRAMS = [
     Program("idle", "{python} -u {root}/sleeper.py", autostart=False),
     Program("web_0", "{python} -u {root}/sleeper.py", group="web"),
     Program("web_1", "{python} -u {root}/sleeper.py", group="web"),
+    Program("burst", "{python} -u {root}/counter.py 4000", autostart=False),
 ]
 
 
@@ -415,3 +416,16 @@ def build_busybox_image(client) -> str:  # type: ignore[no-untyped-def]
             client.api.import_image_from_data(handle.read(), repository=IMAGE.split(":")[0], tag="latest")
     client.images.get(IMAGE)
     return IMAGE
+
+
+class Blackhole:
+    """A loopback port that accepts TCP connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+
+    def close(self) -> None:
+        self.sock.close()

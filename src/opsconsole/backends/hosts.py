@@ -1,0 +1,530 @@
+"""Host access: `local` (subprocess, sockets opened directly) or SSH (Fabric, host keys verified).
+
+Every call has a timeout. A connection is opened lazily, reused per host, and re-opened after it
+drops. Errors are `HostError`s whose text names the host and the cause
+("web-2: ssh: timed out after 5.0 s").
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsconsole.errors import OpsError, UnreachableError
+from opsconsole.profiles import Defaults, HostSpec
+
+LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line)
+
+
+class HostError(UnreachableError):
+    """The host could not be reached or the transport failed (exit code 4)."""
+
+
+class CommandFailed(OpsError):
+    def __init__(self, host: str, command: str, result: CommandResult) -> None:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        detail = ("; ".join(tail))[:500]
+        super().__init__(
+            f"{host}: `{command}` exited with {result.exit_code}" + (f": {detail}" if detail else ""),
+            "Command failed",
+        )
+        self.result = result
+
+
+class Cancelled(OpsError):
+    def __init__(self, what: str = "cancelled") -> None:
+        super().__init__(what, "Cancelled")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Stream(Protocol):
+    """A byte stream to a service on the host (socket or SSH channel)."""
+
+    def sendall(self, data: bytes) -> None: ...
+    def recv(self, size: int) -> bytes: ...
+    def settimeout(self, timeout: float | None) -> None: ...
+    def close(self) -> None: ...
+
+
+# A bridge from stdin/stdout to a unix socket on the remote host, run with the remote python3
+# (present wherever supervisord runs). The socket path is passed as an argument, quoted.
+_UNIX_BRIDGE = (
+    "import os,socket,sys,threading\n"
+    "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])\n"
+    "def up():\n"
+    " while True:\n"
+    "  d=os.read(0,65536)\n"
+    "  if not d:\n"
+    "   s.shutdown(socket.SHUT_WR);return\n"
+    "  s.sendall(d)\n"
+    "threading.Thread(target=up,daemon=True).start()\n"
+    "while True:\n"
+    " d=s.recv(65536)\n"
+    " if not d:break\n"
+    " os.write(1,d)\n"
+)
+
+
+def unix_bridge_command(path: str) -> str:
+    return f"python3 -c {shlex.quote(_UNIX_BRIDGE)} {shlex.quote(path)}"
+
+
+def describe_error(host: str, what: str, exc: BaseException, timeout: float) -> str:
+    """One line naming host, source and cause: 'web-2: ssh: timed out after 5.0 s'."""
+    import paramiko
+
+    if isinstance(exc, OpsError):
+        return exc.message
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"{host}: {what}: timed out after {timeout:g} s"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (
+            f"{host}: ssh: the host key does not match known_hosts (expected {exc.expected_key.get_name()} "
+            f"{exc.expected_key.get_base64()[:16]}…): refusing to connect. If the host was rebuilt, verify its "
+            f"new key, then remove the old one with `ssh-keygen -R {exc.hostname}`"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"{host}: ssh: authentication failed ({exc}); check the user, identity_file and ssh-agent"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return f"{host}: {what}: connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"{host}: {what}: cannot resolve host name ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{host}: {what}: connection refused"
+    if isinstance(exc, FileNotFoundError):
+        return f"{host}: {what}: {exc.filename or 'the socket or file'} does not exist"
+    if isinstance(exc, PermissionError):
+        return f"{host}: {what}: permission denied ({exc.filename or exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{host}: {what}: {exc.strerror}"
+    text = str(exc) or type(exc).__name__
+    return f"{host}: {what}: {text}"
+
+
+class _LineSplitter(io.TextIOBase):
+    """A file-like that hands complete lines to a callback (Fabric's out_stream)."""
+
+    def __init__(self, stream: str, callback: LineCallback) -> None:
+        super().__init__()
+        self.stream = stream
+        self.callback = callback
+        self.buffer = ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self.callback(self.stream, line.rstrip("\r"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        if self.buffer:
+            self.callback(self.stream, self.buffer.rstrip("\r"))
+            self.buffer = ""
+
+
+class Host:
+    """Common interface of local and SSH hosts."""
+
+    spec: HostSpec
+    timeout: float
+
+    @property
+    def name(self) -> str:
+        return self.spec.raw
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        raise NotImplementedError
+
+    def open_unix(self, path: str) -> Stream:
+        raise NotImplementedError
+
+    def open_tcp(self, host: str, port: int) -> Stream:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def error(self, what: str, exc: BaseException) -> HostError:
+        return HostError(describe_error(self.name, what, exc, self.timeout), "Unreachable")
+
+
+class LocalHost(Host):
+    def __init__(self, spec: HostSpec, timeout: float) -> None:
+        self.spec = spec
+        self.timeout = timeout
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        out: list[str] = []
+        err: list[str] = []
+
+        def pump(pipe: Any, name: str, sink: list[str]) -> None:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", errors="replace")
+                sink.append(line)
+                if on_line is not None:
+                    on_line(name, line.rstrip("\r\n"))
+            pipe.close()
+
+        threads = [
+            threading.Thread(target=pump, args=(proc.stdout, "out", out), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, "err", err), daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reason: str | None = None
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+            elif deadline is not None and time.monotonic() > deadline:
+                reason = "timeout"
+            if reason:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(3)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                break
+            time.sleep(0.02)
+        proc.wait()
+        for thread in threads:
+            thread.join(5)
+        if reason == "cancelled":
+            raise Cancelled(f"{self.name}: `{command}` cancelled")
+        if reason == "timeout":
+            raise HostError(f"{self.name}: `{command}` timed out after {timeout:g} s", "Timeout")
+        result = CommandResult(proc.returncode, "".join(out), "".join(err))
+        if check and not result.ok:
+            raise CommandFailed(self.name, command, result)
+        return result
+
+    def open_unix(self, path: str) -> Stream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            sock.close()
+            raise FileNotFoundError(2, "No such file or directory", path) from None
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def open_tcp(self, host: str, port: int) -> Stream:
+        return socket.create_connection((host, port), timeout=self.timeout)
+
+
+class SshHost(Host):
+    """An SSH target through Fabric, with host keys verified against known_hosts."""
+
+    def __init__(self, spec: HostSpec, defaults: Defaults, timeout: float) -> None:
+        self.spec = spec
+        self.defaults = defaults
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    @property
+    def known_hosts(self) -> Path:
+        return Path(os.path.expanduser(self.defaults.known_hosts or "~/.ssh/known_hosts"))
+
+    def _connect(self) -> Any:
+        import paramiko
+        from fabric import Connection
+
+        probe = Connection(self.spec.hostname, port=self.spec.port)
+        user = self.spec.user
+        if user is None and "user" not in probe.ssh_config:
+            user = self.defaults.user
+        connect_kwargs: dict[str, Any] = {
+            "banner_timeout": self.timeout,
+            "auth_timeout": self.timeout,
+            "channel_timeout": self.timeout,
+        }
+        if self.defaults.identity_file:
+            connect_kwargs["key_filename"] = [os.path.expanduser(self.defaults.identity_file)]
+        connection = Connection(
+            self.spec.hostname,
+            user=user,
+            port=self.spec.port,
+            connect_timeout=self.timeout,
+            connect_kwargs=connect_kwargs,
+        )
+        client = connection.client
+        known = self.known_hosts
+        if known.is_file():
+            client.load_host_keys(str(known))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            connection.open()
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                port = connection.port
+                target = connection.host if port == 22 else f"-p {port} {connection.host}"
+                raise HostError(
+                    f"{self.name}: ssh: unknown host key (not in {known}); refusing to connect. "
+                    f"Verify the host's fingerprint, then trust it with: ssh-keyscan {target} >> {known}",
+                    "Unknown host key",
+                ) from None
+            raise
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        return connection
+
+    def connection(self) -> Any:
+        with self._lock:
+            conn = self._connection
+            if conn is not None and conn.is_connected:
+                return conn
+            if conn is not None:
+                conn.close()
+            self._connection = None
+            try:
+                self._connection = self._connect()
+            except HostError:
+                raise
+            except Exception as exc:
+                raise self.error("ssh", exc) from None
+            return self._connection
+
+    def _transport(self) -> Any:
+        transport = self.connection().client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
+        return transport
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        connection = self.connection()
+        out = _LineSplitter("out", on_line or (lambda _s, _l: None))
+        err = _LineSplitter("err", on_line or (lambda _s, _l: None))
+        try:
+            promise = connection.run(
+                command,
+                hide=True,
+                warn=True,
+                in_stream=False,
+                out_stream=out,
+                err_stream=err,
+                asynchronous=True,
+            )
+        except Exception as exc:
+            raise self.error("ssh", exc) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reason: str | None = None
+        runner = promise.runner
+        while not runner.process_is_finished:
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+            elif deadline is not None and time.monotonic() > deadline:
+                reason = "timeout"
+            if reason:
+                runner.kill()
+                break
+            time.sleep(0.02)
+        try:
+            result = promise.join()
+        except Exception as exc:
+            if reason is None:
+                raise self.error("ssh", exc) from None
+            result = None
+        out.finish()
+        err.finish()
+        if reason == "cancelled":
+            raise Cancelled(f"{self.name}: `{command}` cancelled")
+        if reason == "timeout":
+            raise HostError(f"{self.name}: `{command}` timed out after {timeout:g} s", "Timeout")
+        assert result is not None
+        transport = connection.client.get_transport()
+        if result.exited == -1 and (transport is None or not transport.is_active()):
+            raise HostError(f"{self.name}: ssh: connection lost while running `{command}`", "Unreachable")
+        command_result = CommandResult(int(result.exited), result.stdout, result.stderr)
+        if check and not command_result.ok:
+            raise CommandFailed(self.name, command, command_result)
+        return command_result
+
+    def open_unix(self, path: str) -> Stream:
+        try:
+            channel = self._transport().open_session(timeout=self.timeout)
+            channel.settimeout(self.timeout)
+            channel.exec_command(unix_bridge_command(path))
+        except HostError:
+            raise
+        except Exception as exc:
+            raise self.error("ssh", exc) from None
+        return _BridgeChannel(channel, self.name, path)
+
+    def open_tcp(self, host: str, port: int) -> Stream:
+        try:
+            channel = self._transport().open_channel(
+                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.timeout
+            )
+        except HostError:
+            raise
+        except Exception as exc:
+            raise self.error(f"ssh tunnel to {host}:{port}", exc) from None
+        channel.settimeout(self.timeout)
+        return channel  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+class _BridgeChannel:
+    """An exec channel running the unix-socket bridge; reports the bridge's errors clearly."""
+
+    def __init__(self, channel: Any, host: str, path: str) -> None:
+        self.channel = channel
+        self.host = host
+        self.path = path
+        self._got_data = False
+
+    def sendall(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        data: bytes = self.channel.recv(size)
+        if data:
+            self._got_data = True
+        elif not self._got_data:
+            self._raise_bridge_error()
+        return data
+
+    def _raise_bridge_error(self) -> None:
+        status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else None
+        err = b""
+        while self.channel.recv_stderr_ready():
+            err += self.channel.recv_stderr(65536)
+        text = err.decode("utf-8", "replace")
+        if "FileNotFoundError" in text or "No such file" in text:
+            raise FileNotFoundError(2, "No such file or directory", self.path)
+        if "ConnectionRefusedError" in text:
+            raise ConnectionRefusedError(111, "Connection refused")
+        if "PermissionError" in text:
+            raise PermissionError(13, "Permission denied", self.path)
+        if "python3: not found" in text or "command not found" in text:
+            raise HostError(
+                f"{self.host}: python3 is needed on the host to reach {self.path} over SSH", "Bridge"
+            )
+        if status not in (None, 0) or text:
+            last = text.strip().splitlines()[-1] if text.strip() else f"exit {status}"
+            raise OSError(f"bridge to {self.path} failed: {last}")
+
+    def makefile(self, mode: str = "rb", *args: Any) -> Any:
+        return io.BufferedReader(_RawReader(self))
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.channel.settimeout(timeout)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class _RawReader(io.RawIOBase):
+    def __init__(self, stream: _BridgeChannel) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.recv(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def make_host(spec: HostSpec, defaults: Defaults, timeout: float | None = None) -> Host:
+    seconds = timeout if timeout is not None else defaults.timeout
+    if spec.is_local:
+        return LocalHost(spec, seconds)
+    return SshHost(spec, defaults, seconds)
+
+
+class HostPool:
+    """One Host per spec, shared by every source so SSH connections are reused."""
+
+    def __init__(self, defaults: Defaults) -> None:
+        self.defaults = defaults
+        self._hosts: dict[str, Host] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: HostSpec) -> Host:
+        with self._lock:
+            host = self._hosts.get(spec.raw)
+            if host is None:
+                host = make_host(spec, self.defaults)
+                self._hosts[spec.raw] = host
+            return host
+
+    def close(self) -> None:
+        with self._lock:
+            hosts = list(self._hosts.values())
+            self._hosts.clear()
+        for host in hosts:
+            try:
+                host.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass

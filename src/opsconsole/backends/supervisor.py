@@ -1,0 +1,393 @@
+"""Supervisor over XML-RPC: locally or through SSH (supervisord usually listens on a unix socket).
+
+Reads every process; starts, stops, restarts (stop then start: there is no restartProcess) and
+signals by process, group or all; follows a process log with no lost and no repeated bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import threading
+import urllib.parse
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from opsconsole.backends.hosts import Host, HostError, Stream, describe_error
+from opsconsole.errors import OpsError, UsageError
+from opsconsole.profiles import SupervisorConfig
+
+FAULT_BAD_NAME = 10
+FAULT_ALREADY_STARTED = 60
+FAULT_NOT_RUNNING = 70
+FAULT_SUCCESS = 80
+CONTROL_GRACE = 60.0  # start/stop wait for startsecs/stopwaitsecs on top of the timeout
+
+
+class SupervisorError(OpsError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    host: str
+    group: str
+    name: str
+    state: str
+    pid: int
+    start: int
+    now: int
+    exitstatus: int
+    description: str
+    spawnerr: str
+    stdout_logfile: str
+    stderr_logfile: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group}:{self.name}"
+
+    @property
+    def uptime(self) -> int | None:
+        if self.state != "RUNNING" or not self.start:
+            return None
+        return max(0, self.now - self.start)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["full_name"] = self.full_name
+        data["uptime"] = self.uptime
+        return data
+
+
+class _StreamHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, opener: Callable[[], Stream], timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._opener = opener
+
+    def connect(self) -> None:
+        self.sock = self._opener()
+
+
+class _Transport(xmlrpc.client.Transport):
+    """XML-RPC over any stream (unix socket, SSH bridge, SSH tunnel), one persistent connection."""
+
+    def __init__(self, opener: Callable[[], Stream], auth: tuple[str, str] | None, timeout: float) -> None:
+        super().__init__()
+        self._opener = opener
+        self._auth = auth
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self._connection and self._connection[0] == host and self._connection[1] is not None:
+            return self._connection[1]
+        connection = _StreamHTTPConnection(self._opener, self.timeout)
+        self._connection = host, connection
+        return connection
+
+    def set_timeout(self, timeout: float) -> None:
+        self.timeout = timeout
+        if self._connection[1] is not None:
+            connection = self._connection[1]
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+
+    def send_headers(self, connection: http.client.HTTPConnection, headers: list[tuple[str, str]]) -> None:
+        if self._auth:
+            token = base64.b64encode(f"{self._auth[0]}:{self._auth[1]}".encode()).decode()
+            headers.append(("Authorization", f"Basic {token}"))
+        super().send_headers(connection, headers)
+
+
+class SupervisorClient:
+    """One supervisord on one host. Thread-safe: calls are serialised on one connection."""
+
+    def __init__(self, host: Host, config: SupervisorConfig, password: str | None = None) -> None:
+        self.host = host
+        self.config = config
+        self.timeout = host.timeout
+        auth = (config.username or "", password or "") if (config.username or password) else None
+        url = config.url
+        if url.startswith("unix://"):
+            path = url[len("unix://") :]
+            opener: Callable[[], Stream] = lambda: host.open_unix(path)  # noqa: E731
+        else:
+            parsed = urllib.parse.urlparse(url)
+            if parsed.username and auth is None:
+                auth = (urllib.parse.unquote(parsed.username), urllib.parse.unquote(parsed.password or ""))
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            hostname = parsed.hostname or "127.0.0.1"
+            opener = lambda: host.open_tcp(hostname, port)  # noqa: E731
+        self._transport = _Transport(opener, auth, self.timeout)
+        self._proxy = xmlrpc.client.ServerProxy(
+            "http://localhost/RPC2", transport=self._transport, allow_none=True
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return self.host.name
+
+    def _error(self, exc: BaseException, timeout: float) -> OpsError:
+        if isinstance(exc, OpsError):
+            return exc
+        if isinstance(exc, xmlrpc.client.ProtocolError):
+            if exc.errcode == 401:
+                return HostError(
+                    f"{self.label}: supervisor: authentication failed (401); check supervisor.username "
+                    "and the password secret",
+                    "Unauthorized",
+                )
+            return HostError(f"{self.label}: supervisor: HTTP {exc.errcode} {exc.errmsg}", "Supervisor error")
+        if isinstance(exc, xmlrpc.client.Fault):
+            return SupervisorError(f"{self.label}: supervisor: {exc.faultString}", "Supervisor fault")
+        if isinstance(exc, http.client.HTTPException | ConnectionError | EOFError):
+            return HostError(
+                f"{self.label}: supervisor: connection closed ({type(exc).__name__})", "Unreachable"
+            )
+        return HostError(
+            describe_error(self.label, f"supervisor at {self.config.url}", exc, timeout), "Unreachable"
+        )
+
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        seconds = timeout or self.timeout
+        with self._lock:
+            self._transport.set_timeout(seconds)
+            try:
+                return getattr(self._proxy, method)(*args)
+            except xmlrpc.client.Fault:
+                raise
+            except Exception as exc:
+                self._transport.close()
+                raise self._error(exc, seconds) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._transport.close()
+
+    # ---------------------------------------------------------------- read
+
+    def processes(self) -> list[ProcessInfo]:
+        try:
+            infos = self.call("supervisor.getAllProcessInfo")
+        except xmlrpc.client.Fault as exc:
+            raise self._error(exc, self.timeout) from None
+        return [self._info(raw) for raw in infos]
+
+    def _info(self, raw: dict[str, Any]) -> ProcessInfo:
+        return ProcessInfo(
+            host=self.label,
+            group=str(raw.get("group", "")),
+            name=str(raw.get("name", "")),
+            state=str(raw.get("statename", "UNKNOWN")),
+            pid=int(raw.get("pid", 0)),
+            start=int(raw.get("start", 0)),
+            now=int(raw.get("now", 0)),
+            exitstatus=int(raw.get("exitstatus", 0)),
+            description=str(raw.get("description", "")),
+            spawnerr=str(raw.get("spawnerr", "")),
+            stdout_logfile=str(raw.get("stdout_logfile", "")),
+            stderr_logfile=str(raw.get("stderr_logfile", "")),
+        )
+
+    def process(self, name: str) -> ProcessInfo:
+        full = self.resolve(name)
+        try:
+            return self._info(self.call("supervisor.getProcessInfo", full))
+        except xmlrpc.client.Fault as exc:
+            raise self._error(exc, self.timeout) from None
+
+    def resolve(self, name: str) -> str:
+        """`group:name`, `group:*`, `all`, or a bare process or group name made unambiguous."""
+        if name == "all" or ":" in name:
+            return name
+        infos = self.processes()
+        matches = sorted({p.full_name for p in infos if p.name == name})
+        if len(matches) == 1:
+            return matches[0]
+        if any(p.group == name for p in infos):
+            return f"{name}:*"
+        if len(matches) > 1:
+            raise UsageError(f"{self.label}: '{name}' is ambiguous: {', '.join(matches)}", "Ambiguous name")
+        known = ", ".join(sorted(p.full_name for p in infos)) or "none"
+        raise UsageError(
+            f"{self.label}: supervisor has no process or group '{name}' (processes: {known})",
+            "No such process",
+        )
+
+    # ---------------------------------------------------------------- control
+
+    def _control(self, method: str, *args: Any) -> Any:
+        return self.call(method, *args, timeout=self.timeout + CONTROL_GRACE)
+
+    def _group_call(self, single: str, group: str, all_method: str, target: str, *extra: Any) -> list[str]:
+        """Run a control call on a process, a group (`g:*`) or `all`; returns per-process outcomes."""
+        if target == "all":
+            results = self._control(all_method, *extra)
+        elif target.endswith(":*"):
+            results = self._control(group, target[:-2], *extra)
+        else:
+            try:
+                self._control(single, target, *extra)
+            except xmlrpc.client.Fault as exc:
+                raise self._error(exc, self.timeout) from None
+            return [f"{target}: ok"]
+        failures = [r for r in results if r.get("status") != FAULT_SUCCESS]
+        if failures:
+            detail = "; ".join(f"{r['group']}:{r['name']}: {r['description']}" for r in failures)
+            raise SupervisorError(f"{self.label}: supervisor: {detail}", "Supervisor fault")
+        return [f"{r['group']}:{r['name']}: {r['description']}" for r in results]
+
+    def start(self, name: str) -> list[str]:
+        target = self.resolve(name)
+        try:
+            return self._group_call(
+                "supervisor.startProcess",
+                "supervisor.startProcessGroup",
+                "supervisor.startAllProcesses",
+                target,
+                True,
+            )
+        except SupervisorError as exc:
+            if "ALREADY_STARTED" in exc.message and ":*" not in target and target != "all":
+                return [f"{target}: already running"]
+            raise
+
+    def stop(self, name: str) -> list[str]:
+        target = self.resolve(name)
+        try:
+            return self._group_call(
+                "supervisor.stopProcess",
+                "supervisor.stopProcessGroup",
+                "supervisor.stopAllProcesses",
+                target,
+                True,
+            )
+        except SupervisorError as exc:
+            if "NOT_RUNNING" in exc.message and ":*" not in target and target != "all":
+                return [f"{target}: was not running"]
+            raise
+
+    def restart(self, name: str) -> list[str]:
+        """Stop (a stopped process is fine), then start: what supervisorctl restart does."""
+        target = self.resolve(name)
+        if target == "all" or target.endswith(":*"):
+            self.stop(target)
+            return self.start(target)
+        self.stop(target)
+        return self.start(target)
+
+    def signal(self, name: str, signal_name: str) -> list[str]:
+        target = self.resolve(name)
+        return self._group_call(
+            "supervisor.signalProcess",
+            "supervisor.signalProcessGroup",
+            "supervisor.signalAllProcesses",
+            target,
+            signal_name,
+        )
+
+    # ---------------------------------------------------------------- logs
+
+    def log_size(self, name: str, stream: str = "stdout") -> int:
+        method = (
+            "supervisor.tailProcessStdoutLog" if stream == "stdout" else "supervisor.tailProcessStderrLog"
+        )
+        try:
+            _data, size, _overflow = self.call(method, name, 0, 0)
+        except xmlrpc.client.Fault as exc:
+            raise self._error(exc, self.timeout) from None
+        return int(size)
+
+    def read_log(self, name: str, offset: int, length: int, stream: str = "stdout") -> tuple[str, int]:
+        """Read bytes [offset, offset+length) as text; returns (text, bytes consumed).
+
+        supervisord decodes each window strictly as UTF-8 and answers HTTP 500 when the window cuts a
+        character or holds invalid bytes; shrink the window to a boundary, and past an invalid byte
+        emit U+FFFD and step over it, so nothing is lost or repeated.
+        """
+        method = (
+            "supervisor.readProcessStdoutLog" if stream == "stdout" else "supervisor.readProcessStderrLog"
+        )
+        size = length
+        tried_trim = 0
+        while size > 0:
+            try:
+                text = self.call(method, name, offset, size)
+            except HostError as exc:
+                if "HTTP 500" not in exc.message:
+                    raise
+                if tried_trim < 3 and size > 1:
+                    tried_trim += 1
+                    size -= 1
+                else:
+                    size //= 2
+                continue
+            except xmlrpc.client.Fault as exc:
+                raise self._error(exc, self.timeout) from None
+            return str(text), len(str(text).encode("utf-8"))
+        return "\ufffd", 1
+
+    def follow_log(
+        self,
+        name: str,
+        on_text: Callable[[str], None],
+        *,
+        stream: str = "stdout",
+        initial_bytes: int = 4096,
+        cancel: threading.Event | None = None,
+        poll: float = 0.25,
+        chunk: int = 256 * 1024,
+        on_notice: Callable[[str], None] | None = None,
+        start_offset: int | None = None,
+    ) -> None:
+        """Deliver the last `initial_bytes` (or from `start_offset`) then every new byte, exactly once,
+        until cancelled.
+
+        A cleared or rotated log restarts from its beginning (with a notice). If supervisord goes away
+        the follow reconnects until it is back or the caller cancels.
+        """
+        target = self.resolve(name)
+        event = cancel or threading.Event()
+        if start_offset is None:
+            size = self.log_size(target, stream)
+            offset = max(0, size - initial_bytes)
+            skip_partial = offset > 0
+        else:
+            offset, skip_partial = start_offset, False
+        failures = 0
+        while not event.is_set():
+            try:
+                size = self.log_size(target, stream)
+                if size < offset:
+                    if on_notice:
+                        on_notice(
+                            f"{self.label}: {target} {stream} log was cleared or rotated; following from its start"
+                        )
+                    offset = 0
+                while offset < size and not event.is_set():
+                    text, used = self.read_log(target, offset, min(chunk, size - offset), stream)
+                    offset += used
+                    if skip_partial:
+                        skip_partial = False
+                        cut = text.find("\n")
+                        text = text[cut + 1 :] if cut >= 0 else ""
+                    if text:
+                        on_text(text)
+                if failures and on_notice:
+                    on_notice(f"{self.label}: supervisor is back; following {target} again")
+                failures = 0
+            except HostError as exc:
+                failures += 1
+                if on_notice and failures == 1:
+                    on_notice(f"{exc.message}; retrying until it is back (cancel to stop)")
+                event.wait(min(5.0, poll * 4 * failures))
+                continue
+            event.wait(poll)

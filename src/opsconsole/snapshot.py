@@ -1,0 +1,346 @@
+"""Live state of a profile's environments: every source queried concurrently, each with a deadline.
+
+`Backends` holds the per-profile connections (one per host, reused) and clients. `collect()` runs
+every configured source of the chosen environments at once; a source that has not answered by its
+deadline reports "timed out", so one dead host never delays the others. Each result carries either
+data or an error string naming the host, the source and the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats, DockerClient
+from opsconsole.backends.files import FileInfo, list_files
+from opsconsole.backends.health import HealthResult, check_all
+from opsconsole.backends.hosts import Host, HostPool
+from opsconsole.backends.releases import DeployState, read_state
+from opsconsole.backends.sentry import IssuePage, SentryClient
+from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
+from opsconsole.errors import OpsError, UsageError
+from opsconsole.profiles import Environment, HostSpec, Profile
+from opsconsole.secrets import redact, resolve
+
+T = TypeVar("T")
+DEADLINE_MARGIN = 0.5
+
+
+@dataclass
+class SourceResult(Generic[T]):
+    """Data or an error, never both; `configured` is False when the profile leaves the source out."""
+
+    data: T | None = None
+    error: str | None = None
+    configured: bool = True
+    fetched_at: float = field(default_factory=time.time)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Backends:
+    """Connections and clients for one profile, shared by the CLI, the console and actions."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.hosts = HostPool(profile.defaults)
+        self._lock = threading.Lock()
+        self._supervisors: dict[tuple[str, str], SupervisorClient] = {}
+        self._dockers: dict[tuple[str, str], DockerClient] = {}
+        self._sentries: dict[str, SentryClient] = {}
+
+    def host(self, spec: HostSpec) -> Host:
+        return self.hosts.get(spec)
+
+    def supervisor(self, env: Environment, spec: HostSpec) -> SupervisorClient:
+        if env.supervisor is None:
+            raise UsageError(f"environment '{env.name}' has no [supervisor] section", "Not configured")
+        key = (env.name, spec.raw)
+        with self._lock:
+            client = self._supervisors.get(key)
+        if client is None:
+            password = resolve(env.supervisor.password).reveal() if env.supervisor.password else None
+            client = SupervisorClient(self.host(spec), env.supervisor, password)
+            with self._lock:
+                client = self._supervisors.setdefault(key, client)
+        return client
+
+    def docker(self, env: Environment, spec: HostSpec) -> DockerClient:
+        if env.docker is None:
+            raise UsageError(f"environment '{env.name}' has no [docker] section", "Not configured")
+        key = (env.name, spec.raw)
+        with self._lock:
+            return self._dockers.setdefault(key, DockerClient(self.host(spec), env.docker))
+
+    def sentry(self, env: Environment) -> SentryClient:
+        if env.sentry is None:
+            raise UsageError(
+                f"environment '{env.name}' has no [sentry] section: add organization, project and "
+                'token = { secret = "sentry-token" } to connect a Sentry project',
+                "Not configured",
+            )
+        with self._lock:
+            client = self._sentries.get(env.name)
+        if client is None:
+            token = resolve(env.sentry.token)
+            client = SentryClient(env.sentry, token, self.profile.defaults.timeout)
+            with self._lock:
+                client = self._sentries.setdefault(env.name, client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients: list[Any] = [*self._supervisors.values(), *self._dockers.values()]
+            self._supervisors.clear()
+            self._dockers.clear()
+            self._sentries.clear()
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        self.hosts.close()
+
+
+def run_with_deadline(
+    tasks: dict[Any, Callable[[], Any]], deadline: float, describe_timeout: Callable[[Any], str]
+) -> dict[Any, SourceResult[Any]]:
+    """Run each task in its own daemon thread; whatever has not finished by `deadline` times out."""
+    results: dict[Any, SourceResult[Any]] = {}
+    lock = threading.Lock()
+    done = threading.Event()
+    remaining = [len(tasks)]
+
+    def runner(key: Any, task: Callable[[], Any]) -> None:
+        started = time.monotonic()
+        try:
+            result: SourceResult[Any] = SourceResult(data=task())
+        except OpsError as exc:
+            result = SourceResult(error=redact(exc.message))
+        except Exception as exc:  # noqa: BLE001 - a bug in one source must not hide the others
+            result = SourceResult(error=redact(f"{type(exc).__name__}: {exc}"))
+        result.elapsed = time.monotonic() - started
+        with lock:
+            results.setdefault(key, result)
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set()
+
+    if not tasks:
+        return results
+    for key, task in tasks.items():
+        threading.Thread(target=runner, args=(key, task), daemon=True, name=f"source-{key}").start()
+    done.wait(max(0.0, deadline - time.monotonic()))
+    with lock:
+        for key in tasks:
+            if key not in results:
+                results[key] = SourceResult(error=describe_timeout(key))
+        return dict(results)
+
+
+@dataclass
+class HostSnapshot:
+    supervisor: SourceResult[list[ProcessInfo]]
+    docker: SourceResult[list[ContainerInfo]]
+    deploys: SourceResult[DeployState]
+    files: SourceResult[list[FileInfo]]
+    stats: SourceResult[dict[str, ContainerStats | str]] | None = None
+
+
+@dataclass
+class EnvSnapshot:
+    name: str
+    hosts: dict[str, HostSnapshot]
+    sentry: SourceResult[IssuePage]
+    health: SourceResult[list[HealthResult]]
+
+    def errors(self) -> list[str]:
+        out = []
+        for snap in self.hosts.values():
+            for source in (snap.supervisor, snap.docker, snap.deploys, snap.files, snap.stats):
+                if source is not None and source.error:
+                    out.append(source.error)
+        for env_source in (self.sentry, self.health):
+            if env_source.error:
+                out.append(env_source.error)
+        return out
+
+
+SOURCES = ("supervisor", "docker", "deploys", "files")
+
+
+def _not_configured() -> SourceResult[Any]:
+    return SourceResult(configured=False)
+
+
+def env_tasks(
+    backends: Backends, env: Environment, stats: bool = False
+) -> dict[tuple[str, ...], Callable[[], Any]]:
+    """Every configured source of one environment as a task keyed (source, host) or (source,)."""
+    tasks: dict[tuple[str, ...], Callable[[], Any]] = {}
+    timeout = backends.profile.defaults.timeout
+
+    def processes(spec: HostSpec) -> list[ProcessInfo]:
+        return backends.supervisor(env, spec).processes()
+
+    def containers(spec: HostSpec) -> Any:
+        client = backends.docker(env, spec)
+        found = client.containers()
+        if not stats:
+            return found
+        return found, client.stats([c.name for c in found if c.state == "running"])
+
+    def deploys(spec: HostSpec) -> DeployState:
+        assert env.deploy is not None
+        return read_state(backends.host(spec), env.deploy)
+
+    def files(spec: HostSpec) -> list[FileInfo]:
+        assert env.logs is not None
+        return list_files(backends.host(spec), env.logs.files)
+
+    def issues() -> IssuePage:
+        return asyncio.run(backends.sentry(env).issues())
+
+    def health() -> list[HealthResult]:
+        return asyncio.run(check_all(env.health, timeout))
+
+    for spec in env.hosts:
+        if env.supervisor is not None:
+            tasks[("supervisor", spec.raw)] = partial(processes, spec)
+        if env.docker is not None:
+            tasks[("docker", spec.raw)] = partial(containers, spec)
+        if env.deploy is not None:
+            tasks[("deploys", spec.raw)] = partial(deploys, spec)
+        if env.logs is not None and env.logs.files:
+            tasks[("files", spec.raw)] = partial(files, spec)
+    if env.sentry is not None:
+        tasks[("sentry",)] = issues
+    if env.health:
+        tasks[("health",)] = health
+    return tasks
+
+
+def describe_timeout(env: Environment, timeout: float) -> Callable[[tuple[str, ...]], str]:
+    def describe(key: tuple[str, ...]) -> str:
+        if len(key) == 2:
+            return f"{key[1]}: {key[0]}: timed out after {timeout:g} s"
+        return f"{env.name}: {key[0]}: timed out after {timeout:g} s"
+
+    return describe
+
+
+def assemble(env: Environment, results: dict[tuple[str, ...], SourceResult[Any]]) -> EnvSnapshot:
+    hosts: dict[str, HostSnapshot] = {}
+    for spec in env.hosts:
+        docker = results.get(("docker", spec.raw), _not_configured())
+        stats: SourceResult[Any] | None = None
+        if docker.data is not None and isinstance(docker.data, tuple):
+            containers, sample = docker.data
+            stats = SourceResult(data=sample, fetched_at=docker.fetched_at, elapsed=docker.elapsed)
+            docker = SourceResult(data=containers, fetched_at=docker.fetched_at, elapsed=docker.elapsed)
+        hosts[spec.raw] = HostSnapshot(
+            supervisor=results.get(("supervisor", spec.raw), _not_configured()),
+            docker=docker,
+            deploys=results.get(("deploys", spec.raw), _not_configured()),
+            files=results.get(("files", spec.raw), _not_configured()),
+            stats=stats,
+        )
+    return EnvSnapshot(
+        name=env.name,
+        hosts=hosts,
+        sentry=results.get(("sentry",), _not_configured()),
+        health=results.get(("health",), _not_configured()),
+    )
+
+
+def collect(backends: Backends, env_names: list[str], stats: bool = False) -> dict[str, EnvSnapshot]:
+    """One snapshot of every configured source of the named environments, all concurrently."""
+    profile = backends.profile
+    timeout = profile.defaults.timeout
+    tasks: dict[Any, Callable[[], Any]] = {}
+    for name in env_names:
+        env = profile.env(name)
+        for key, task in env_tasks(backends, env, stats).items():
+            tasks[(name, *key)] = task
+    # stats take one ~1 s sample after the list: allow for it
+    deadline = time.monotonic() + timeout + DEADLINE_MARGIN + (timeout if stats else 0.0)
+
+    def describe(key: tuple[str, ...]) -> str:
+        return describe_timeout(profile.env(key[0]), timeout)(key[1:])
+
+    results = run_with_deadline(tasks, deadline, describe)
+    out: dict[str, EnvSnapshot] = {}
+    for name in env_names:
+        env = profile.env(name)
+        mine = {key[1:]: value for key, value in results.items() if key[0] == name}
+        out[name] = assemble(env, mine)
+    return out
+
+
+# ------------------------------------------------------------------------ JSON
+
+
+def _source_json(source: SourceResult[Any], key: str, items: Callable[[Any], Any]) -> dict[str, Any]:
+    data = items(source.data) if source.data is not None else ([] if key != "state" else None)
+    out: dict[str, Any] = {key: data, "error": source.error}
+    if not source.configured:
+        out["configured"] = False
+    return out
+
+
+def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
+    envs: dict[str, Any] = {}
+    for name, snap in snapshots.items():
+        hosts: dict[str, Any] = {}
+        for host, hs in snap.hosts.items():
+            docker = _source_json(hs.docker, "containers", lambda cs: [c.to_json() for c in cs])
+            if hs.stats is not None and hs.stats.data is not None:
+                for container in docker["containers"]:
+                    sample = hs.stats.data.get(container["name"])
+                    if isinstance(sample, ContainerStats):
+                        container["cpu_percent"] = sample.cpu_percent
+                        container["memory_bytes"] = sample.memory_bytes
+                        container["memory_percent"] = sample.memory_percent
+            deploys: dict[str, Any]
+            if hs.deploys.data is not None:
+                state = hs.deploys.data
+                deploys = {
+                    "current": state.current,
+                    "releases": state.releases,
+                    "lock": state.to_json()["lock"],
+                    "recent": state.recent(10),
+                    "path_exists": state.exists,
+                    "error": None,
+                }
+            else:
+                deploys = {
+                    "current": None,
+                    "releases": [],
+                    "lock": None,
+                    "recent": [],
+                    "error": hs.deploys.error,
+                }
+                if not hs.deploys.configured:
+                    deploys["configured"] = False
+            hosts[host] = {
+                "supervisor": _source_json(hs.supervisor, "processes", lambda ps: [p.to_json() for p in ps]),
+                "docker": docker,
+                "deploys": deploys,
+                "logs": _source_json(hs.files, "files", lambda fs: [f.to_json() for f in fs]),
+            }
+        sentry = _source_json(snap.sentry, "issues", lambda page: [i.to_json() for i in page.issues])
+        if snap.sentry.data is not None:
+            sentry["notes"] = snap.sentry.data.notes
+        health: list[dict[str, Any]] = [h.to_json() for h in snap.health.data] if snap.health.data else []
+        envs[name] = {"hosts": hosts, "sentry": sentry, "health": health}
+        if snap.health.error:
+            envs[name]["health_error"] = snap.health.error
+    return {"environments": envs}

@@ -1,0 +1,146 @@
+"""Docker backend against the real dockerd: directly and over SSH (ssh:// through the loopback sshd)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import harness
+from opsconsole.backends.docker_engine import DockerClient, compute_stats
+from opsconsole.backends.hosts import HostError, make_host
+from opsconsole.errors import UsageError
+from opsconsole.profiles import Defaults, DockerConfig, parse_host
+
+
+@pytest.fixture(scope="module")
+def containers(docker_engine: Any) -> Iterator[dict[str, Any]]:
+    suffix = uuid.uuid4().hex[:6]
+    labels = {
+        harness.TEST_LABEL: "1",
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "web",
+    }
+    web = docker_engine.containers.run(
+        harness.IMAGE,
+        ["httpd", "-f", "-p", "80", "-h", "/www"],
+        detach=True,
+        name=f"opsc-web-{suffix}",
+        labels=labels,
+        ports={"80/tcp": ("127.0.0.1", None)},
+        healthcheck={"test": ["CMD", "true"], "interval": 500_000_000, "start_period": 0},
+    )
+    ticker = docker_engine.containers.run(
+        harness.IMAGE,
+        ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"],
+        detach=True,
+        name=f"opsc-tick-{suffix}",
+        labels={harness.TEST_LABEL: "1"},
+    )
+    stopped = docker_engine.containers.create(
+        harness.IMAGE, ["sleep", "1"], name=f"opsc-stopped-{suffix}", labels={harness.TEST_LABEL: "1"}
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        web.reload()
+        if web.attrs["State"].get("Health", {}).get("Status") == "healthy":
+            break
+        time.sleep(0.2)
+    yield {"web": web.name, "ticker": ticker.name, "stopped": stopped.name}
+    for item in (web, ticker, stopped):
+        item.remove(force=True)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def client(request: pytest.FixtureRequest) -> DockerClient:
+    if request.param == "ssh":
+        host = make_host(
+            parse_host(request.getfixturevalue("sshd").host), request.getfixturevalue("ssh_defaults")
+        )
+    else:
+        host = make_host(parse_host("local"), Defaults())
+    return DockerClient(host, DockerConfig())
+
+
+def test_lists_running_and_stopped_with_details(client: DockerClient, containers: dict[str, str]) -> None:
+    found = {c.name: c for c in client.containers()}
+    web = found[containers["web"]]
+    assert web.state == "running" and web.health == "healthy"
+    assert web.image == harness.IMAGE
+    assert web.compose_project == "shop" and web.compose_service == "web"
+    assert any(p.startswith("127.0.0.1:") and p.endswith("->80/tcp") for p in web.ports)
+    assert web.started_at is not None and web.started_at.startswith("20")
+    stopped = found[containers["stopped"]]
+    assert stopped.state == "created" and stopped.started_at is None
+    assert found[containers["ticker"]].health == "none"
+
+
+def test_stats_like_docker_stats(client: DockerClient, containers: dict[str, str]) -> None:
+    stats = client.stats([containers["ticker"], containers["web"]])
+    ticker = stats[containers["ticker"]]
+    assert not isinstance(ticker, str)
+    assert ticker.memory_bytes > 0 and ticker.memory_limit > 0 and ticker.cpu_percent >= 0
+
+
+def test_compute_stats_formula() -> None:
+    sample = {
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": 2_000_000},
+            "system_cpu_usage": 20_000_000,
+            "online_cpus": 2,
+        },
+        "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000}, "system_cpu_usage": 10_000_000},
+        "memory_stats": {"usage": 10_000, "limit": 100_000, "stats": {"inactive_file": 2_000}},
+    }
+    stats = compute_stats("x", sample)
+    assert stats.cpu_percent == 20.0 and stats.memory_bytes == 8_000 and stats.memory_percent == 8.0
+
+
+def test_restart_stop_start(client: DockerClient, containers: dict[str, str], docker_engine: Any) -> None:
+    name = containers["ticker"]
+    before = docker_engine.containers.get(name).attrs["State"]["StartedAt"]
+    client.restart(name)
+    assert docker_engine.containers.get(name).attrs["State"]["StartedAt"] != before
+    client.stop(name)
+    assert docker_engine.containers.get(name).status == "exited"
+    client.start(name)
+    assert docker_engine.containers.get(name).status == "running"
+
+
+def test_unknown_container_is_a_usage_error(client: DockerClient) -> None:
+    with pytest.raises(UsageError, match="No such container"):
+        client.restart("opsc-does-not-exist")
+
+
+def test_follow_logs_with_timestamps_and_cancel(client: DockerClient, containers: dict[str, str]) -> None:
+    lines: list[str] = []
+    cancel = threading.Event()
+    thread = threading.Thread(
+        target=client.follow_logs,
+        args=(containers["ticker"], lines.append),
+        kwargs={"tail": 3, "cancel": cancel},
+    )
+    thread.start()
+    time.sleep(1.5)
+    cancel.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(lines) >= 6
+    stamp, _, text = lines[-1].partition(" ")
+    assert stamp.startswith("20") and text.startswith("tick ")
+    ticks = [int(line.split()[-1]) for line in lines[3:]]
+    assert ticks == sorted(ticks)
+
+
+def test_unreachable_daemon_is_reported(tmp_path: Any) -> None:
+    client = DockerClient(
+        make_host(parse_host("local"), Defaults()), DockerConfig(url=f"unix://{tmp_path}/docker.sock")
+    )
+    with pytest.raises(
+        HostError, match=r"^local: docker at unix://.*does not exist \(is dockerd running\?\)"
+    ):
+        client.containers()
