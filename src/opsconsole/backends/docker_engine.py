@@ -328,7 +328,9 @@ class DockerClient:
             on_line(buffer.decode("utf-8", "replace"))
 
     def close(self) -> None:
-        self.reset()
+        if self._lock.acquire(timeout=0.1):  # a client being built against a dead host: leave it
+            self._lock.release()
+            self.reset()
 
 
 def parse_started(value: str | None) -> datetime | None:

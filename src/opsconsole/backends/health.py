@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +29,10 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return f"timed out after {timeout:g} s"
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "DNS: cannot resolve the host name"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS: certificate not trusted ({cause.verify_message})"
         if isinstance(cause, ssl.SSLError):

@@ -103,6 +103,10 @@ def describe_error(host: str, what: str, exc: BaseException, timeout: float) -> 
             f"{exc.expected_key.get_base64()[:16]}…): refusing to connect. If the host was rebuilt, verify its "
             f"new key, then remove the old one with `ssh-keygen -R {exc.hostname}`"
         )
+    if isinstance(exc, paramiko.SSHException) and (
+        "No existing session" in str(exc) or "protocol banner" in str(exc)
+    ):
+        return f"{host}: {what}: timed out after {timeout:g} s waiting for the SSH server to answer"
     if isinstance(exc, paramiko.AuthenticationException):
         return f"{host}: ssh: authentication failed ({exc}); check the user, identity_file and ssh-agent"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
@@ -274,6 +278,7 @@ class SshHost(Host):
         self.timeout = timeout
         self._lock = threading.Lock()
         self._connection: Any = None
+        self._failure: tuple[float, HostError] | None = None
 
     @property
     def known_hosts(self) -> Path:
@@ -331,12 +336,20 @@ class SshHost(Host):
             if conn is not None:
                 conn.close()
             self._connection = None
+            # Callers that queued behind a failed attempt get its error at once instead of each
+            # waiting out another timeout; a fresh attempt is made once the failure is `timeout` old.
+            if self._failure is not None and time.monotonic() - self._failure[0] < self.timeout:
+                raise self._failure[1]
             try:
                 self._connection = self._connect()
-            except HostError:
+            except HostError as exc:
+                self._failure = (time.monotonic(), exc)
                 raise
             except Exception as exc:
-                raise self.error("ssh", exc) from None
+                error = self.error("ssh", exc)
+                self._failure = (time.monotonic(), error)
+                raise error from None
+            self._failure = None
             return self._connection
 
     def _transport(self) -> Any:
@@ -426,10 +439,16 @@ class SshHost(Host):
         return channel  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        with self._lock:
+        # A connect in progress holds the lock until its timeout: don't wait for it (its thread is a
+        # daemon and its connection is dropped with the process).
+        if not self._lock.acquire(timeout=0.1):
+            return
+        try:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+        finally:
+            self._lock.release()
 
 
 class _BridgeChannel:

@@ -169,8 +169,11 @@ class SupervisorClient:
                 raise self._error(exc, seconds) from None
 
     def close(self) -> None:
-        with self._lock:
-            self._transport.close()
+        if self._lock.acquire(timeout=0.1):  # a call stuck on a dead host must not hold up closing
+            try:
+                self._transport.close()
+            finally:
+                self._lock.release()
 
     # ---------------------------------------------------------------- read
 

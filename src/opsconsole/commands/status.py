@@ -115,13 +115,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         snapshots = collect(backends, names, stats=args.stats)
+        elapsed = time.monotonic() - started
     finally:
         backends.close()
     errors = [e for snap in snapshots.values() for e in snap.errors()]
     if args.json:
         data = snapshot_json(snapshots)
         data["profile"] = profile.name
-        data["elapsed_seconds"] = round(time.monotonic() - started, 3)
+        data["elapsed_seconds"] = round(elapsed, 3)
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
