@@ -1,0 +1,202 @@
+"""The action layer's types: plans, events, the context an action runs in, and the Action base.
+
+An action has an id, a title, a scope and says whether it changes anything. `plan()` returns exactly
+what will run per host; `execute()` does it, emitting events; `ActionRun` (in runner.py) wraps it
+with the policies (read-only, protected environments, confirmation, audit) and cancellation.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from opsconsole.errors import ExitCode
+from opsconsole.profiles import Environment, HostSpec, Profile
+from opsconsole.snapshot import Backends
+
+Scope = Literal["environment", "host", "process", "container", "file", "sentry_issue"]
+StepKind = Literal["command", "rpc", "api", "note"]
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    host: str
+    kind: StepKind
+    text: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: str
+    env: str
+    target: str
+    steps: tuple[PlanStep, ...]
+    changes: bool
+    destructive: bool = False
+
+    def by_host(self) -> dict[str, list[PlanStep]]:
+        out: dict[str, list[PlanStep]] = {}
+        for step in self.steps:
+            out.setdefault(step.host, []).append(step)
+        return out
+
+    def summary(self) -> str:
+        hosts = self.by_host()
+        return f"{self.action} {self.target} on {', '.join(hosts) or 'no host'}: {len(self.steps)} steps"
+
+    def render(self) -> str:
+        lines = [
+            f"Plan: {self.action} {self.target} in {self.env}"
+            + (" (DESTRUCTIVE)" if self.destructive else "")
+        ]
+        for host, steps in self.by_host().items():
+            lines.append(f"  {host}:")
+            for step in steps:
+                marker = {"command": "$", "rpc": "rpc", "api": "api", "note": "#"}[step.kind]
+                lines.append(f"    {marker} {step.text}")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    host: str
+    step: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    host: str
+    step: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    host: str
+    line: str
+    stream: str = "out"
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+    exit_code: ExitCode
+    hosts: Mapping[str, str] = field(default_factory=dict)
+
+
+Event = StepStarted | StepFinished | OutputLine | HostResult | Notice | Outcome
+Emit = Callable[[Event], None]
+
+
+def whoami() -> str:
+    """`user@machine`, as the audit log and deploy journal record it."""
+    user = os.environ.get("OPSCONSOLE_USER")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no passwd entry in some containers
+            user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class ActionContext:
+    profile: Profile
+    backends: Backends
+    read_only: bool = False
+    user: str = field(default_factory=whoami)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an action is aimed at: an environment, optionally one host, a name and options."""
+
+    env: str
+    name: str | None = None
+    host: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option an action takes (the CLI makes flags of these; the console prompts for them)."""
+
+    key: str
+    flags: tuple[str, ...]
+    help: str
+    kind: Literal["str", "int", "flag"] = "str"
+    default: Any = None
+    metavar: str | None = None
+
+
+class Action(ABC):
+    """One operation a person can trigger. Subclasses set the class attributes and two methods."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    scope: ClassVar[Scope]
+    changes: ClassVar[bool]
+    destructive: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    target_arg: ClassVar[str | None] = None  # the positional argument after ENV, if any
+    target_help: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, ctx: ActionContext, target: Target) -> None:
+        self.ctx = ctx
+        self.target = target
+        self.env: Environment = ctx.profile.env(target.env)
+
+    @property
+    def hosts(self) -> list[HostSpec]:
+        if self.target.host:
+            return [self.env.host(self.target.host)]
+        return list(self.env.hosts)
+
+    @property
+    def target_label(self) -> str:
+        return self.target.name or self.env.name
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.changes
+
+    @abstractmethod
+    def plan(self) -> Plan: ...
+
+    @abstractmethod
+    def execute(self, emit: Emit) -> Outcome: ...
+
+    def make_plan(self, steps: list[PlanStep]) -> Plan:
+        return Plan(
+            action=self.id,
+            env=self.env.name,
+            target=self.target_label,
+            steps=tuple(steps),
+            changes=self.changes,
+            destructive=self.destructive,
+        )

@@ -1,0 +1,150 @@
+"""Actions that change nothing: log tails (supervisor process, container, log file)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from opsconsole.actions.base import (
+    Action,
+    Emit,
+    HostResult,
+    Notice,
+    Option,
+    Outcome,
+    OutputLine,
+    Plan,
+    PlanStep,
+    Scope,
+)
+from opsconsole.actions.operate import parse_target
+from opsconsole.backends.files import follow_file
+from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
+from opsconsole.profiles import HostSpec
+
+
+class LogsAction(Action):
+    id: ClassVar[str] = "logs"
+    title: ClassVar[str] = "Tail log"
+    scope: ClassVar[Scope] = "process"
+    changes: ClassVar[bool] = False
+    description: ClassVar[str] = "Last N lines of a process, container or log file, then follow"
+    target_arg: ClassVar[str | None] = "TARGET"
+    target_help: ClassVar[str] = "supervisor:NAME, docker:NAME or file:PATH"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "lines", ("-n", "--lines"), "how many lines to show first", kind="int", default=100, metavar="N"
+        ),
+        Option("follow", ("-f", "--follow"), "keep following until interrupted", kind="flag", default=False),
+        Option("stream", ("--stream",), "supervisor log: stdout or stderr", default="stdout"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind, self.name = parse_target(self.target.name, ("supervisor", "docker", "file"))
+        self.lines = int(self.target.options.get("lines", 100))
+        self.follow = bool(self.target.options.get("follow", False))
+        self.stream = str(self.target.options.get("stream", "stdout"))
+        if self.lines < 0:
+            raise UsageError("-n must be 0 or more", "Bad line count")
+        if (
+            self.kind == "file"
+            and self.env.logs is not None
+            and self.env.logs.files
+            and self.name not in self.env.logs.files
+        ):
+            listed = ", ".join(self.env.logs.files)
+            raise UsageError(
+                f"'{self.name}' is not one of the environment's logs.files ({listed})", "Unknown log file"
+            )
+
+    def plan(self) -> Plan:
+        verb = "follow" if self.follow else "read"
+        return self.make_plan(
+            [
+                PlanStep(s.raw, "note", f"{verb} the last {self.lines} lines of {self.target.name}")
+                for s in self.hosts
+            ]
+        )
+
+    def _tail_supervisor(self, spec: HostSpec, emit: Emit) -> None:
+        client = self.ctx.backends.supervisor(self.env, spec)
+        target = client.resolve(self.name)
+        size = client.log_size(target, self.stream)
+        # last N lines: read back far enough (generously) and keep the last N complete lines
+        window = max(4096, self.lines * 512)
+        start = max(0, size - window)
+        text, used = client.read_log(target, start, size - start, self.stream) if size > start else ("", 0)
+        lines = text.split("\n")
+        if start > 0:
+            lines = lines[1:]
+        if lines and lines[-1] == "":
+            lines = lines[:-1]
+        for line in lines[-self.lines :] if self.lines else []:
+            emit(OutputLine(spec.raw, line))
+        if not self.follow:
+            return
+        pending = [""]
+
+        def on_text(chunk: str) -> None:
+            data = pending[0] + chunk
+            *complete, pending[0] = data.split("\n")
+            for line in complete:
+                emit(OutputLine(spec.raw, line))
+
+        client.follow_log(
+            target,
+            on_text,
+            stream=self.stream,
+            cancel=self.ctx.cancel,
+            start_offset=start + used,
+            on_notice=lambda message: emit(Notice(message)),
+        )
+        if pending[0]:
+            emit(OutputLine(spec.raw, pending[0]))
+
+    def _tail_one(self, spec: HostSpec, emit: Emit) -> None:
+        if self.kind == "supervisor":
+            self._tail_supervisor(spec, emit)
+        elif self.kind == "docker":
+            self.ctx.backends.docker(self.env, spec).follow_logs(
+                self.name,
+                lambda line: emit(OutputLine(spec.raw, line)),
+                tail=self.lines,
+                follow=self.follow,
+                cancel=self.ctx.cancel,
+            )
+        else:
+            follow_file(
+                self.ctx.backends.host(spec),
+                self.name,
+                lambda line: emit(OutputLine(spec.raw, line)),
+                lines=self.lines,
+                follow=self.follow,
+                cancel=self.ctx.cancel,
+            )
+
+    def execute(self, emit: Emit) -> Outcome:
+        errors: dict[str, OpsError] = {}
+
+        def run(spec: HostSpec) -> None:
+            try:
+                self._tail_one(spec, emit)
+            except OpsError as exc:
+                if not self.ctx.cancel.is_set():
+                    errors[spec.raw] = exc
+                    emit(HostResult(spec.raw, False, exc.message))
+
+        threads = [threading.Thread(target=run, args=(spec,), daemon=True) for spec in self.hosts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            code = (
+                ExitCode.UNREACHABLE
+                if all(isinstance(e, UnreachableError) for e in errors.values())
+                else ExitCode.FAILED
+            )
+            return Outcome(False, "; ".join(e.message for e in errors.values()), code)
+        return Outcome(True, "stopped following" if self.follow else "done", ExitCode.OK)

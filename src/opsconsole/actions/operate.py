@@ -1,0 +1,219 @@
+"""Restart, start and stop a supervisor process (or group, or all) or a container; and cache purge."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from opsconsole.actions.base import (
+    Action,
+    Emit,
+    HostResult,
+    Outcome,
+    OutputLine,
+    Plan,
+    PlanStep,
+    Scope,
+    StepFinished,
+    StepStarted,
+)
+from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
+from opsconsole.profiles import HostSpec
+
+
+def parse_target(target: str | None, allowed: tuple[str, ...]) -> tuple[str, str]:
+    if not target:
+        raise UsageError(f"a target is needed: {' or '.join(f'{k}:NAME' for k in allowed)}", "Missing target")
+    kind, sep, name = target.partition(":")
+    if not sep or kind not in allowed or not name:
+        raise UsageError(
+            f"'{target}' is not a target: use {' or '.join(f'{k}:NAME' for k in allowed)}", "Bad target"
+        )
+    if any(ch in name for ch in "\n\r\x00"):
+        raise UsageError("a target name cannot hold control characters", "Bad target")
+    return kind, name
+
+
+def per_host(hosts: list[HostSpec], work: Callable[[HostSpec], str], emit: Emit, label: str) -> Outcome:
+    """Run `work` on every host concurrently; a HostResult per host; the outcome sums them up."""
+    results: dict[str, str] = {}
+    failed: dict[str, OpsError] = {}
+    lock = threading.Lock()
+
+    def one(spec: HostSpec) -> None:
+        emit(StepStarted(spec.raw, label))
+        try:
+            message = work(spec)
+        except OpsError as exc:
+            with lock:
+                failed[spec.raw] = exc
+                results[spec.raw] = exc.message
+            emit(StepFinished(spec.raw, label, False, exc.message))
+            emit(HostResult(spec.raw, False, exc.message))
+            return
+        with lock:
+            results[spec.raw] = message
+        emit(StepFinished(spec.raw, label, True, message))
+        emit(HostResult(spec.raw, True, message))
+
+    if not hosts:
+        raise UsageError("the environment has no hosts", "No hosts")
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        list(pool.map(one, hosts))
+    if not failed:
+        return Outcome(True, f"{label}: done on {len(hosts)} host(s)", ExitCode.OK, results)
+    code = (
+        ExitCode.UNREACHABLE
+        if all(isinstance(e, UnreachableError) for e in failed.values())
+        else ExitCode.FAILED
+    )
+    detail = "; ".join(e.message for e in failed.values())
+    return Outcome(
+        False, f"{label}: failed on {len(failed)} of {len(hosts)} host(s): {detail}", code, results
+    )
+
+
+class _Operate(Action):
+    verb: ClassVar[str]
+    scope: ClassVar[Scope] = "process"
+    changes: ClassVar[bool] = True
+    target_arg: ClassVar[str | None] = "TARGET"
+    target_help: ClassVar[str] = "supervisor:NAME (process, group:name, group:* or all) or docker:NAME"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind, self.name = parse_target(self.target.name, ("supervisor", "docker"))
+        if self.kind == "supervisor" and self.env.supervisor is None:
+            raise UsageError(f"environment '{self.env.name}' has no [supervisor] section", "Not configured")
+        if self.kind == "docker" and self.env.docker is None:
+            raise UsageError(f"environment '{self.env.name}' has no [docker] section", "Not configured")
+
+    def plan(self) -> Plan:
+        steps = []
+        for spec in self.hosts:
+            if self.kind == "supervisor":
+                calls = {
+                    "restart": f"supervisor.stopProcess({self.name}) then supervisor.startProcess({self.name})",
+                    "start": f"supervisor.startProcess({self.name})",
+                    "stop": f"supervisor.stopProcess({self.name})",
+                }[self.verb]
+                steps.append(PlanStep(spec.raw, "rpc", calls))
+            else:
+                steps.append(PlanStep(spec.raw, "api", f"POST /containers/{self.name}/{self.verb}"))
+        return self.make_plan(steps)
+
+    def execute(self, emit: Emit) -> Outcome:
+        def work(spec: HostSpec) -> str:
+            if self.kind == "supervisor":
+                client = self.ctx.backends.supervisor(self.env, spec)
+                return "; ".join(getattr(client, self.verb)(self.name))
+            docker = self.ctx.backends.docker(self.env, spec)
+            result: str = getattr(docker, self.verb)(self.name)
+            return result
+
+        return per_host(self.hosts, work, emit, f"{self.verb} {self.target.name}")
+
+
+class RestartAction(_Operate):
+    id: ClassVar[str] = "restart"
+    title: ClassVar[str] = "Restart"
+    verb: ClassVar[str] = "restart"
+    description: ClassVar[str] = "Restart a supervisor process/group/all or a container"
+
+
+class StartAction(_Operate):
+    id: ClassVar[str] = "start"
+    title: ClassVar[str] = "Start"
+    verb: ClassVar[str] = "start"
+    description: ClassVar[str] = "Start a supervisor process/group/all or a container"
+
+
+class StopAction(_Operate):
+    id: ClassVar[str] = "stop"
+    title: ClassVar[str] = "Stop"
+    verb: ClassVar[str] = "stop"
+    destructive: ClassVar[bool] = True
+    description: ClassVar[str] = "Stop a supervisor process/group/all or a container"
+
+
+class _ShellOnHosts(Action):
+    """Run profile-defined shell commands on every host (or --host); output streamed per host."""
+
+    scope: ClassVar[Scope] = "environment"
+    changes: ClassVar[bool] = True
+
+    def commands(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def plan(self) -> Plan:
+        return self.make_plan(
+            [PlanStep(spec.raw, "command", cmd) for spec in self.hosts for cmd in self.commands()]
+        )
+
+    def execute(self, emit: Emit) -> Outcome:
+        def work(spec: HostSpec) -> str:
+            host = self.ctx.backends.host(spec)
+            for command in self.commands():
+                result = host.run(
+                    command,
+                    on_line=lambda stream, line: emit(OutputLine(spec.raw, line, stream)),
+                    cancel=self.ctx.cancel,
+                    timeout=max(host.timeout, 300.0),
+                )
+                if not result.ok:
+                    tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+                    raise OpsError(
+                        f"{spec.raw}: `{command}` exited with {result.exit_code}"
+                        + (f": {tail[0]}" if tail else ""),
+                        "Command failed",
+                    )
+            return f"{len(self.commands())} command(s) ok"
+
+        return per_host(self.hosts, work, emit, self.title.lower())
+
+
+class PurgeAction(_ShellOnHosts):
+    id: ClassVar[str] = "purge"
+    title: ClassVar[str] = "Purge cache"
+    destructive: ClassVar[bool] = True
+    description: ClassVar[str] = "Run the environment's cache.purge commands on its hosts"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.env.cache is None or not self.env.cache.purge:
+            raise UsageError(f"environment '{self.env.name}' has no [cache] purge commands", "Not configured")
+
+    @property
+    def target_label(self) -> str:
+        return "cache"
+
+    def commands(self) -> tuple[str, ...]:
+        assert self.env.cache is not None
+        return self.env.cache.purge
+
+
+class CustomAction(_ShellOnHosts):
+    id: ClassVar[str] = "run"
+    title: ClassVar[str] = "Run custom action"
+    target_arg: ClassVar[str | None] = "ACTION"
+    target_help: ClassVar[str] = "name of a custom action of the environment"
+    description: ClassVar[str] = "Run a custom action from the profile's [[environments.ENV.actions]]"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.target.name:
+            raise UsageError("which custom action? (opsconsole run ENV ACTION)", "Missing action")
+        self.custom = self.env.action(self.target.name)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.custom.confirm
+
+    @property
+    def target_label(self) -> str:
+        return self.custom.name
+
+    def commands(self) -> tuple[str, ...]:
+        return (self.custom.command,)

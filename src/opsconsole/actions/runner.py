@@ -1,0 +1,210 @@
+"""Running an action: policies (read-only, protected, confirmation), audit, events, cancellation.
+
+The same runner serves the CLI, the console and scripts, so every caller gets the same refusals and
+every change is audited: one JSON line per change (time, user@machine, profile, environment, action,
+target, plan summary, outcome, duration), flushed and fsynced. If the audit log cannot be written the
+action is refused before it changes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from opsconsole import paths
+from opsconsole.actions.base import Action, Event, Notice, Outcome
+from opsconsole.atomic import append_durable
+from opsconsole.backends.hosts import Cancelled
+from opsconsole.errors import ExitCode, OpsError, RefusedError
+from opsconsole.sanitize import clean
+from opsconsole.secrets import redact
+
+MIN_FREE_BYTES = 64 * 1024
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_only_active(action: Action) -> bool:
+    return action.ctx.read_only or action.env.read_only or os.environ.get("OPSCONSOLE_READ_ONLY") == "1"
+
+
+def check_policies(action: Action, *, confirm: str | None, approved: bool) -> None:
+    """Raise RefusedError unless the action may run now. Read-only first, then protection."""
+    if not action.changes:
+        return
+    env = action.env
+    if read_only_active(action):
+        where = (
+            "the environment is read_only = true" if env.read_only else "read-only mode is on (--read-only)"
+        )
+        raise RefusedError(f"refused: {action.id} changes {env.name}, and {where}", "Read-only")
+    if env.protected:
+        if confirm != env.name:
+            given = f" (got '{confirm}')" if confirm else ""
+            raise RefusedError(
+                f"refused: {env.name} is protected; confirm by passing --confirm {env.name}{given}",
+                "Confirmation required",
+            )
+        return
+    if action.needs_confirmation and not approved:
+        raise RefusedError(
+            f"refused: {action.id} changes {env.name}; confirm with --yes (or answer the prompt in a terminal)",
+            "Confirmation required",
+        )
+
+
+class AuditLog:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.audit_log_path()
+
+    def preflight(self) -> None:
+        """Refuse before any change when the audit log cannot take a record."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.close(fd)
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise RefusedError(
+                f"refused: the audit log {self.path} is not writable ({exc.strerror or exc}); "
+                "no change is made unaudited. Fix its permissions or set OPSCONSOLE_AUDIT_LOG",
+                "Audit log unavailable",
+            ) from None
+        if free < MIN_FREE_BYTES:
+            raise RefusedError(
+                f"refused: the disk holding the audit log {self.path} is full ({free} bytes free); "
+                "no change is made unaudited",
+                "Audit log unavailable",
+            )
+
+    def write(self, record: dict[str, Any]) -> None:
+        append_durable(self.path, redact(json.dumps(record, sort_keys=True)))
+
+
+class ActionRun:
+    """One run of an action: iterate `events()`; `cancel()` from any thread."""
+
+    def __init__(
+        self,
+        action: Action,
+        *,
+        confirm: str | None = None,
+        approved: bool = False,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.action = action
+        self.confirm = confirm
+        self.approved = approved
+        self.audit = audit or AuditLog()
+        self.outcome: Outcome | None = None
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+
+    def cancel(self) -> None:
+        self.action.ctx.cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.action.ctx.cancel.is_set()
+
+    def _emit(self, event: Event) -> None:
+        self._queue.put(event)
+
+    def events(self) -> Iterator[Event]:
+        """Check policies, run the action in a thread and yield its events; the last is the Outcome."""
+        action = self.action
+        started = time.monotonic()
+        started_at = now_iso()
+        plan = None
+        try:
+            check_policies(action, confirm=self.confirm, approved=self.approved)
+            plan = action.plan()
+            if action.changes:
+                self.audit.preflight()
+        except OpsError as exc:
+            # refused before anything ran: nothing changed, so nothing to audit
+            outcome = Outcome(False, redact(exc.message), exc.exit_code)
+            self.outcome = outcome
+            yield outcome
+            return
+
+        def work() -> None:
+            try:
+                result = action.execute(self._emit)
+            except Cancelled as exc:
+                result = Outcome(False, redact(exc.message), ExitCode.FAILED)
+            except OpsError as exc:
+                result = Outcome(False, redact(exc.message), exc.exit_code)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome, never a hang
+                result = Outcome(False, redact(f"{type(exc).__name__}: {exc}"), ExitCode.FAILED)
+            self.outcome = result
+            self._queue.put(None)
+
+        thread = threading.Thread(target=work, daemon=True, name=f"action-{action.id}")
+        thread.start()
+        while True:
+            try:
+                event = self._queue.get()
+            except KeyboardInterrupt:
+                if self.cancelled:
+                    raise  # a second Ctrl+C abandons the run
+                self.cancel()
+                yield Notice("cancelling (Ctrl+C again to abandon)")
+                continue
+            if event is None:
+                break
+            yield event
+        thread.join()
+        final = self.outcome
+        assert final is not None
+        outcome = final
+        # a refusal (lock held, nothing to roll back to) changed nothing: nothing to audit
+        if action.changes and outcome.exit_code != ExitCode.REFUSED:
+            try:
+                self._audit(plan, outcome, started, started_at)
+            except OSError as exc:
+                outcome = Outcome(
+                    False,
+                    f"{outcome.message}; AND the audit record could not be written to {self.audit.path}: "
+                    f"{exc.strerror or exc}",
+                    ExitCode.FAILED,
+                    outcome.hosts,
+                )
+                self.outcome = outcome
+                yield Notice(outcome.message)
+        yield outcome
+
+    def _audit(self, plan: Any, outcome: Outcome, started: float, started_at: str) -> None:
+        action = self.action
+        record = {
+            "time": started_at,
+            "finished": now_iso(),
+            "user": action.ctx.user,
+            "profile": action.ctx.profile.name,
+            "environment": action.env.name,
+            "action": action.id,
+            "target": action.target_label,
+            "hosts": [h.raw for h in action.hosts],
+            "plan": plan.summary() if plan is not None else None,
+            "outcome": "success"
+            if outcome.ok
+            else ("refused" if outcome.exit_code == ExitCode.REFUSED else "failed"),
+            "message": clean(outcome.message, 2000),
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+        self.audit.write(record)
+
+    def run_to_end(self) -> Outcome:
+        for _ in self.events():
+            pass
+        assert self.outcome is not None
+        return self.outcome

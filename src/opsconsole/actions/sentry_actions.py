@@ -1,0 +1,63 @@
+"""Sentry triage: resolve an issue, ignore (archive) an issue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+from opsconsole.actions.base import Action, Emit, HostResult, Outcome, Plan, PlanStep, Scope
+from opsconsole.backends.sentry import SentryClient
+from opsconsole.errors import ExitCode, UsageError
+
+
+class _SentryUpdate(Action):
+    scope: ClassVar[Scope] = "sentry_issue"
+    changes: ClassVar[bool] = True
+    target_arg: ClassVar[str | None] = "ISSUE"
+    target_help: ClassVar[str] = "Sentry issue id or short id (e.g. SHOP-1A)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.target.name:
+            raise UsageError("which issue? give its id or short id (e.g. SHOP-1A)", "Missing issue")
+        if self.env.sentry is None:
+            raise UsageError(f"environment '{self.env.name}' has no [sentry] section", "Not configured")
+
+    @property
+    def hosts(self) -> list[Any]:
+        return []
+
+    def body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def plan(self) -> Plan:
+        assert self.env.sentry is not None
+        sentry = self.env.sentry
+        url = f"{sentry.url.rstrip('/')}/api/0/organizations/{sentry.organization}/issues/<id of {self.target.name}>/"
+        return self.make_plan([PlanStep("sentry", "api", f"PUT {url} {json.dumps(self.body())}")])
+
+    def execute(self, emit: Emit) -> Outcome:
+        client = self.ctx.backends.sentry(self.env)
+        issue = asyncio.run(client.update(str(self.target.name), self.body()))
+        message = f"{issue.short_id or self.target.name} is now {issue.status}"
+        emit(HostResult("sentry", True, message))
+        return Outcome(True, message, ExitCode.OK)
+
+
+class ResolveAction(_SentryUpdate):
+    id: ClassVar[str] = "resolve"
+    title: ClassVar[str] = "Resolve issue"
+    description: ClassVar[str] = "Resolve a Sentry issue"
+
+    def body(self) -> dict[str, Any]:
+        return SentryClient.resolve_body()
+
+
+class IgnoreAction(_SentryUpdate):
+    id: ClassVar[str] = "ignore"
+    title: ClassVar[str] = "Ignore issue"
+    description: ClassVar[str] = "Ignore (archive) a Sentry issue"
+
+    def body(self) -> dict[str, Any]:
+        return SentryClient.ignore_body()

@@ -1,0 +1,268 @@
+"""CLI subcommands generated from the action registry, plus `releases ENV`.
+
+Every changing command takes --dry-run, --yes, --confirm ENV and --host HOST (and the global
+--read-only); output streams live as the action runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from opsconsole.actions.base import (
+    Action,
+    ActionContext,
+    Event,
+    HostResult,
+    Notice,
+    Outcome,
+    OutputLine,
+    StepFinished,
+    StepStarted,
+    Target,
+)
+from opsconsole.actions.registry import ACTIONS
+from opsconsole.actions.runner import ActionRun, read_only_active
+from opsconsole.backends.releases import read_state
+from opsconsole.errors import ExitCode, UsageError
+from opsconsole.profiles import load
+from opsconsole.sanitize import clean
+from opsconsole.snapshot import Backends, run_with_deadline
+
+
+def register(sub: Any) -> None:
+    for action_id, cls in ACTIONS.items():
+        parser = sub.add_parser(action_id, help=cls.description or cls.title, description=cls.description)
+        parser.add_argument("env", metavar="ENV", help="environment")
+        if cls.target_arg:
+            parser.add_argument("target", metavar=cls.target_arg, help=cls.target_help)
+        for option in cls.options:
+            if option.kind == "flag":
+                parser.add_argument(
+                    *option.flags, dest=f"opt_{option.key}", action="store_true", help=option.help
+                )
+            else:
+                parser.add_argument(
+                    *option.flags,
+                    dest=f"opt_{option.key}",
+                    type=int if option.kind == "int" else str,
+                    default=option.default,
+                    metavar=option.metavar or option.key.upper(),
+                    help=option.help,
+                )
+        parser.add_argument("--host", help="only this host of the environment")
+        parser.add_argument(
+            "--read-only", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        if cls.changes:
+            parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+            parser.add_argument(
+                "--yes", "-y", action="store_true", help="don't ask (needed when stdin is not a terminal)"
+            )
+            parser.add_argument(
+                "--confirm", metavar="ENV", help="the environment's name, required for protected environments"
+            )
+        parser.set_defaults(handler=cmd_action, action_id=action_id)
+
+    parser = sub.add_parser("releases", help="releases per host: current, bad, who deployed what")
+    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("--host", help="only this host")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=cmd_releases)
+
+
+def build_action(args: argparse.Namespace, backends: Backends) -> Action:
+    cls = ACTIONS[args.action_id]
+    options = {
+        key[4:]: value for key, value in vars(args).items() if key.startswith("opt_") and value is not None
+    }
+    target = Target(env=args.env, name=getattr(args, "target", None), host=args.host, options=options)
+    ctx = ActionContext(profile=backends.profile, backends=backends, read_only=bool(args.read_only))
+    return cls(ctx, target)
+
+
+class Printer:
+    """Streams events to the terminal; lines are neutralised (no escape sequence gets through)."""
+
+    def __init__(self, hosts: int, raw_lines: bool) -> None:
+        self.prefix = hosts > 1
+        self.raw_lines = raw_lines
+
+    def __call__(self, event: Event) -> None:
+        out = sys.stdout
+        if isinstance(event, OutputLine):
+            line = clean(event.line)
+            if self.raw_lines:
+                print(f"{event.host}: {line}" if self.prefix else line, file=out, flush=True)
+            else:
+                print(f"  {event.host} | {line}", file=out, flush=True)
+        elif isinstance(event, StepStarted):
+            print(f"[{event.host}] {clean(event.step)} ...", file=out, flush=True)
+        elif isinstance(event, StepFinished):
+            mark = "ok" if event.ok else "FAILED"
+            detail = f": {clean(event.detail)}" if event.detail else ""
+            print(f"[{event.host}] {clean(event.step)}: {mark}{detail}", file=out, flush=True)
+        elif isinstance(event, HostResult):
+            print(
+                f"[{event.host}] {'done' if event.ok else 'FAILED'}: {clean(event.message)}",
+                file=out,
+                flush=True,
+            )
+        elif isinstance(event, Notice):
+            print(f"! {clean(event.message)}", file=sys.stderr, flush=True)
+
+
+def _ask_approval(action: Action) -> tuple[bool, str | None]:
+    """In a terminal: y/N for ordinary changes, the typed name for protected environments."""
+    env = action.env
+    print(action.plan().render(), file=sys.stderr)
+    try:
+        if env.protected:
+            answer = input(f"{env.name} is protected. Type '{env.name}' to confirm: ").strip()
+            return False, answer
+        answer = input(f"{action.title} in {env.name}? [y/N] ").strip().lower()
+        return answer in ("y", "yes"), None
+    except EOFError:
+        return False, None
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    profile = load(args.profile)
+    backends = Backends(profile)
+    try:
+        action = build_action(args, backends)
+        if action.changes and args.dry_run:
+            print(action.plan().render())
+            print("(dry run: nothing was changed)")
+            return ExitCode.OK
+        approved = bool(getattr(args, "yes", False))
+        confirm = getattr(args, "confirm", None)
+        if (
+            action.changes
+            and action.needs_confirmation
+            and not approved
+            and confirm is None
+            and sys.stdin.isatty()
+            and not read_only_active(action)
+        ):
+            approved, confirm = _ask_approval(action)
+        run = ActionRun(action, confirm=confirm, approved=approved or not action.needs_confirmation)
+        printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
+        outcome = _drive(run, printer)
+    finally:
+        backends.close()
+    if outcome.ok:
+        if action.id != "logs":
+            print(clean(outcome.message))
+        return ExitCode.OK
+    print(f"opsconsole: {clean(outcome.message)}", file=sys.stderr)
+    return int(outcome.exit_code)
+
+
+def _drive(run: ActionRun, printer: Printer) -> Outcome:
+    events = run.events()
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            if run.cancelled:
+                raise
+            print("! cancelling (Ctrl+C again to abandon)", file=sys.stderr, flush=True)
+            run.cancel()
+            continue
+        if isinstance(event, Outcome):
+            return event
+        try:
+            printer(event)
+        except KeyboardInterrupt:
+            if run.cancelled:
+                raise
+            run.cancel()
+    assert run.outcome is not None
+    return run.outcome
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    profile = load(args.profile)
+    env = profile.env(args.env)
+    if env.deploy is None:
+        raise UsageError(f"environment '{env.name}' has no [deploy] section", "Not configured")
+    deploy = env.deploy
+    hosts = [env.host(args.host)] if args.host else list(env.hosts)
+    backends = Backends(profile)
+    try:
+        tasks: dict[Any, Callable[[], Any]] = {
+            spec.raw: partial(read_state, backends.host(spec), deploy) for spec in hosts
+        }
+        results = run_with_deadline(
+            tasks,
+            time.monotonic() + profile.defaults.timeout * 2 + 0.5,
+            lambda h: f"{h}: timed out after {profile.defaults.timeout:g} s",
+        )
+    finally:
+        backends.close()
+    data: dict[str, Any] = {}
+    errors = False
+    for spec in hosts:
+        result = results[spec.raw]
+        if result.error or result.data is None:
+            errors = True
+            data[spec.raw] = {"error": result.error}
+            continue
+        state = result.data
+        by_release: dict[str, dict[str, Any]] = {}
+        for record in state.journal:
+            if record.get("event") == "deploy" and record.get("release"):
+                by_release[str(record["release"])] = record
+        bad = state.bad_releases
+        rows = []
+        for release in state.releases:
+            record = by_release.get(release, {})
+            rows.append(
+                {
+                    "release": release,
+                    "current": release == state.current,
+                    "bad": release in bad,
+                    "ref": record.get("ref"),
+                    "commit": record.get("commit"),
+                    "who": record.get("who"),
+                    "outcome": record.get("outcome"),
+                    "finished": record.get("finished"),
+                }
+            )
+        data[spec.raw] = {
+            "current": state.current,
+            "releases": rows,
+            "lock": state.to_json()["lock"],
+            "history": state.recent(20),
+            "error": None,
+        }
+    if args.json:
+        json.dump({"environment": env.name, "hosts": data}, sys.stdout, indent=2)
+        print()
+    else:
+        for host, info in data.items():
+            print(f"== {host}")
+            if info.get("error"):
+                print(f"  ERROR {clean(info['error'])}")
+                continue
+            if info["lock"]:
+                print(
+                    f"  LOCKED by {clean(info['lock']['who'])} since {info['lock']['when']} ({clean(info['lock']['why'])})"
+                )
+            if not info["releases"]:
+                print("  no releases")
+            for row in info["releases"]:
+                flags = ("current " if row["current"] else "") + ("BAD " if row["bad"] else "")
+                commit = (row["commit"] or "")[:12]
+                print(
+                    f"  {row['release']:<22} {flags:<12} {clean(str(row['ref'] or '')):<16} {commit:<13} {clean(str(row['who'] or ''))}"
+                )
+    return ExitCode.UNREACHABLE if errors else ExitCode.OK
