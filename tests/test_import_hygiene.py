@@ -8,7 +8,7 @@ import sys
 
 import opsconsole
 
-UI_MODULES = {"opsconsole.app", "opsconsole.commands.console"}
+UI_MODULES = {"opsconsole.app", "opsconsole.commands.console", "opsconsole.palette", "opsconsole.messages"}
 UI_PACKAGES = ("opsconsole.screens", "opsconsole.widgets")
 
 

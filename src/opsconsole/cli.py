@@ -12,7 +12,7 @@ from opsconsole.errors import ExitCode, OpsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from opsconsole.commands import actions, profile, secret, status
+    from opsconsole.commands import actions, console, profile, secret, status
 
     parser = argparse.ArgumentParser(
         prog="opsconsole",
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", "-P", metavar="NAME|PATH", help="profile to use (default: discovery)")
     parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (profile, secret, status, actions):
+    for module in (profile, secret, status, actions, console):
         module.register(sub)
     return parser
 
@@ -37,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["OPSCONSOLE_READ_ONLY"] = "1"
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return int(ExitCode.USAGE)
+        from opsconsole.commands.console import run_console
+
+        handler = run_console
     try:
         return int(handler(args))
     except OpsError as exc:

@@ -37,6 +37,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("pane_3", "3", "Deploys", "Show the Deploys pane", show=False),
     KeySpec("pane_4", "4", "Errors", "Show the Errors pane", show=False),
     KeySpec("pane_5", "5", "Health", "Show the Health pane", show=False),
+    KeySpec("next_pane", "tab", "Next pane", "Show the next pane", show=False),
     KeySpec("palette", "ctrl+p", "Palette", "Command palette: every action", show=False),
     KeySpec("help", "question_mark", "Help", "Every key binding"),
     KeySpec("quit", "q", "Quit", "Quit opsconsole"),

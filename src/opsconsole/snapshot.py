@@ -111,9 +111,16 @@ class Backends:
 
 
 def run_with_deadline(
-    tasks: dict[Any, Callable[[], Any]], deadline: float, describe_timeout: Callable[[Any], str]
+    tasks: dict[Any, Callable[[], Any]],
+    deadline: float,
+    describe_timeout: Callable[[Any], str],
+    on_result: Callable[[Any, SourceResult[Any]], None] | None = None,
 ) -> dict[Any, SourceResult[Any]]:
-    """Run each task in its own daemon thread; whatever has not finished by `deadline` times out."""
+    """Run each task in its own daemon thread; whatever has not finished by `deadline` times out.
+
+    `on_result(key, result)` is called as each result arrives (timeouts included), so a caller can
+    show fast sources at once while slow ones are still waiting.
+    """
     results: dict[Any, SourceResult[Any]] = {}
     lock = threading.Lock()
     done = threading.Event()
@@ -129,21 +136,30 @@ def run_with_deadline(
             result = SourceResult(error=redact(f"{type(exc).__name__}: {exc}"))
         result.elapsed = time.monotonic() - started
         with lock:
+            fresh = key not in results
             results.setdefault(key, result)
             remaining[0] -= 1
             if remaining[0] == 0:
                 done.set()
+        if fresh and on_result is not None:
+            on_result(key, result)
 
     if not tasks:
         return results
     for key, task in tasks.items():
         threading.Thread(target=runner, args=(key, task), daemon=True, name=f"source-{key}").start()
     done.wait(max(0.0, deadline - time.monotonic()))
+    late: list[tuple[Any, SourceResult[Any]]] = []
     with lock:
         for key in tasks:
             if key not in results:
                 results[key] = SourceResult(error=describe_timeout(key))
-        return dict(results)
+                late.append((key, results[key]))
+        out = dict(results)
+    if on_result is not None:
+        for key, result in late:
+            on_result(key, result)
+    return out
 
 
 @dataclass

@@ -8,6 +8,7 @@ drops. Errors are `HostError`s whose text names the host and the cause
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shlex
 import signal
@@ -24,6 +25,10 @@ from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import Defaults, HostSpec
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line)
+
+# paramiko logs connection failures itself; they are reported as HostErrors instead, and a log
+# record on stderr would scribble over the console's screen.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 class HostError(UnreachableError):

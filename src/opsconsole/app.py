@@ -1,0 +1,285 @@
+"""The console: wiring of the Textual app over the core (profile, backends, action layer).
+
+The app owns the latest source results and the running actions; screens render them. Refreshes run
+in thread workers, one per environment, re-armed with `set_timer` when they complete, so a slow host
+never stacks refreshes and never blocks a key press.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from opsconsole.actions.base import Action, ActionContext, Event, Outcome, Target
+from opsconsole.actions.registry import ACTIONS
+from opsconsole.actions.runner import ActionRun, check_policies, read_only_active
+from opsconsole.errors import OpsError
+from opsconsole.keys import KEYS
+from opsconsole.messages import ActionEvent, SourceUpdated, StatsUpdated
+from opsconsole.palette import ActionsProvider
+from opsconsole.profiles import Profile
+from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
+
+SourceKey = tuple[str, ...]
+
+
+@dataclass
+class RunState:
+    """One action run as the console tracks it (several can run at once)."""
+
+    id: int
+    action: Action
+    run: ActionRun
+    started: float = field(default_factory=time.monotonic)
+    events: list[Event] = field(default_factory=list)
+    outcome: Outcome | None = None
+    finished: float | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.action.title} {self.action.target_label} ({self.action.env.name})"
+
+
+def key_bindings() -> list[BindingType]:
+    bindings: list[BindingType] = []
+    for spec in KEYS:
+        priority = spec.id in ("palette", "quit")
+        bindings.append(
+            Binding(
+                spec.keys,
+                spec.id,
+                spec.description,
+                show=spec.show,
+                tooltip=spec.tooltip,
+                id=spec.id,
+                priority=priority and spec.id == "palette",
+            )
+        )
+    return bindings
+
+
+class OpsConsoleApp(App[None]):
+    """Built by `make_app` from a resolved profile and its backends (the CLI and tests both do)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "opsconsole"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's own attribute
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+
+    def __init__(
+        self,
+        profile: Profile,
+        backends: Backends,
+        *,
+        read_only: bool = False,
+        live: bool = True,
+        log_lines: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.profile = profile
+        self.backends = backends
+        self.read_only = read_only
+        self.live = live
+        self.log_lines = log_lines
+        self.clock = clock
+        self.results: dict[str, dict[SourceKey, SourceResult[Any]]] = {
+            name: {} for name in profile.environments
+        }
+        self.stats: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in profile.environments}
+        self.runs: dict[int, RunState] = {}
+        self._run_ids = itertools.count(1)
+        self.current_env: str | None = next(iter(profile.environments), None)
+        self._shutting_down = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def on_mount(self) -> None:
+        from opsconsole.screens.main import MainScreen
+
+        if self.profile.keymap:
+            self.set_keymap(dict(self.profile.keymap))
+        self.push_screen(MainScreen())
+        if self.live:
+            for env in self.profile.environments:
+                self.refresh_env(env)
+
+    def on_unmount(self) -> None:
+        self._shutting_down.set()
+        for state in self.runs.values():
+            state.run.cancel()
+
+    # ---------------------------------------------------------------- refresh
+
+    @work(thread=True, exit_on_error=False, group="refresh")
+    def refresh_env(self, env_name: str) -> None:
+        """Every source of one environment at once; each result is posted as it arrives."""
+        if self._shutting_down.is_set():
+            return
+        env = self.profile.env(env_name)
+        timeout = self.profile.defaults.timeout
+        tasks = env_tasks(self.backends, env)
+
+        def post(key: SourceKey, result: SourceResult[Any]) -> None:
+            self.post_message(SourceUpdated(env_name, key, result))
+
+        if tasks:
+            run_with_deadline(
+                tasks, time.monotonic() + timeout + 0.5, describe_timeout(env, timeout), on_result=post
+            )
+            if env_name == self.current_env and env.docker is not None:
+                self._sample_stats(env_name)
+        if self.live and not self._shutting_down.is_set():
+            self.call_from_thread(
+                self.set_timer, self.profile.defaults.refresh, lambda: self.refresh_env(env_name)
+            )
+
+    def _sample_stats(self, env_name: str) -> None:
+        env = self.profile.env(env_name)
+        for key, result in list(self.results.get(env_name, {}).items()):
+            if key[0] != "docker" or not result.data:
+                continue
+            host = env.host(key[1])
+            running = [c.name for c in result.data if c.state == "running"]
+            try:
+                sample = self.backends.docker(env, host).stats(running)
+            except OpsError:
+                continue
+            self.post_message(StatsUpdated(env_name, host.raw, sample))
+
+    def on_source_updated(self, message: SourceUpdated) -> None:
+        self.results.setdefault(message.env, {})[message.key] = message.result
+        from opsconsole.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                screen.source_updated(message.env, message.key)
+
+    def on_stats_updated(self, message: StatsUpdated) -> None:
+        self.stats.setdefault(message.env, {})[message.host] = message.stats
+        from opsconsole.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                screen.source_updated(message.env, ("docker", message.host))
+
+    def action_refresh(self) -> None:
+        for env in self.profile.environments:
+            self.refresh_env(env)
+        self.notify("refreshing every source", timeout=2)
+
+    # ---------------------------------------------------------------- actions
+
+    def make_action(
+        self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
+    ) -> Action:
+        ctx = ActionContext(profile=self.profile, backends=self.backends, read_only=self.read_only)
+        return ACTIONS[action_id](ctx, Target(env=env, name=name, host=host, options=options))
+
+    def request_action(
+        self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
+    ) -> None:
+        """Build the action, refuse early under read-only, confirm with its plan, then run it."""
+        from opsconsole.screens.confirm import ConfirmScreen
+
+        try:
+            action = self.make_action(action_id, env, name, host, **options)
+        except OpsError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        if action.changes and read_only_active(action):
+            try:
+                check_policies(action, confirm=None, approved=True)
+            except OpsError as exc:
+                self.notify(exc.message, title="Read-only", severity="error")
+            return
+        if not action.changes or (not action.needs_confirmation and not action.env.protected):
+            self.start_run(action, None, True)  # reads, and custom actions with confirm = false
+            return
+        try:
+            plan = action.plan()
+        except OpsError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+
+        def confirmed(answer: str | None) -> None:
+            if answer is None:
+                self.notify(f"{action.title} cancelled: nothing was changed", timeout=3)
+                return
+            self.start_run(action, answer if action.env.protected else None, True)
+
+        self.push_screen(ConfirmScreen(action, plan), confirmed)
+
+    def start_run(self, action: Action, confirm: str | None, approved: bool, show: bool = True) -> RunState:
+        state = RunState(next(self._run_ids), action, ActionRun(action, confirm=confirm, approved=approved))
+        self.runs[state.id] = state
+        self._drive_run(state)
+        if show:
+            if action.id == "logs":
+                from opsconsole.screens.log_screen import LogScreen
+
+                self.push_screen(LogScreen(state))
+            else:
+                from opsconsole.screens.action_screen import ActionScreen
+
+                self.push_screen(ActionScreen(state))
+        return state
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _drive_run(self, state: RunState) -> None:
+        for event in state.run.events():
+            self.post_message(ActionEvent(state.id, event))
+
+    def on_action_event(self, message: ActionEvent) -> None:
+        state = self.runs.get(message.run_id)
+        if state is None:
+            return
+        event = message.event
+        if isinstance(event, Outcome):
+            state.outcome = event
+            state.finished = time.monotonic()
+            self._announce(state)
+            for env in self.profile.environments:
+                if env == state.action.env.name and state.action.changes and self.live:
+                    self.refresh_env(env)
+        elif state.action.id != "logs":
+            state.events.append(event)
+        for screen in self.screen_stack:
+            handler = getattr(screen, "on_run_event", None)
+            if handler is not None and getattr(screen, "run_id", None) == state.id:
+                handler(event)
+
+    def _announce(self, state: RunState) -> None:
+        from opsconsole.screens.action_screen import ActionScreen
+
+        outcome = state.outcome
+        assert outcome is not None
+        if state.action.id == "logs" and outcome.ok:
+            return
+        watching = isinstance(self.screen, ActionScreen) and self.screen.run_id == state.id
+        if not watching or not outcome.ok:
+            self.notify(
+                outcome.message[:500],
+                title=f"{state.title}: {'done' if outcome.ok else 'FAILED'}",
+                severity="information" if outcome.ok else "error",
+                timeout=8 if outcome.ok else 20,
+            )
+
+    def save_text(self, path: Path, text: str) -> None:
+        from opsconsole.atomic import write_atomic
+
+        write_atomic(path, text.encode("utf-8"))
+
+
+def make_app(profile: Profile, backends: Backends | None = None, **kwargs: Any) -> OpsConsoleApp:
+    return OpsConsoleApp(profile, backends or Backends(profile), **kwargs)

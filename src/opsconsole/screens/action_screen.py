@@ -1,0 +1,129 @@
+"""A running action: per-host status, live output, elapsed time, cancel, and the final summary."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Static
+
+from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine, StepFinished, StepStarted
+from opsconsole.sanitize import clean
+from opsconsole.widgets.log_view import LogView
+
+if TYPE_CHECKING:
+    from opsconsole.app import OpsConsoleApp, RunState
+
+
+class ActionScreen(Screen[None]):
+    DEFAULT_CSS = """
+    ActionScreen #run-title { height: 1; text-style: bold; background: $panel; }
+    ActionScreen #hosts { height: auto; max-height: 10; }
+    ActionScreen LogView { height: 1fr; border: round $panel-lighten-2; }
+    ActionScreen #summary { height: auto; padding: 0 1; }
+    ActionScreen #summary.-ok { color: $success; text-style: bold; }
+    ActionScreen #summary.-failed { color: $error; text-style: bold; }
+    ActionScreen #buttons { height: 3; align: right middle; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel_run", "Cancel action", id="action_cancel", tooltip="Cancel the running action"),
+        Binding("escape", "close", "Back (keeps running)", id="action_close", tooltip="Back to the console"),
+    ]
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__()
+        self.state = state
+        self.run_id = state.id
+        self.host_steps: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(clean(self.state.title)), id="run-title")
+            table: DataTable[Text] = DataTable(id="hosts", cursor_type="none")
+            table.add_columns("host", "status", "step")
+            yield table
+            yield LogView(max_lines=20_000, show_host=len(self.state.action.hosts) > 1)
+            yield Static(Text("running…"), id="summary")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel action", id="cancel-run", variant="error")
+                yield Button("OK", id="ok", variant="primary", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#hosts", DataTable)
+        for spec in self.state.action.hosts:
+            table.add_row(Text(spec.raw), Text("waiting", style="dim"), Text(""), key=spec.raw)
+        for event in list(self.state.events):
+            self.on_run_event(event)
+        if self.state.outcome is not None:
+            self.on_run_event(self.state.outcome)
+        self._timer = self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        if self.state.outcome is not None:
+            self._timer.stop()
+            return
+        elapsed = time.monotonic() - self.state.started
+        self.query_one("#summary", Static).update(Text(f"running… {elapsed:.0f}s (c cancels)"))
+
+    def _set_host(self, host: str, status: Text, step: str | None = None) -> None:
+        table = self.query_one("#hosts", DataTable)
+        if host not in [str(k.value) for k in table.rows]:
+            table.add_row(Text(clean(host)), status, Text(clean(step or "")), key=host)
+            return
+        columns = list(table.columns)
+        table.update_cell(host, columns[1], status)
+        if step is not None:
+            table.update_cell(host, columns[2], Text(clean(step, 80)))
+
+    def on_run_event(self, event: Event) -> None:
+        log = self.query_one(LogView)
+        if isinstance(event, OutputLine):
+            log.append(event.line, event.host)
+        elif isinstance(event, StepStarted):
+            self._set_host(event.host, Text("running", style="yellow"), event.step)
+            log.append(f"▶ {event.step}", event.host)
+        elif isinstance(event, StepFinished):
+            if not event.ok:
+                self._set_host(event.host, Text("failed", style="bold red"), event.step)
+                log.append(f"✗ {event.step}: {event.detail}", event.host)
+        elif isinstance(event, HostResult):
+            self._set_host(
+                event.host,
+                Text("done" if event.ok else "FAILED", style="green" if event.ok else "bold red"),
+                event.message,
+            )
+        elif isinstance(event, Notice):
+            log.append(f"! {event.message}")
+        elif isinstance(event, Outcome):
+            summary = self.query_one("#summary", Static)
+            elapsed = (self.state.finished or time.monotonic()) - self.state.started
+            summary.update(Text(f"{'✓' if event.ok else '✗'} {clean(event.message, 2000)} ({elapsed:.1f}s)"))
+            summary.set_class(event.ok, "-ok")
+            summary.set_class(not event.ok, "-failed")
+            self.query_one("#ok", Button).disabled = False
+            self.query_one("#cancel-run", Button).disabled = True
+            self.query_one("#ok", Button).focus()
+
+    def action_cancel_run(self) -> None:
+        if self.state.outcome is None:
+            self.state.run.cancel()
+            self.notify("cancelling: the current step is stopped, nothing is switched", timeout=4)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel-run":
+            self.action_cancel_run()
+        else:
+            self.dismiss(None)
+
+    @property
+    def ops(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)

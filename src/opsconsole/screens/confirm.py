@@ -1,0 +1,96 @@
+"""The confirmation modal: the plan (exact commands, calls, requests per host), typed name when protected."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from opsconsole.actions.base import Action, Plan
+from opsconsole.sanitize import clean
+
+
+def plan_text(plan: Plan) -> Text:
+    text = Text()
+    for host, steps in plan.by_host().items():
+        text.append(f"{clean(host)}\n", style="bold underline")
+        for step in steps:
+            marker = {"command": "$ ", "rpc": "rpc ", "api": "api ", "note": "# "}[step.kind]
+            text.append(f"  {marker}", style="dim")
+            text.append(clean(step.text, 2000) + "\n", style="italic dim" if step.kind == "note" else "")
+    return text
+
+
+class ConfirmScreen(ModalScreen[str | None]):
+    """Returns the confirmation (the typed environment name, or "yes"), or None when cancelled."""
+
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: 110; max-width: 98%; height: 90%; border: thick $warning; background: $surface; padding: 0 1; }
+    ConfirmScreen.-destructive > Vertical { border: thick $error; }
+    ConfirmScreen #title { text-style: bold; }
+    ConfirmScreen #destructive { color: $error; text-style: bold; }
+    ConfirmScreen #plan { height: 1fr; border: round $panel-lighten-2; }
+    ConfirmScreen #buttons { height: 3; align: right middle; }
+    ConfirmScreen Input { margin: 0 0 1 0; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="confirm_cancel")]
+
+    def __init__(self, action: Action, plan: Plan) -> None:
+        super().__init__()
+        self.action_obj = action
+        self.plan = plan
+        self.protected = action.env.protected
+
+    def compose(self) -> ComposeResult:
+        env = self.action_obj.env
+        with Vertical():
+            yield Label(
+                Text(f"{self.action_obj.title}: {clean(self.action_obj.target_label)} in {env.name}"),
+                id="title",
+            )
+            if self.action_obj.destructive:
+                yield Label(
+                    Text("DESTRUCTIVE: this stops, removes or replaces something running"), id="destructive"
+                )
+            with VerticalScroll(id="plan"):
+                yield Static(plan_text(self.plan))
+            if self.protected:
+                yield Label(Text(f"{env.name} is protected. Type its name to confirm:"))
+                yield Input(placeholder=env.name, id="typed")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(
+                    "Run" if not self.action_obj.destructive else "Run (destructive)",
+                    id="run",
+                    variant="error" if self.action_obj.destructive else "warning",
+                    disabled=self.protected,
+                )
+
+    def on_mount(self) -> None:
+        self.set_class(self.action_obj.destructive, "-destructive")
+        if self.protected:
+            self.query_one("#typed", Input).focus()
+        else:
+            self.query_one("#cancel", Button).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#run", Button).disabled = event.value != self.action_obj.env.name
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value == self.action_obj.env.name:
+            self.dismiss(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run":
+            self.dismiss(self.action_obj.env.name if self.protected else "yes")
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

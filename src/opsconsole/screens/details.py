@@ -1,0 +1,112 @@
+"""`enter`: details of the selection: process info, container inspect, Sentry issue with its stack trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from opsconsole.backends.sentry import SentryEvent
+from opsconsole.errors import OpsError
+from opsconsole.profiles import Environment
+from opsconsole.sanitize import clean
+
+if TYPE_CHECKING:
+    from opsconsole.app import OpsConsoleApp
+
+
+def fields_text(title: str, fields: list[tuple[str, Any]]) -> Text:
+    text = Text(title + "\n\n", style="bold")
+    for key, value in fields:
+        text.append(f"{key:>16}  ", style="dim")
+        text.append(clean(str(value), 500) + "\n")
+    return text
+
+
+def event_text(event: SentryEvent) -> Text:
+    text = Text(f"latest event {clean(event.id)} at {clean(str(event.date))}\n", style="bold")
+    for exc in event.exceptions:
+        text.append(f"\n{clean(exc.type)}: {clean(exc.value, 500)}\n", style="bold red")
+        for frame in reversed(exc.frames):  # newest (the crash site) first
+            style = "" if frame.in_app else "dim"
+            text.append(
+                f"  {clean(frame.filename)}:{frame.line or '?'} in {clean(frame.function)}\n", style=style
+            )
+            if frame.context_line:
+                text.append(f"      {clean(frame.context_line.strip(), 200)}\n", style="italic " + style)
+    if not event.exceptions:
+        text.append("(no exception in this event)\n", style="dim")
+    return text
+
+
+class DetailsScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    DetailsScreen { align: center middle; }
+    DetailsScreen > VerticalScroll { width: 110; max-width: 98%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter", "close", "Close", id="details_close")]
+
+    def __init__(self, env: Environment, selection: tuple[str, str, Any]) -> None:
+        super().__init__()
+        self.env = env
+        self.selection = selection
+
+    @property
+    def ops(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(self._initial(), id="details-body")
+
+    def _initial(self) -> Text:
+        kind, host, item = self.selection
+        if kind == "process":
+            return fields_text(f"{item.full_name} on {host}", [(k, v) for k, v in item.to_json().items()])
+        if kind == "container":
+            return fields_text(f"{item.name} on {host}", list(item.to_json().items())) + Text(
+                "\nloading docker inspect…", style="dim"
+            )
+        if kind == "issue":
+            return fields_text(f"{item.short_id}: {item.title}", list(item.to_json().items())) + Text(
+                "\nloading the latest event…", style="dim"
+            )
+        if kind == "journal":
+            return fields_text(f"journal record on {host}", list(item.items()))
+        if kind == "deploy":
+            return fields_text(f"deploys on {host}", list(item.to_json().items()))
+        return fields_text(str(kind), list(item.to_json().items()) if hasattr(item, "to_json") else [])
+
+    def on_mount(self) -> None:
+        kind = self.selection[0]
+        if kind in ("container", "issue"):
+            self.load_more()
+
+    @work(thread=True, exit_on_error=False)
+    def load_more(self) -> None:
+        kind, host, item = self.selection
+        try:
+            if kind == "container":
+                data = self.ops.backends.docker(self.env, self.env.host(host)).inspect(item.name)
+                extra = Text("\ndocker inspect\n", style="bold") + Text(
+                    clean(json.dumps(data, indent=2, default=str)[:200_000], 200_000)
+                )
+            else:
+                event = asyncio.run(self.ops.backends.sentry(self.env).latest_event(item.id))
+                extra = Text("\n") + event_text(event)
+        except OpsError as exc:
+            extra = Text(f"\n{clean(exc.message)}", style="bold red")
+        base = self._initial()
+        base = base[: len(base.plain) - len(base.plain.split("\n")[-1])]
+        self.app.call_from_thread(self.query_one("#details-body", Static).update, base + extra)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,189 @@
+"""The log viewer: a followed log (process, container, file) through the shared `logs` action."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine
+from opsconsole.sanitize import clean
+from opsconsole.widgets.log_view import LogView
+
+if TYPE_CHECKING:
+    from opsconsole.app import OpsConsoleApp, RunState
+
+FLUSH_INTERVAL = 0.1
+
+
+class LogScreen(Screen[None]):
+    DEFAULT_CSS = """
+    LogScreen #log-title { height: 1; background: $panel; }
+    LogScreen #log-status { height: 1; color: $text-muted; }
+    LogScreen Input { display: none; }
+    LogScreen Input.-visible { display: block; }
+    LogScreen LogView { height: 1fr; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close", id="log_close", tooltip="Close the log (stops following)"),
+        Binding("end", "follow", "Follow", id="log_follow", tooltip="Resume following"),
+        Binding("slash", "search", "Search", id="log_search", tooltip="Search"),
+        Binding("n", "next_match", "Next", id="log_next", tooltip="Next match"),
+        Binding("N", "previous_match", "Prev", id="log_previous", tooltip="Previous match"),
+        Binding("f", "filter", "Filter", id="log_filter", tooltip="Show only lines that match"),
+        Binding("w", "wrap", "Wrap", id="log_wrap", tooltip="Wrap long lines"),
+        Binding("t", "timestamps", "Time", id="log_timestamps", tooltip="Show when each line arrived"),
+        Binding("ctrl+s", "save", "Save", id="log_save", tooltip="Save the lines shown to a file"),
+    ]
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__()
+        self.state = state
+        self.run_id = state.id
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._mode = "search"
+        self.ended: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            Text(
+                f"log: {clean(self.state.action.target_label)} ({self.state.action.env.name})", style="bold"
+            ),
+            id="log-title",
+        )
+        yield Input(id="log-input")
+        yield LogView(max_lines=self.ops.log_lines, show_host=len(self.state.action.hosts) > 1)
+        yield Static(id="log-status")
+        yield Footer()
+
+    @property
+    def ops(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.view.focus()
+        self._status()
+
+    def on_run_event(self, event: Event) -> None:
+        if isinstance(event, OutputLine):
+            self._pending.append((event.line, event.host))
+        elif isinstance(event, Notice):
+            self._pending.append((f"[opsconsole] {event.message}", ""))
+        elif isinstance(event, HostResult) and not event.ok:
+            self._pending.append((f"[opsconsole] {event.message}", event.host))
+        elif isinstance(event, Outcome):
+            self._flush()
+            self.ended = event.message if not event.ok else "the log ended"
+            self._status()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self.view.append_many(batch)
+        self._status()
+
+    def _status(self) -> None:
+        view = self.view
+        parts = [f"{len(view.lines)} lines (last {view.max_lines} kept)"]
+        parts.append("following" if view.follow else "PAUSED: end resumes")
+        if view.filter_text:
+            parts.append(f"filter '{clean(view.filter_text)}': {len(view.visible_indices())} shown")
+        if view.search_text:
+            parts.append(f"search '{clean(view.search_text)}'")
+        if view.wrap:
+            parts.append("wrap")
+        status = Text(" · ".join(parts))
+        if self.ended:
+            status.append(
+                f" · {clean(self.ended)}", style="bold red" if self.ended != "the log ended" else ""
+            )
+        self.query_one("#log-status", Static).update(status)
+
+    def on_log_view_follow_changed(self, _event: LogView.FollowChanged) -> None:
+        self._status()
+
+    # ------------------------------------------------------------- keys
+
+    def _ask(self, mode: str, placeholder: str, value: str) -> None:
+        self._mode = mode
+        box = self.query_one(Input)
+        box.placeholder = placeholder
+        box.value = value
+        box.add_class("-visible")
+        box.focus()
+
+    def action_search(self) -> None:
+        self._ask("search", "search (enter: find, n/N: next/previous, esc: close)", self.view.search_text)
+
+    def action_filter(self) -> None:
+        self._ask("filter", "show only lines containing… (empty: all)", self.view.filter_text)
+
+    def action_save(self) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.state.action.target_label)[:60]
+        self._ask("save", "save to file", str(Path.cwd() / f"opsconsole-{safe}-{stamp}.log"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        box = self.query_one(Input)
+        box.remove_class("-visible")
+        if self._mode == "search":
+            if event.value and not self.view.search(event.value):
+                self.notify(f"'{event.value}' not found", severity="warning", timeout=3)
+        elif self._mode == "filter":
+            self.view.set_filter(event.value)
+        elif self._mode == "save":
+            try:
+                self.ops.save_text(Path(event.value).expanduser(), "\n".join(self.view.plain_lines()) + "\n")
+                self.notify(f"saved {len(self.view.visible_indices())} lines to {event.value}", timeout=4)
+            except OSError as exc:
+                self.notify(f"could not save to {event.value}: {exc.strerror or exc}", severity="error")
+        self.view.focus()
+        self._status()
+
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one(Input)
+        if event.key == "escape" and box.has_class("-visible"):
+            event.stop()
+            box.remove_class("-visible")
+            self.view.focus()
+
+    def action_next_match(self) -> None:
+        if self.view.search_text:
+            self.view.search(self.view.search_text, forward=True)
+            self._status()
+
+    def action_previous_match(self) -> None:
+        if self.view.search_text:
+            self.view.search(self.view.search_text, forward=False)
+            self._status()
+
+    def action_follow(self) -> None:
+        self.view.resume_follow()
+        self._status()
+
+    def action_wrap(self) -> None:
+        self.view.wrap = not self.view.wrap
+        self._status()
+
+    def action_timestamps(self) -> None:
+        self.view.timestamps = not self.view.timestamps
+
+    def action_close(self) -> None:
+        self.state.run.cancel()
+        self.dismiss(None)

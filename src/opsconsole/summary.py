@@ -1,0 +1,79 @@
+"""What the environment list shows for each environment, computed from its latest source results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opsconsole.snapshot import SourceResult
+
+SourceKey = tuple[str, ...]  # (source, host) or (source,)
+
+
+@dataclass(frozen=True)
+class EnvSummary:
+    processes_down: int = 0
+    unhealthy_containers: int = 0
+    sentry_open: int | None = None
+    health_failing: int = 0
+    locked_by: str | None = None
+    errors: int = 0
+    loaded: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.processes_down
+            or self.unhealthy_containers
+            or self.health_failing
+            or self.locked_by
+            or self.errors
+        )
+
+    def badges(self) -> list[str]:
+        out = []
+        if self.processes_down:
+            out.append(f"{self.processes_down} down")
+        if self.unhealthy_containers:
+            out.append(f"{self.unhealthy_containers} unhealthy")
+        if self.sentry_open:
+            out.append(f"{self.sentry_open} errors")
+        if self.health_failing:
+            out.append(f"{self.health_failing} checks failing")
+        if self.locked_by:
+            out.append(f"locked by {self.locked_by}")
+        if self.errors:
+            out.append(f"{self.errors} unreachable")
+        return out
+
+
+DOWN_STATES = {"FATAL", "BACKOFF", "EXITED", "UNKNOWN", "STOPPING"}
+
+
+def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
+    down = unhealthy = failing = errors = 0
+    sentry_open: int | None = None
+    locked_by = None
+    for key, result in results.items():
+        if result.error:
+            errors += 1
+            continue
+        data = result.data
+        if data is None:
+            continue
+        source = key[0]
+        if source == "supervisor":
+            down += sum(1 for p in data if p.state in DOWN_STATES)
+        elif source == "docker":
+            containers = data[0] if isinstance(data, tuple) else data
+            unhealthy += sum(
+                1 for c in containers if c.health == "unhealthy" or c.state in ("restarting", "dead")
+            )
+        elif source == "sentry":
+            sentry_open = (sentry_open or 0) + len(data.issues)
+        elif source == "health":
+            failing += sum(1 for h in data if not h.ok)
+        elif source == "deploys" and data.lock is not None:
+            locked_by = data.lock.who
+    return EnvSummary(down, unhealthy, sentry_open, failing, locked_by, errors, loaded=bool(results))

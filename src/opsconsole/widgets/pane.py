@@ -1,0 +1,159 @@
+"""A pane: a status line (freshness, errors, "not configured") above a filterable DataTable.
+
+Every cell is built as rich Text from neutralised strings: nothing from outside is parsed as markup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Static
+
+from opsconsole.sanitize import clean
+
+Cell = str | Text
+
+
+def cell(value: Any, style: str = "", limit: int = 200) -> Text:
+    return Text(clean("" if value is None else str(value), limit), style=style)
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+
+
+@dataclass
+class Row:
+    key: str
+    cells: Sequence[Cell]
+    data: Any
+
+
+class Pane(Vertical):
+    """One source pane. `set_rows()` replaces the rows; `set_status()` the line above them."""
+
+    DEFAULT_CSS = """
+    Pane { height: 1fr; }
+    Pane > .pane-status { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
+    Pane > .pane-status.-error { color: $error; }
+    Pane > Input { display: none; height: 3; }
+    Pane > Input.-visible { display: block; }
+    Pane > DataTable { height: 1fr; }
+    """
+
+    def __init__(self, pane_id: str, columns: Sequence[str], *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id or pane_id)
+        self.pane_id = pane_id
+        self.columns = list(columns)
+        self.rows: list[Row] = []
+        self.filter_text = ""
+        self.status_text = Text("loading…")
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.status_text, classes="pane-status")
+        yield Input(placeholder="filter (esc to close)", id=f"{self.pane_id}-filter")
+        table: DataTable[Cell] = DataTable(cursor_type="row", zebra_stripes=False, id=f"{self.pane_id}-table")
+        table.add_columns(*self.columns)
+        yield table
+
+    @property
+    def table(self) -> DataTable[Cell]:
+        return self.query_one(DataTable)
+
+    def set_status(self, text: str | Text, error: bool = False) -> None:
+        self.status_text = text if isinstance(text, Text) else Text(text)
+        status = self.query_one(".pane-status", Static)
+        status.update(self.status_text)
+        status.set_class(error, "-error")
+
+    def set_rows(self, rows: list[Row]) -> None:
+        self.rows = rows
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        table = self.table
+        selected = self.selected_key()
+        needle = self.filter_text.lower()
+        shown = [r for r in self.rows if not needle or any(needle in str(c).lower() for c in r.cells)]
+        current = [str(k.value) for k in table.rows]
+        wanted = [r.key for r in shown]
+        if current == wanted:
+            for row in shown:  # same rows: update changed cells only (no flicker, few bytes)
+                for column, value in zip(table.columns, row.cells, strict=False):
+                    if str(table.get_cell(row.key, column)) != str(value):
+                        table.update_cell(row.key, column, value)
+        else:
+            table.clear()
+            for row in shown:
+                table.add_row(*row.cells, key=row.key)
+            if selected in wanted:
+                table.move_cursor(row=wanted.index(selected), animate=False)
+
+    def selected_key(self) -> str | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:  # noqa: BLE001 - no cursor yet
+            return None
+
+    def selected(self) -> Any:
+        key = self.selected_key()
+        for row in self.rows:
+            if row.key == key:
+                return row.data
+        return None
+
+    def open_filter(self) -> None:
+        box = self.query_one(Input)
+        box.add_class("-visible")
+        box.value = self.filter_text
+        box.focus()
+
+    def close_filter(self) -> None:
+        self.query_one(Input).remove_class("-visible")
+        self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self._render_rows()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.close_filter()
+
+    def on_key(self, event: Any) -> None:
+        if event.key == "escape" and self.query_one(Input).has_class("-visible"):
+            event.stop()
+            if not self.filter_text:
+                self.close_filter()
+            else:
+                self.query_one(Input).value = ""
+                self.close_filter()
+
+
+def freshness(
+    fetched_at: float | None, refresh: float, error: str | None, now: Callable[[], float] = time.time
+) -> str:
+    if fetched_at is None:
+        return "loading…"
+    elapsed = now() - fetched_at
+    text = f"updated {age(elapsed)} ago"
+    if elapsed > refresh * 3:
+        text = f"STALE: {text}"
+    return text

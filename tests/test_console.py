@@ -1,0 +1,295 @@
+"""The console driven with Pilot against the real services of the harness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from conftest import write_profile
+from opsconsole.app import OpsConsoleApp, make_app
+from opsconsole.profiles import load_profile
+from opsconsole.screens.action_screen import ActionScreen
+from opsconsole.screens.confirm import ConfirmScreen
+from opsconsole.screens.log_screen import LogScreen
+from opsconsole.widgets.log_view import LogView
+from opsconsole.widgets.pane import Pane
+from test_actions import git
+
+
+async def wait_until(
+    pilot: Any, check: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pane_keys(app: OpsConsoleApp, pane_id: str) -> list[str]:
+    return [str(k.value) for k in app.screen.query_one(f"#{pane_id}", Pane).table.rows]
+
+
+@pytest.fixture
+def console_profile(tmp_path: Path, supervisord: harness.Supervisord, sshd: harness.Sshd) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text("print('hi')\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "one")
+    text = f"""
+[project]
+name = "shop"
+
+[defaults]
+known_hosts = "{sshd.known_hosts}"
+identity_file = "{sshd.client_key}"
+timeout = 5
+refresh = 30
+
+[environments.staging]
+hosts = ["local"]
+color = "yellow"
+
+[environments.staging.supervisor]
+url = "{supervisord.unix_url}"
+
+[environments.staging.logs]
+files = ["{supervisord.root}/counter.out.log"]
+
+[[environments.staging.actions]]
+name = "touch"
+title = "Touch the canary"
+command = "touch {tmp_path}/custom-ran"
+confirm = false
+
+[environments.production]
+hosts = ["{sshd.host}"]
+protected = true
+color = "red"
+
+[environments.production.supervisor]
+url = "{supervisord.unix_url}"
+
+[environments.production.deploy]
+path = "{tmp_path}/srv"
+repo = "{repo}"
+build = ["echo building"]
+restart = []
+"""
+    return write_profile(tmp_path, text)
+
+
+@pytest.fixture(autouse=True)
+def audit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", str(path))
+    return path
+
+
+async def test_panes_fill_from_real_supervisord_and_restart_changes_pid(
+    console_profile: Path, supervisord: harness.Supervisord, audit_env: Path
+) -> None:
+    app = make_app(load_profile(console_profile))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: "local|sleeper:sleeper" in pane_keys(app, "processes"), what="processes"
+        )
+        assert "local|counter:counter" in pane_keys(app, "processes")
+        before = supervisord.proxy().supervisor.getProcessInfo("sleeper:sleeper")["pid"]
+        table = app.screen.query_one("#processes", Pane).table
+        table.move_cursor(row=pane_keys(app, "processes").index("local|sleeper:sleeper"))
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "supervisor.stopProcess(sleeper:sleeper)" in str(
+            app.screen.query_one("#plan").query_one("Static").render()
+        )
+        await pilot.click("#run")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="action screen")
+        await wait_until(
+            pilot, lambda: any(r.outcome is not None for r in app.runs.values()), what="restart to finish"
+        )
+        (run,) = app.runs.values()
+        assert run.outcome is not None and run.outcome.ok, run.outcome
+        assert supervisord.proxy().supervisor.getProcessInfo("sleeper:sleeper")["pid"] != before
+        assert [json.loads(line)["action"] for line in audit_env.read_text().splitlines()] == ["restart"]
+        await pilot.press("escape")
+        await pilot.press("q")
+
+
+async def test_filter_and_pane_keys(console_profile: Path) -> None:
+    app = make_app(load_profile(console_profile))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(pane_keys(app, "processes")) >= 5, what="processes")
+        await pilot.press("slash")
+        await pilot.press(*"web")
+        await pilot.pause(0.2)
+        assert pane_keys(app, "processes") == ["local|web:web_0", "local|web:web_1"]
+        await pilot.press("enter")
+        await pilot.press("2")
+        assert app.screen.query_one("TabbedContent").active == "tab-containers"
+        await pilot.press("tab")
+        assert app.screen.query_one("TabbedContent").active == "tab-deploys"
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+
+
+async def test_log_viewer_follows_a_real_process(console_profile: Path, tmp_path: Path) -> None:
+    app = make_app(load_profile(console_profile))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="processes"
+        )
+        table = app.screen.query_one("#processes", Pane).table
+        table.move_cursor(row=pane_keys(app, "processes").index("local|counter:counter"))
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), what="log screen")
+        view = app.screen.query_one(LogView)
+        await wait_until(pilot, lambda: len(view.lines) > 40, what="log lines")
+        numbers = [int(line.text.split()[1]) for line in view.lines]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert view.follow
+        view.scroll_to(y=0, animate=False)
+        await pilot.pause(0.3)
+        assert not view.follow  # scrolling up pauses following
+        await pilot.press("end")
+        assert view.follow
+        target = f"{numbers[3]:08d}"
+        await pilot.press("slash", *target, "enter")
+        assert (
+            view.search_index is not None
+            and target in view.lines[view.visible_indices()[view.search_index]].text
+        )
+        await pilot.press("f", *"0000", "enter")
+        assert all("0000" in view.lines[i].text for i in view.visible_indices())
+        await pilot.press("w")
+        assert view.wrap
+        save = tmp_path / "saved.log"
+        await pilot.press("ctrl+s")
+        box = app.screen.query_one("#log-input")
+        box.value = str(save)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, save.exists, what="saved file")
+        assert "héllo" in save.read_text()
+        await pilot.press("escape")
+        await wait_until(
+            pilot, lambda: all(r.outcome is not None for r in app.runs.values()), what="follow to stop"
+        )
+
+
+async def test_protected_deploy_needs_the_typed_name(
+    console_profile: Path, tmp_path: Path, audit_env: Path
+) -> None:
+    app = make_app(load_profile(console_profile))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.select_env("production")  # type: ignore[attr-defined]
+        await pilot.press("D")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        run_button = app.screen.query_one("#run")
+        assert run_button.disabled  # type: ignore[attr-defined]
+        await pilot.press(*"prod")
+        assert run_button.disabled  # type: ignore[attr-defined]
+        await pilot.press(*"uction")
+        assert not run_button.disabled  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: any(r.outcome is not None for r in app.runs.values()), timeout=60, what="deploy"
+        )
+        (run,) = app.runs.values()
+        assert run.outcome is not None and run.outcome.ok, run.outcome.message
+        assert (tmp_path / "srv" / "current").is_symlink()
+        events = [type(e).__name__ for e in run.events]
+        assert "OutputLine" in events and "HostResult" in events
+        assert json.loads(audit_env.read_text().splitlines()[-1])["environment"] == "production"
+
+
+async def test_palette_runs_a_custom_action(console_profile: Path, tmp_path: Path) -> None:
+    app = make_app(load_profile(console_profile))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"Touch the canary")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: (tmp_path / "custom-ran").exists(), what="custom action")
+
+
+async def test_read_only_refuses_with_a_message(
+    console_profile: Path, tmp_path: Path, audit_env: Path
+) -> None:
+    app = make_app(load_profile(console_profile), read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: "local|sleeper:sleeper" in pane_keys(app, "processes"), what="processes"
+        )
+        assert "READ-ONLY" in str(app.screen.query_one("#header").render())
+        await pilot.press("r")
+        await pilot.press("p")
+        app.screen.select_env("production")  # type: ignore[attr-defined]
+        await pilot.press("D")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("read-only" in m for m in messages)
+        assert not (tmp_path / "srv").exists() and not audit_env.exists()
+
+
+async def test_keys_answer_while_a_host_never_answers(
+    tmp_path: Path, supervisord: harness.Supervisord, sshd: harness.Sshd, blackhole: harness.Blackhole
+) -> None:
+    text = f"""
+[defaults]
+known_hosts = "{sshd.known_hosts}"
+timeout = 8
+[environments.staging]
+hosts = ["local", "root@127.0.0.1:{blackhole.port}"]
+[environments.staging.supervisor]
+url = "{supervisord.unix_url}"
+"""
+    app = make_app(load_profile(write_profile(tmp_path, text)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="local processes"
+        )
+        dead = f"root@127.0.0.1:{blackhole.port}"
+        assert ("supervisor", dead) not in app.results["staging"]  # still waiting on the dead host
+        for key, tab in (
+            ("2", "containers"),
+            ("3", "deploys"),
+            ("4", "errors"),
+            ("5", "health"),
+            ("1", "processes"),
+        ):
+            await pilot.press(key)
+            assert app.screen.query_one("TabbedContent").active == f"tab-{tab}"
+        assert ("supervisor", dead) not in app.results["staging"]  # keys were handled during the wait
+        await wait_until(
+            pilot, lambda: ("supervisor", dead) in app.results["staging"], timeout=15, what="timeout"
+        )
+        status = str(app.screen.query_one("#processes", Pane).status_text)
+        assert f"{dead}: ssh: timed out" in status
+
+
+def test_unknown_theme_and_no_color_start(console_profile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def run() -> None:
+        app = make_app(load_profile(console_profile), live=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            assert "staging" in str(app.screen.query_one("#header").render())
+
+    asyncio.run(run())
+    assert os.environ["NO_COLOR"] == "1"
