@@ -1,0 +1,113 @@
+"""The installed `opsconsole` in a real terminal (tmux): what a person sees and types."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import harness
+from conftest import write_profile
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        size: tuple[int, int] = (120, 40),
+        term: str = "screen-256color",
+    ) -> None:
+        self.name = f"opsc-{uuid.uuid4().hex[:8]}"
+        env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(size[0]),
+                "-y",
+                str(size[1]),
+                *env_args,
+                "env",
+                f"TERM={term}",
+                *command,
+            ],
+            check=True,
+        )
+
+    def screen(self) -> str:
+        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        return done.stdout
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not on screen after {timeout} s:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def tmux_console(tmp_path: Path, supervisord: harness.Supervisord) -> Iterator[Tmux]:
+    profile = write_profile(
+        tmp_path,
+        f"""
+[project]
+name = "e2e"
+[defaults]
+refresh = 2
+[environments.staging]
+hosts = ["local"]
+color = "green"
+[environments.staging.supervisor]
+url = "{supervisord.unix_url}"
+""",
+    )
+    opsconsole = str(Path(sys.executable).parent / "opsconsole")
+    env = {"NO_COLOR": "1", "OPSCONSOLE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "PATH": os.environ["PATH"]}
+    session = Tmux([opsconsole, "--profile", str(profile)], env, size=(80, 24))
+    yield session
+    session.kill()
+
+
+def test_console_in_tmux_shows_real_processes_and_answers_keys(tmux_console: Tmux) -> None:
+    screen = tmux_console.wait_for("counter:counter")
+    assert "staging" in screen and "RUNNING" in screen
+    tmux_console.keys("?")
+    tmux_console.wait_for("switch_env")
+    tmux_console.keys("Escape")
+    time.sleep(0.5)  # a lone ESC is told from an escape sequence by the pause after it
+    tmux_console.keys("2")
+    tmux_console.wait_for("Docker is not configured")
+    tmux_console.keys("1")
+    tmux_console.wait_for("counter:counter")
+    tmux_console.keys("q")
+    deadline = time.monotonic() + 10
+    while tmux_console.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tmux_console.alive()
