@@ -1,0 +1,86 @@
+"""`opsconsole demo`: a real local sandbox, the console on it, and everything torn down on exit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from opsconsole.errors import ExitCode
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="start a local sandbox (supervisord, a deployable app, a cache) and open the console on it",
+    )
+    parser.add_argument(
+        "--no-console", action="store_true", help="start the sandbox, print its profile, wait for Ctrl+C"
+    )
+    parser.set_defaults(handler=cmd_demo)
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from opsconsole.actions.base import ActionContext, Outcome, OutputLine, Target
+    from opsconsole.actions.deploy import DeployAction
+    from opsconsole.actions.runner import ActionRun
+    from opsconsole.demo.sandbox import Sandbox
+    from opsconsole.profiles import load_profile
+    from opsconsole.snapshot import Backends
+
+    root = Path(tempfile.mkdtemp(prefix="opsconsole-demo-"))
+    os.environ.setdefault("OPSCONSOLE_AUDIT_LOG", str(root / "audit.jsonl"))
+    sandbox = Sandbox(root, log=lambda m: print(m, file=sys.stderr))
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        print(f"opsconsole demo: starting the sandbox in {root}", file=sys.stderr)
+        profile_path = sandbox.start()
+        if sandbox.docker_note:
+            print(f"opsconsole demo: {sandbox.docker_note}", file=sys.stderr)
+        profile = load_profile(profile_path)
+        backends = Backends(profile)
+        print(
+            "opsconsole demo: first deploy of demo-shop (builds a venv, migrates, builds CSS)…",
+            file=sys.stderr,
+        )
+        action = DeployAction(
+            ActionContext(profile, backends), Target(env="sandbox", options={"reason": "demo setup"})
+        )
+        outcome: Outcome | None = None
+        for event in ActionRun(action, approved=True).events():
+            if isinstance(event, Outcome):
+                outcome = event
+            elif isinstance(event, OutputLine):
+                print(f"  {event.line}", file=sys.stderr)
+        if outcome is None or not outcome.ok:
+            print(
+                f"opsconsole demo: the first deploy failed: {outcome.message if outcome else '?'}",
+                file=sys.stderr,
+            )
+            return ExitCode.FAILED
+        if args.no_console:
+            print(str(profile_path), flush=True)
+            print("opsconsole demo: sandbox ready; Ctrl+C stops it", file=sys.stderr, flush=True)
+            signal.pause()
+            return ExitCode.OK
+        from opsconsole.app import make_app
+
+        app = make_app(profile, backends)
+        app.run()
+        backends.close()
+        return ExitCode.OK
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        print("opsconsole demo: stopping the sandbox…", file=sys.stderr)
+        sandbox.stop()

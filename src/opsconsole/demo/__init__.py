@@ -1,0 +1,1 @@
+"""The built-in demo sandbox (core: no Textual)."""

@@ -1,0 +1,396 @@
+"""The demo sandbox: real services on this machine, in a temp folder, on free loopback ports.
+
+- supervisord (the `supervisor` package) running the web app (from the deploy's `current`), a worker
+  that logs steadily (some lines in ANSI colours) and a flaky program that crashes now and then;
+- a git repository with a few commits, released by the real deploy action into `srv/shop`;
+- Redis for the cache purge when redis-server is installed, else the web app's own cache;
+- containers when a Docker Engine answers (image imported from a busybox rootfs, as the tests do).
+
+Everything is torn down on exit, on Ctrl+C, on SIGTERM, and (through PR_SET_PDEATHSIG) when the
+console process dies; stale demo containers are removed at the next start.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsconsole.errors import OpsError
+
+FILES = Path(__file__).parent / "files"
+TEMPLATE = Path(__file__).resolve().parents[3] / "profiles" / "demo.toml"
+DEMO_LABEL = "opsconsole.demo"
+IMAGE = "opsconsole-demo/busybox:latest"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the console process dies, however it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Demo Dev",
+        "GIT_AUTHOR_EMAIL": "dev@demo.invalid",
+        "GIT_COMMITTER_NAME": "Demo Dev",
+        "GIT_COMMITTER_EMAIL": "dev@demo.invalid",
+    }
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
+
+
+def template_text() -> str:
+    if TEMPLATE.is_file():
+        return TEMPLATE.read_text()
+    packaged = FILES / "demo.toml"
+    return packaged.read_text()
+
+
+def _toml_escape(value: str) -> str:
+    return json.dumps(value)[1:-1]
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    web_port: int = field(default_factory=free_port)
+    redis_port: int | None = None
+    supervisord: subprocess.Popen[bytes] | None = None
+    redis: subprocess.Popen[bytes] | None = None
+    containers: list[str] = field(default_factory=list)
+    docker_note: str | None = None
+    profile_path: Path | None = None
+    log: Callable[[str], None] = print
+    _socket_dir: Path | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        path = self.root / "supervisor.sock"
+        if len(str(path)) < 100:
+            return path
+        # a unix socket path is limited to 107 bytes: a long TMPDIR gets a short side folder
+        if self._socket_dir is None:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="opsc-", dir="/tmp"))
+        return self._socket_dir / "supervisor.sock"
+
+    # ------------------------------------------------------------- start
+
+    def start(self) -> Path:
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self._make_repo()
+        self._start_redis()
+        self._write_profile()
+        self._start_supervisord()
+        self._start_containers()
+        assert self.profile_path is not None
+        return self.profile_path
+
+    def _make_repo(self) -> None:
+        work = self.root / "shop-src"
+        shutil.copytree(FILES / "app", work)
+        _git(work, "init", "-q", "-b", "main")
+        for version, message in (
+            ("1.0.0", "First shop"),
+            ("1.1.0", "Add visit counter"),
+            ("1.2.0", "Faster pages"),
+        ):
+            (work / "VERSION").write_text(version + "\n")
+            (work / "assets" / "base.css").write_text(
+                (FILES / "app" / "assets" / "base.css").read_text()
+                + f"/* {version} */\nh1 {{ color: #{abs(hash(version)) % 0xFFFFFF:06x}; }}\n"
+            )
+            _git(work, "add", "-A")
+            _git(work, "commit", "-q", "-m", message)
+            _git(work, "tag", f"v{version}")
+        subprocess.run(
+            ["git", "clone", "-q", "--bare", str(work), str(self.root / "shop.git")],
+            check=True,
+            capture_output=True,
+        )
+
+    def _start_redis(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            return
+        self.redis_port = free_port()
+        self.redis = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
+        )
+
+    def purge_command(self) -> str:
+        if self.redis_port is not None and shutil.which("redis-cli"):
+            return f"redis-cli -p {self.redis_port} FLUSHALL"
+        return f"{sys.executable} -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{self.web_port}/purge', data=b'').read().decode())\""
+
+    def _write_profile(self) -> None:
+        values = {
+            "SANDBOX": str(self.root),
+            "SOCKET": str(self.socket_path),
+            "WEB_PORT": str(self.web_port),
+            "PYTHON": sys.executable,
+            "PURGE_COMMAND": self.purge_command(),
+        }
+        text = template_text()
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", _toml_escape(value))
+        org = os.environ.get("OPSCONSOLE_DEMO_SENTRY_ORG")
+        project = os.environ.get("OPSCONSOLE_DEMO_SENTRY_PROJECT")
+        if os.environ.get("OPSCONSOLE_SECRET_SENTRY_TOKEN") and org and project:
+            url = os.environ.get("OPSCONSOLE_DEMO_SENTRY_URL", "https://sentry.io")
+            text += (
+                f'\n[environments.sandbox.sentry]\nurl = "{_toml_escape(url)}"\norganization = "{_toml_escape(org)}"\n'
+                f'project = "{_toml_escape(project)}"\ntoken = {{ secret = "sentry-token" }}\n'
+            )
+        self.profile_path = self.root / "demo.toml"
+        self.profile_path.write_text(text)
+
+    def _start_supervisord(self) -> None:
+        try:
+            import supervisor  # noqa: F401
+        except ImportError:
+            raise OpsError(
+                "the demo needs the `supervisor` package: pip install 'opsconsole[demo]' (make demo does this)",
+                "Missing supervisor",
+            ) from None
+        env_line = f'REDIS_PORT="{self.redis_port}"' if self.redis_port else ""
+        current = self.root / "srv" / "shop" / "current"
+        programs = {
+            "web": (
+                f"{sys.executable} {current}/web.py {self.web_port}",
+                f"directory = {current}\n" + (f"environment = {env_line}\n" if env_line else ""),
+            ),
+            "worker": (f"{sys.executable} -u {FILES / 'worker.py'}", ""),
+            "flaky": (f"{sys.executable} -u {FILES / 'crasher.py'}", "startsecs = 2\n"),
+        }
+        lines = [
+            "[unix_http_server]",
+            f"file = {self.socket_path}",
+            "chmod = 0700",
+            "",
+            "[supervisord]",
+            f"logfile = {self.root}/logs/supervisord.log",
+            f"pidfile = {self.root}/supervisord.pid",
+            f"childlogdir = {self.root}/logs",
+            "nodaemon = true",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+        ]
+        for name, (command, extra) in programs.items():
+            lines += [
+                f"[program:{name}]",
+                f"command = {command}",
+                f"autostart = {'false' if name == 'web' else 'true'}",
+                "autorestart = true",
+                "stopasgroup = true",
+                "killasgroup = true",
+                "stopwaitsecs = 5",
+                f"stdout_logfile = {self.root}/logs/{name}.log",
+                f"stderr_logfile = {self.root}/logs/{name}.err.log",
+                "stdout_logfile_maxbytes = 20MB",
+            ]
+            lines += [x for x in extra.splitlines() if x]
+            lines.append("")
+        conf = self.root / "supervisord.conf"
+        conf.write_text("\n".join(lines))
+        self.supervisord = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.root,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.socket_path.exists():
+                return
+            if self.supervisord.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise OpsError(f"supervisord did not start (see {self.root}/logs/supervisord.log)", "Demo failed")
+
+    def _start_containers(self) -> None:
+        try:
+            import docker
+
+            client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=10)
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - no engine: the pane says why
+            self.docker_note = (
+                f"no Docker Engine reachable ({type(exc).__name__}); the Containers pane shows why"
+            )
+            return
+        try:
+            for stale in client.containers.list(all=True, filters={"label": DEMO_LABEL}):
+                stale.remove(force=True)
+            self._ensure_image(client)
+            labels = {DEMO_LABEL: str(self.root), "com.docker.compose.project": "demo-shop"}
+            web = client.containers.run(
+                IMAGE,
+                ["httpd", "-f", "-p", "80", "-h", "/www"],
+                detach=True,
+                name=f"demo-static-{self.web_port}",
+                labels={**labels, "com.docker.compose.service": "static"},
+                ports={"80/tcp": ("127.0.0.1", None)},
+                healthcheck={
+                    "test": ["CMD", "wget", "-q", "-O", "-", "http://127.0.0.1/"],
+                    "interval": 2_000_000_000,
+                },
+            )
+            ticker = client.containers.run(
+                IMAGE,
+                [
+                    "sh",
+                    "-c",
+                    "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 1; done",
+                ],
+                detach=True,
+                name=f"demo-ticker-{self.web_port}",
+                labels={**labels, "com.docker.compose.service": "ticker"},
+            )
+            self.containers = [web.id, ticker.id]
+        except Exception as exc:  # noqa: BLE001 - reported, the rest of the demo goes on
+            self.docker_note = f"could not start the demo containers: {exc}"
+        finally:
+            client.close()
+
+    @staticmethod
+    def _ensure_image(client: Any) -> None:
+        import docker
+
+        try:
+            client.images.get(IMAGE)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        busybox = shutil.which("busybox") or "/bin/busybox"
+        if not os.path.exists(busybox):
+            raise OpsError("busybox is not installed (apt-get install busybox-static)", "No busybox")
+        with tempfile.TemporaryDirectory() as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            (rootfs / "bin").mkdir(parents=True)
+            (rootfs / "www").mkdir()
+            (rootfs / "tmp").mkdir()
+            (rootfs / "www" / "index.html").write_text("<h1>demo static</h1>\n")
+            shutil.copy2(busybox, rootfs / "bin" / "busybox")
+            for applet in ("sh", "sleep", "echo", "httpd", "wget", "cat", "ls"):
+                os.symlink("busybox", rootfs / "bin" / applet)
+            archive = Path(tmp) / "rootfs.tar"
+            with tarfile.open(archive, "w") as tar:
+                tar.add(rootfs, arcname=".")
+            client.api.import_image_from_data(
+                archive.read_bytes(), repository=IMAGE.split(":")[0], tag="latest"
+            )
+
+    def start_web(self) -> None:
+        proxy = xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(str(self.socket_path)))
+        try:
+            proxy.supervisor.startProcess("web", True)
+        except xmlrpc.client.Fault as exc:
+            if "ALREADY_STARTED" not in exc.faultString:
+                raise
+
+    # ------------------------------------------------------------- stop
+
+    def stop(self) -> None:
+        if self.supervisord is not None and self.supervisord.poll() is None:
+            try:
+                proxy = xmlrpc.client.ServerProxy(
+                    "http://localhost", transport=_UnixTransport(str(self.socket_path))
+                )
+                proxy.supervisor.shutdown()
+                self.supervisord.wait(15)
+            except Exception:  # noqa: BLE001 - fall back to signals
+                pass
+            if self.supervisord.poll() is None:
+                os.killpg(self.supervisord.pid, signal.SIGTERM)
+                try:
+                    self.supervisord.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.supervisord.pid, signal.SIGKILL)
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            try:
+                self.redis.wait(10)
+            except subprocess.TimeoutExpired:
+                self.redis.kill()
+        if self.containers:
+            try:
+                import docker
+
+                client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=20)
+                for container_id in self.containers:
+                    try:
+                        client.containers.get(container_id).remove(force=True)
+                    except docker.errors.NotFound:
+                        pass
+                client.close()
+            except Exception as exc:  # noqa: BLE001
+                self.log(
+                    f"opsconsole demo: could not remove the demo containers ({exc}); remove them with "
+                    f"docker rm -f $(docker ps -aq --filter label={DEMO_LABEL})"
+                )
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host: Any) -> Any:
+        import http.client
+
+        path = self.path
+
+        class Connection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(20)
+                sock.connect(path)
+                self.sock = sock
+
+        return Connection("localhost", timeout=20)

@@ -1,0 +1,53 @@
+"""`opsconsole demo` end to end in tmux: real processes on screen, a deploy with the confirmation, quit,
+and nothing left running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_e2e_tmux import Tmux
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "tmux"], capture_output=True).returncode != 0, reason="no tmux"
+)
+
+
+def test_demo_deploys_and_leaves_nothing_running(tmp_path: Path, docker_engine: object) -> None:
+    opsconsole = str(Path(sys.executable).parent / "opsconsole")
+    env = {"TMPDIR": str(tmp_path), "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    session = Tmux([opsconsole, "demo"], env, size=(120, 40))
+    try:
+        screen = session.wait_for("worker:worker", timeout=90)
+        session.wait_for("web:web")
+        assert "RUNNING" in screen
+        session.keys("2")
+        session.wait_for("demo-ticker")
+        session.keys("D")
+        session.wait_for("Deploy: main in sandbox")
+        session.keys("Tab")
+        time.sleep(0.3)
+        session.keys("Enter")
+        session.wait_for("deployed main", timeout=90)
+        session.keys("Escape")
+        time.sleep(0.5)
+        session.keys("q")
+        deadline = time.monotonic() + 30
+        while session.alive() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not session.alive()
+    finally:
+        session.kill()
+    time.sleep(1)
+    leftovers = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
+    assert list(tmp_path.glob("opsconsole-demo-*")) == []
+    containers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=opsconsole.demo"], capture_output=True, text=True
+    ).stdout
+    assert containers.strip() == ""
