@@ -6,6 +6,7 @@ Everything listens on loopback, on a free port, in a temp folder, and is stopped
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -231,6 +232,7 @@ class Sshd:
     known_hosts: Path
     host_key: Path
     proc: subprocess.Popen[bytes] | None = None
+    private_dir: Path | None = None  # sessions see their own empty tmpfs here: a second "host"
 
     @property
     def host(self) -> str:
@@ -241,8 +243,17 @@ class Sshd:
         if not os.path.exists(sshd):
             raise ServiceUnavailable("sshd is not installed (apt-get install openssh-server)")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        command = [sshd, "-D", "-e", "-f", str(self.root / "sshd_config")]
+        if self.private_dir is not None:
+            if shutil.which("unshare") is None or os.geteuid() != 0:
+                raise ServiceUnavailable("a second host needs root and unshare (util-linux)")
+            self.private_dir.mkdir(parents=True, exist_ok=True)
+            script = f"mount -t tmpfs opsc-host2 {shlex.quote(str(self.private_dir))} && exec " + " ".join(
+                map(shlex.quote, command)
+            )
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         self.proc = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(self.root / "sshd_config")],
+            command,
             stdout=open(self.root / "sshd.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
@@ -273,7 +284,7 @@ class Sshd:
                 pass
 
 
-def make_sshd(root: Path) -> Sshd:
+def make_sshd(root: Path, private_dir: Path | None = None) -> Sshd:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise ServiceUnavailable("ssh-keygen is not installed (apt-get install openssh-client)")
@@ -309,7 +320,14 @@ def make_sshd(root: Path) -> Sshd:
     public = (root / "host_ed25519.pub").read_text().split()
     known_hosts = root / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
-    return Sshd(root=root, port=port, client_key=client_key, known_hosts=known_hosts, host_key=host_key)
+    return Sshd(
+        root=root,
+        port=port,
+        client_key=client_key,
+        known_hosts=known_hosts,
+        host_key=host_key,
+        private_dir=private_dir,
+    )
 
 
 # ------------------------------------------------------------------------ redis

@@ -70,17 +70,8 @@ class LogsAction(Action):
     def _tail_supervisor(self, spec: HostSpec, emit: Emit) -> None:
         client = self.ctx.backends.supervisor(self.env, spec)
         target = client.resolve(self.name)
-        size = client.log_size(target, self.stream)
-        # last N lines: read back far enough (generously) and keep the last N complete lines
-        window = max(4096, self.lines * 512)
-        start = max(0, size - window)
-        text, used = client.read_log(target, start, size - start, self.stream) if size > start else ("", 0)
-        lines = text.split("\n")
-        if start > 0:
-            lines = lines[1:]
-        if lines and lines[-1] == "":
-            lines = lines[:-1]
-        for line in lines[-self.lines :] if self.lines else []:
+        lines, offset = client.tail_lines(target, self.lines, self.stream)
+        for line in lines:
             emit(OutputLine(spec.raw, line))
         if not self.follow:
             return
@@ -97,7 +88,7 @@ class LogsAction(Action):
             on_text,
             stream=self.stream,
             cancel=self.ctx.cancel,
-            start_offset=start + used,
+            start_offset=offset,
             on_notice=lambda message: emit(Notice(message)),
         )
         if pending[0]:

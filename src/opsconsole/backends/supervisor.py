@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import threading
 import urllib.parse
 import xmlrpc.client
@@ -19,6 +20,7 @@ from opsconsole.backends.hosts import Host, HostError, Stream, describe_error
 from opsconsole.errors import OpsError, UsageError
 from opsconsole.profiles import SupervisorConfig
 
+FAULT_SHUTDOWN_STATE = 6
 FAULT_BAD_NAME = 10
 FAULT_ALREADY_STARTED = 60
 FAULT_NOT_RUNNING = 70
@@ -66,6 +68,22 @@ class ProcessInfo:
         return data
 
 
+_XML_UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]")
+_SHIFT = 0xE000
+_RESTORE = {_SHIFT + n: n for n in range(0x20)}
+_SHIFTED = re.compile("[\ue000-\ue01f]")
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.translate(_RESTORE) if _SHIFTED.search(value) else value
+    if isinstance(value, list | tuple):
+        return type(value)(_restore(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    return value
+
+
 class _StreamHTTPConnection(http.client.HTTPConnection):
     def __init__(self, opener: Callable[[], Stream], timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -98,6 +116,16 @@ class _Transport(xmlrpc.client.Transport):
             connection.timeout = timeout
             if connection.sock is not None:
                 connection.sock.settimeout(timeout)
+
+    def parse_response(self, response: http.client.HTTPResponse) -> Any:
+        """Parse leniently: supervisord puts log bytes into XML unescaped, and control characters
+        (ESC, NUL, CR...) are not XML. They are carried through as private-use characters and put
+        back after parsing, so the text (and its byte count) is exactly what the log holds."""
+        data = _XML_UNSAFE.sub(lambda m: chr(_SHIFT + m.group()[0]).encode("utf-8"), response.read())
+        parser, unmarshaller = self.getparser()
+        parser.feed(data)
+        parser.close()
+        return _restore(unmarshaller.close())
 
     def send_headers(self, connection: http.client.HTTPConnection, headers: list[tuple[str, str]]) -> None:
         if self._auth:
@@ -146,6 +174,8 @@ class SupervisorClient:
                     "Unauthorized",
                 )
             return HostError(f"{self.label}: supervisor: HTTP {exc.errcode} {exc.errmsg}", "Supervisor error")
+        if isinstance(exc, xmlrpc.client.Fault) and exc.faultCode == FAULT_SHUTDOWN_STATE:
+            return HostError(f"{self.label}: supervisor is shutting down or restarting", "Unreachable")
         if isinstance(exc, xmlrpc.client.Fault):
             return SupervisorError(f"{self.label}: supervisor: {exc.faultString}", "Supervisor fault")
         if isinstance(exc, http.client.HTTPException | ConnectionError | EOFError):
@@ -337,6 +367,38 @@ class SupervisorClient:
                 raise self._error(exc, self.timeout) from None
             return str(text), len(str(text).encode("utf-8"))
         return "\ufffd", 1
+
+    def read_range(
+        self, name: str, start: int, end: int, stream: str = "stdout", chunk: int = 256 * 1024
+    ) -> str:
+        """Bytes [start, end) as text, however many windows that takes (invalid bytes become U+FFFD)."""
+        parts = []
+        offset = start
+        while offset < end:
+            text, used = self.read_log(name, offset, min(chunk, end - offset), stream)
+            parts.append(text)
+            offset += used
+        return "".join(parts)
+
+    def tail_lines(
+        self, name: str, count: int, stream: str = "stdout", max_bytes: int = 8 * 1024 * 1024
+    ) -> tuple[list[str], int]:
+        """The last `count` complete lines and the offset just past them (to follow from)."""
+        size = self.log_size(name, stream)
+        window = 8192
+        while True:
+            start = max(0, size - window)
+            text = self.read_range(name, start, size, stream)
+            lines = text.split("\n")
+            if start > 0:
+                lines = lines[1:]  # the first line may be cut
+            partial = (
+                lines.pop() if lines else ""
+            )  # "" after a final newline; else a line still being written
+            if len(lines) > count or start == 0 or window >= max_bytes:
+                # follow from the start of an unfinished last line, so it is delivered once, whole
+                return (lines[-count:] if count else []), size - len(partial.encode("utf-8"))
+            window *= 4
 
     def follow_log(
         self,
