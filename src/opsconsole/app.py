@@ -19,12 +19,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from opsconsole.actions.base import Action, ActionContext, Event, Outcome, Target
+from opsconsole.actions.base import Action, ActionContext, Event, Outcome, OutputLine, Target
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, check_policies, read_only_active
 from opsconsole.errors import OpsError
 from opsconsole.keys import KEYS
-from opsconsole.messages import ActionEvent, SourceUpdated, StatsUpdated
+from opsconsole.messages import RunsPending, SourceUpdated, StatsUpdated
 from opsconsole.palette import ActionsProvider
 from opsconsole.profiles import Profile
 from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
@@ -43,6 +43,8 @@ class RunState:
     events: list[Event] = field(default_factory=list)
     outcome: Outcome | None = None
     finished: float | None = None
+    pending: list[Event] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def title(self) -> str:
@@ -109,6 +111,8 @@ class OpsConsoleApp(App[None]):
 
         if self.profile.keymap:
             self.set_keymap(dict(self.profile.keymap))
+        # output lines of running actions are delivered in batches, ten times a second at most
+        self._flush_timer = self.set_interval(0.1, self._flush_runs, pause=True)
         self.push_screen(MainScreen())
         if self.live:
             for env in self.profile.environments:
@@ -223,6 +227,7 @@ class OpsConsoleApp(App[None]):
     def start_run(self, action: Action, confirm: str | None, approved: bool, show: bool = True) -> RunState:
         state = RunState(next(self._run_ids), action, ActionRun(action, confirm=confirm, approved=approved))
         self.runs[state.id] = state
+        self._flush_timer.resume()
         self._drive_run(state)
         if show:
             if action.id == "logs":
@@ -238,26 +243,41 @@ class OpsConsoleApp(App[None]):
     @work(thread=True, exit_on_error=False, group="actions")
     def _drive_run(self, state: RunState) -> None:
         for event in state.run.events():
-            self.post_message(ActionEvent(state.id, event))
+            with state.lock:
+                state.pending.append(event)
+            if not isinstance(event, OutputLine):
+                self.post_message(RunsPending())  # steps and outcomes show at once; lines in batches
+        self.post_message(RunsPending())
 
-    def on_action_event(self, message: ActionEvent) -> None:
-        state = self.runs.get(message.run_id)
-        if state is None:
-            return
-        event = message.event
-        if isinstance(event, Outcome):
-            state.outcome = event
-            state.finished = time.monotonic()
-            self._announce(state)
-            for env in self.profile.environments:
-                if env == state.action.env.name and state.action.changes and self.live:
-                    self.refresh_env(env)
-        elif state.action.id != "logs":
-            state.events.append(event)
+    def on_runs_pending(self, _message: RunsPending) -> None:
+        self._flush_runs()
+
+    def _flush_runs(self) -> None:
+        active = False
+        for state in list(self.runs.values()):
+            with state.lock:
+                batch, state.pending = state.pending, []
+            if state.outcome is None:
+                active = True
+            if batch:
+                self._deliver(state, batch)
+        if not active:
+            self._flush_timer.pause()
+
+    def _deliver(self, state: RunState, batch: list[Event]) -> None:
+        for event in batch:
+            if isinstance(event, Outcome):
+                state.outcome = event
+                state.finished = time.monotonic()
+                self._announce(state)
+                if state.action.changes and self.live:
+                    self.refresh_env(state.action.env.name)
+            elif state.action.id != "logs":
+                state.events.append(event)
         for screen in self.screen_stack:
-            handler = getattr(screen, "on_run_event", None)
+            handler = getattr(screen, "on_run_batch", None)
             if handler is not None and getattr(screen, "run_id", None) == state.id:
-                handler(event)
+                handler(batch)
 
     def _announce(self, state: RunState) -> None:
         from opsconsole.screens.action_screen import ActionScreen

@@ -7,7 +7,6 @@ from typing import Any
 
 from textual.message import Message
 
-from opsconsole.actions.base import Event
 from opsconsole.snapshot import SourceResult
 
 
@@ -25,7 +24,8 @@ class StatsUpdated(Message):
     stats: dict[str, Any]
 
 
-@dataclass
-class ActionEvent(Message):
-    run_id: int
-    event: Event
+class RunsPending(Message):
+    """Action events are waiting in their runs' buffers (coalesced: one in the queue is enough)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsPending)

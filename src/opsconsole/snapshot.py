@@ -14,18 +14,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats, DockerClient
-from opsconsole.backends.files import FileInfo, list_files
-from opsconsole.backends.health import HealthResult, check_all
 from opsconsole.backends.hosts import Host, HostPool
-from opsconsole.backends.releases import DeployState, read_state
-from opsconsole.backends.sentry import IssuePage, SentryClient
-from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
 from opsconsole.errors import OpsError, UsageError
 from opsconsole.profiles import Environment, HostSpec, Profile
 from opsconsole.secrets import redact, resolve
+
+if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
+    from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats, DockerClient
+    from opsconsole.backends.files import FileInfo
+    from opsconsole.backends.health import HealthResult
+    from opsconsole.backends.releases import DeployState
+    from opsconsole.backends.sentry import IssuePage, SentryClient
+    from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
 
 T = TypeVar("T")
 DEADLINE_MARGIN = 0.5
@@ -63,6 +65,8 @@ class Backends:
     def supervisor(self, env: Environment, spec: HostSpec) -> SupervisorClient:
         if env.supervisor is None:
             raise UsageError(f"environment '{env.name}' has no [supervisor] section", "Not configured")
+        from opsconsole.backends.supervisor import SupervisorClient
+
         key = (env.name, spec.raw)
         with self._lock:
             client = self._supervisors.get(key)
@@ -76,6 +80,8 @@ class Backends:
     def docker(self, env: Environment, spec: HostSpec) -> DockerClient:
         if env.docker is None:
             raise UsageError(f"environment '{env.name}' has no [docker] section", "Not configured")
+        from opsconsole.backends.docker_engine import DockerClient
+
         key = (env.name, spec.raw)
         with self._lock:
             return self._dockers.setdefault(key, DockerClient(self.host(spec), env.docker))
@@ -87,6 +93,8 @@ class Backends:
                 'token = { secret = "sentry-token" } to connect a Sentry project',
                 "Not configured",
             )
+        from opsconsole.backends.sentry import SentryClient
+
         with self._lock:
             client = self._sentries.get(env.name)
         if client is None:
@@ -215,10 +223,14 @@ def env_tasks(
         return found, client.stats([c.name for c in found if c.state == "running"])
 
     def deploys(spec: HostSpec) -> DeployState:
+        from opsconsole.backends.releases import read_state
+
         assert env.deploy is not None
         return read_state(backends.host(spec), env.deploy)
 
     def files(spec: HostSpec) -> list[FileInfo]:
+        from opsconsole.backends.files import list_files
+
         assert env.logs is not None
         return list_files(backends.host(spec), env.logs.files)
 
@@ -226,6 +238,8 @@ def env_tasks(
         return asyncio.run(backends.sentry(env).issues())
 
     def health() -> list[HealthResult]:
+        from opsconsole.backends.health import check_all
+
         return asyncio.run(check_all(env.health, timeout))
 
     for spec in env.hosts:
@@ -325,6 +339,7 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
                         container["cpu_percent"] = sample.cpu_percent
                         container["memory_bytes"] = sample.memory_bytes
                         container["memory_percent"] = sample.memory_percent
+
             deploys: dict[str, Any]
             if hs.deploys.data is not None:
                 state = hs.deploys.data

@@ -7,7 +7,6 @@ import json
 from typing import Any, ClassVar
 
 from opsconsole.actions.base import Action, Emit, HostResult, Outcome, Plan, PlanStep, Scope
-from opsconsole.backends.sentry import SentryClient
 from opsconsole.errors import ExitCode, UsageError
 
 
@@ -51,6 +50,8 @@ class ResolveAction(_SentryUpdate):
     description: ClassVar[str] = "Resolve a Sentry issue"
 
     def body(self) -> dict[str, Any]:
+        from opsconsole.backends.sentry import SentryClient
+
         return SentryClient.resolve_body()
 
 
@@ -60,4 +61,6 @@ class IgnoreAction(_SentryUpdate):
     description: ClassVar[str] = "Ignore (archive) a Sentry issue"
 
     def body(self) -> dict[str, Any]:
+        from opsconsole.backends.sentry import SentryClient
+
         return SentryClient.ignore_body()

@@ -81,6 +81,19 @@ class ActionScreen(Screen[None]):
         if step is not None:
             table.update_cell(host, columns[2], Text(clean(step, 80)))
 
+    def on_run_batch(self, events: list[Event]) -> None:
+        lines: list[tuple[str, str]] = []
+        for event in events:
+            if isinstance(event, OutputLine):
+                lines.append((event.line, event.host))
+                continue
+            if lines:
+                self.query_one(LogView).append_many(lines)
+                lines = []
+            self.on_run_event(event)
+        if lines:
+            self.query_one(LogView).append_many(lines)
+
     def on_run_event(self, event: Event) -> None:
         log = self.query_one(LogView)
         if isinstance(event, OutputLine):

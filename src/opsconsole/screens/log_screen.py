@@ -78,6 +78,10 @@ class LogScreen(Screen[None]):
         self.view.focus()
         self._status()
 
+    def on_run_batch(self, events: list[Event]) -> None:
+        for event in events:
+            self.on_run_event(event)
+
     def on_run_event(self, event: Event) -> None:
         if isinstance(event, OutputLine):
             self._pending.append((event.line, event.host))

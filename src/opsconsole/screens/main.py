@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -14,19 +14,19 @@ from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats
-from opsconsole.backends.health import HealthResult
 from opsconsole.backends.releases import DeployState
-from opsconsole.backends.sentry import IssuePage, SentryIssue
 from opsconsole.backends.supervisor import ProcessInfo
 from opsconsole.keys import KEYS
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 from opsconsole.snapshot import SourceResult, env_tasks
 from opsconsole.summary import summarize
-from opsconsole.widgets.pane import Pane, Row, age, cell
+from opsconsole.widgets.pane import Pane, Row, age, cell, coarse_age
 
 if TYPE_CHECKING:
     from opsconsole.app import OpsConsoleApp
+    from opsconsole.backends.health import HealthResult
+    from opsconsole.backends.sentry import IssuePage, SentryIssue
 
 PANES = (
     ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
@@ -89,6 +89,10 @@ def main_bindings() -> list[BindingType]:
     ]
 
 
+class EnvList(OptionList, can_focus=False):
+    """Environments: click one, or press `e` (no focus, so arrow keys always move the pane's rows)."""
+
+
 class MainScreen(Screen[None]):
     CSS_PATH = "main.tcss"
     BINDINGS: ClassVar[list[BindingType]] = main_bindings()
@@ -98,7 +102,7 @@ class MainScreen(Screen[None]):
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
                 yield Static("Environments", classes="sidebar-title")
-                yield OptionList(id="envs")
+                yield EnvList(id="envs")
             with TabbedContent(id="panes"):
                 for pane_id, title, columns in PANES:
                     with TabPane(
@@ -228,16 +232,20 @@ class MainScreen(Screen[None]):
                 continue
             errors = sum(1 for _, r in results if r.error)
             oldest = min(r.fetched_at for _, r in results)
-            stamp = datetime.fromtimestamp(oldest, UTC).astimezone().strftime("%H:%M:%S")
             stale = now - oldest > refresh * 3
-            style = "red" if errors else ("yellow" if stale else "green")
-            label = f"  {source} {stamp}"
-            if stale:
-                label += f" (STALE {age(now - oldest)})"
+            # freshness as a state, not a clock: nothing on screen changes while nothing changes
             if errors:
-                label += f" ({errors} failed)"
-            text.append(label, style=style)
-        self.query_one("#header", Static).update(text)
+                text.append(f"  {source} ✗{errors}", style="red")
+            elif stale:
+                text.append(f"  {source} {age(now - oldest)} old", style="yellow")
+            else:
+                text.append(f"  {source} ✓", style="green")
+        self._set_header(text)
+
+    def _set_header(self, text: Text) -> None:
+        if getattr(self, "_header_text", None) != text:
+            self._header_text = text
+            self.query_one("#header", Static).update(text)
 
     def render_pane(self, pane_id: str) -> None:
         pane = self.query_one(f"#{pane_id}", Pane)
@@ -260,13 +268,12 @@ class MainScreen(Screen[None]):
         errors = [r.error for _, r in results if r.error]
         rows: list[Row] = getattr(self, f"_rows_{pane_id}")(results)
         newest = max(r.fetched_at for _, r in results)
-        stamp = datetime.fromtimestamp(newest, UTC).astimezone().strftime("%H:%M:%S")
-        status = Text(f"{len(rows)} {pane_id if pane_id != 'errors' else 'issues'} · updated {stamp}")
+        status = Text(f"{len(rows)} {pane_id if pane_id != 'errors' else 'issues'} · live")
         if self.ops.clock() - newest > self.ops.profile.defaults.refresh * 3:
             status.append(f" · STALE ({age(self.ops.clock() - newest)} old)", style="yellow")
         for _, result in results:
             if result.data is not None and hasattr(result.data, "notes"):
-                for note in cast(IssuePage, result.data).notes:
+                for note in cast("IssuePage", result.data).notes:
                     status.append("\n" + clean(note), style="yellow")
         for error in errors:
             status.append("\n✗ " + clean(error or ""), style="bold red")
@@ -288,7 +295,7 @@ class MainScreen(Screen[None]):
         rows = []
         for key, result in results:
             for proc in cast(list[ProcessInfo], result.data or []):
-                uptime = age(proc.uptime) if proc.uptime is not None else ""
+                uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
                 detail = proc.spawnerr or proc.description
                 rows.append(
                     Row(
@@ -388,7 +395,7 @@ class MainScreen(Screen[None]):
     def _rows_errors(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
         rows = []
         for _key, result in results:
-            page = cast(IssuePage | None, result.data)
+            page = cast("IssuePage | None", result.data)
             for issue in page.issues if page else []:
                 level_style = {"fatal": "bold red", "error": "red", "warning": "yellow"}.get(issue.level, "")
                 rows.append(
@@ -410,7 +417,7 @@ class MainScreen(Screen[None]):
     def _rows_health(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
         rows = []
         for _key, result in results:
-            for check in cast(list[HealthResult], result.data or []):
+            for check in cast("list[HealthResult]", result.data or []):
                 latency = f"{check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
                 rows.append(
                     Row(
@@ -514,7 +521,7 @@ class MainScreen(Screen[None]):
         if selected is None or selected[0] != "issue":
             self.notify("select a Sentry issue in the Errors pane (4) first", severity="warning")
             return None
-        return cast(SentryIssue, selected[2])
+        return cast("SentryIssue", selected[2])
 
     def action_resolve(self) -> None:
         env = self._need_env()
@@ -554,9 +561,8 @@ class MainScreen(Screen[None]):
         self.app.push_screen(PickScreen("Switch environment", options), picked)
 
     def _show_pane(self, index: int) -> None:
-        pane_id = PANES[index][0]
-        self.query_one(TabbedContent).active = f"tab-{pane_id}"
-        self.query_one(f"#{pane_id}", Pane).table.focus()
+        # focus follows in on_tabbed_content_tab_activated, after the new pane is on screen
+        self.query_one(TabbedContent).active = f"tab-{PANES[index][0]}"
 
     def action_pane_1(self) -> None:
         self._show_pane(0)
@@ -589,6 +595,14 @@ class MainScreen(Screen[None]):
     def action_quit(self) -> None:
         self.app.exit()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane_id = (event.pane.id or "tab-processes")[len("tab-") :]
-        self.query_one(f"#{pane_id}", Pane).table.focus()
+    def action_cursor(self, where: str) -> None:
+        """Cursor keys move the visible pane's table (tables take no focus; see PaneTable)."""
+        table = self.focused_pane().table
+        {
+            "up": table.action_cursor_up,
+            "down": table.action_cursor_down,
+            "page_up": table.action_page_up,
+            "page_down": table.action_page_down,
+            "top": table.action_scroll_top,
+            "bottom": table.action_scroll_bottom,
+        }[where]()

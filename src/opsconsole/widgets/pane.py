@@ -42,6 +42,11 @@ class Row:
     data: Any
 
 
+class PaneTable(DataTable[Cell], can_focus=False):
+    """Not focusable: the screen routes the cursor keys to the visible pane's table, so switching
+    panes moves no focus (which would re-render the footer and restyle the screen on every switch)."""
+
+
 class Pane(Vertical):
     """One source pane. `set_rows()` replaces the rows; `set_status()` the line above them."""
 
@@ -65,7 +70,7 @@ class Pane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(self.status_text, classes="pane-status")
         yield Input(placeholder="filter (esc to close)", id=f"{self.pane_id}-filter")
-        table: DataTable[Cell] = DataTable(cursor_type="row", zebra_stripes=False, id=f"{self.pane_id}-table")
+        table = PaneTable(cursor_type="row", zebra_stripes=False, id=f"{self.pane_id}-table")
         table.add_columns(*self.columns)
         yield table
 
@@ -74,7 +79,10 @@ class Pane(Vertical):
         return self.query_one(DataTable)
 
     def set_status(self, text: str | Text, error: bool = False) -> None:
-        self.status_text = text if isinstance(text, Text) else Text(text)
+        new = text if isinstance(text, Text) else Text(text)
+        if new == self.status_text and self.has_class("-error") == error:
+            return  # unchanged: nothing is redrawn, nothing is sent to the terminal
+        self.status_text = new
         status = self.query_one(".pane-status", Static)
         status.update(self.status_text)
         status.set_class(error, "-error")
@@ -126,7 +134,7 @@ class Pane(Vertical):
 
     def close_filter(self) -> None:
         self.query_one(Input).remove_class("-visible")
-        self.table.focus()
+        self.screen.set_focus(None)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
@@ -145,6 +153,18 @@ class Pane(Vertical):
             else:
                 self.query_one(Input).value = ""
                 self.close_filter()
+
+
+def coarse_age(seconds: float) -> str:
+    """An age that changes rarely (minutes, then hours, then days): cheap to keep on screen."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "<1m"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 def freshness(
