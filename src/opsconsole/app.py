@@ -13,21 +13,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from opsconsole.actions.base import Action, ActionContext, Event, Outcome, OutputLine, Target
-from opsconsole.actions.registry import ACTIONS
-from opsconsole.actions.runner import ActionRun, check_policies, read_only_active
 from opsconsole.errors import OpsError
 from opsconsole.keys import KEYS
 from opsconsole.messages import RunsPending, SourceUpdated, StatsUpdated
-from opsconsole.palette import ActionsProvider
 from opsconsole.profiles import Profile
 from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
+
+if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
+    from opsconsole.actions.base import Action, Event, Outcome
+    from opsconsole.actions.runner import ActionRun
+
+
+def _actions_provider() -> Any:
+    from opsconsole.palette import ActionsProvider
+
+    return ActionsProvider
+
 
 SourceKey = tuple[str, ...]
 
@@ -75,8 +82,7 @@ class OpsConsoleApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit")]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's own attribute
-    COMMANDS = App.COMMANDS | {ActionsProvider}
+    COMMANDS = App.COMMANDS | {_actions_provider}
 
     def __init__(
         self,
@@ -115,8 +121,11 @@ class OpsConsoleApp(App[None]):
         self._flush_timer = self.set_interval(0.1, self._flush_runs, pause=True)
         self.push_screen(MainScreen())
         if self.live:
-            for env in self.profile.environments:
-                self.refresh_env(env)
+            self.call_after_refresh(self.action_refresh_all)
+
+    def action_refresh_all(self) -> None:
+        for env in self.profile.environments:
+            self.refresh_env(env)
 
     def on_unmount(self) -> None:
         self._shutting_down.set()
@@ -187,6 +196,9 @@ class OpsConsoleApp(App[None]):
     def make_action(
         self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
     ) -> Action:
+        from opsconsole.actions.base import ActionContext, Target
+        from opsconsole.actions.registry import ACTIONS
+
         ctx = ActionContext(profile=self.profile, backends=self.backends, read_only=self.read_only)
         return ACTIONS[action_id](ctx, Target(env=env, name=name, host=host, options=options))
 
@@ -194,6 +206,7 @@ class OpsConsoleApp(App[None]):
         self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
     ) -> None:
         """Build the action, refuse early under read-only, confirm with its plan, then run it."""
+        from opsconsole.actions.runner import check_policies, read_only_active
         from opsconsole.screens.confirm import ConfirmScreen
 
         try:
@@ -225,6 +238,8 @@ class OpsConsoleApp(App[None]):
         self.push_screen(ConfirmScreen(action, plan), confirmed)
 
     def start_run(self, action: Action, confirm: str | None, approved: bool, show: bool = True) -> RunState:
+        from opsconsole.actions.runner import ActionRun
+
         state = RunState(next(self._run_ids), action, ActionRun(action, confirm=confirm, approved=approved))
         self.runs[state.id] = state
         self._flush_timer.resume()
@@ -242,6 +257,8 @@ class OpsConsoleApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _drive_run(self, state: RunState) -> None:
+        from opsconsole.actions.base import OutputLine
+
         for event in state.run.events():
             with state.lock:
                 state.pending.append(event)
@@ -265,6 +282,8 @@ class OpsConsoleApp(App[None]):
             self._flush_timer.pause()
 
     def _deliver(self, state: RunState, batch: list[Event]) -> None:
+        from opsconsole.actions.base import Outcome
+
         for event in batch:
             if isinstance(event, Outcome):
                 state.outcome = event

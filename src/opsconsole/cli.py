@@ -29,10 +29,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console_fast_path(args_list: list[str]) -> argparse.Namespace | None:
+    """`opsconsole [--profile P] [--read-only]` opens the console without building every subcommand's
+    parser (and importing the modules behind them): start-up is what an on-call engineer waits for."""
+    rest = list(args_list)
+    values: dict[str, object] = {"profile": None, "read_only": False, "theme": None}
+    while rest:
+        item = rest.pop(0)
+        if item == "--read-only":
+            values["read_only"] = True
+        elif item in ("--profile", "-P") and rest:
+            values["profile"] = rest.pop(0)
+        elif item.startswith("--profile="):
+            values["profile"] = item.split("=", 1)[1]
+        else:
+            return None  # anything else: the full parser decides
+    return argparse.Namespace(**values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(args_list)
+    fast = _console_fast_path(args_list)
+    if fast is not None:
+        args = fast
+    else:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
     if getattr(args, "read_only", False):
         os.environ["OPSCONSOLE_READ_ONLY"] = "1"
     handler = getattr(args, "handler", None)

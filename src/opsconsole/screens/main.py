@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -13,9 +14,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats
-from opsconsole.backends.releases import DeployState
-from opsconsole.backends.supervisor import ProcessInfo
 from opsconsole.keys import KEYS
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
@@ -25,8 +23,11 @@ from opsconsole.widgets.pane import Pane, Row, age, cell, coarse_age
 
 if TYPE_CHECKING:
     from opsconsole.app import OpsConsoleApp
+    from opsconsole.backends.docker_engine import ContainerInfo
     from opsconsole.backends.health import HealthResult
+    from opsconsole.backends.releases import DeployState
     from opsconsole.backends.sentry import IssuePage, SentryIssue
+    from opsconsole.backends.supervisor import ProcessInfo
 
 PANES = (
     ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
@@ -89,6 +90,18 @@ def main_bindings() -> list[BindingType]:
     ]
 
 
+class Panes(Vertical):
+    """The five panes, mounted just after the first frame (which shows the environments at once)."""
+
+    DEFAULT_CSS = "Panes { height: 1fr; }"
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="panes"):
+            for index, (pane_id, title, columns) in enumerate(PANES):
+                with TabPane(f"{index + 1} {title}", id=f"tab-{pane_id}"):
+                    yield Pane(pane_id, columns)
+
+
 class EnvList(OptionList, can_focus=False):
     """Environments: click one, or press `e` (no focus, so arrow keys always move the pane's rows)."""
 
@@ -103,12 +116,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="sidebar"):
                 yield Static("Environments", classes="sidebar-title")
                 yield EnvList(id="envs")
-            with TabbedContent(id="panes"):
-                for pane_id, title, columns in PANES:
-                    with TabPane(
-                        f"{PANES.index((pane_id, title, columns)) + 1} {title}", id=f"tab-{pane_id}"
-                    ):
-                        yield Pane(pane_id, columns)
+            yield Vertical(id="panes-holder")
         yield Footer()
 
     @property
@@ -122,7 +130,8 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._fill_envs()
-        self.render_all()
+        self.render_header()
+        self.call_after_refresh(self._mount_panes)
         if self.env is None:
             self.query_one("#header", Static).update(
                 Text(
@@ -164,6 +173,14 @@ class MainScreen(Screen[None]):
             label.append("\n  loading…", style="dim")
         return label
 
+    def _mount_panes(self) -> None:
+        self.query_one("#panes-holder").mount(Panes())
+
+    def on_resize(self, event: events.Resize) -> None:
+        # the environment list hides below 110 columns (`e` picks an environment there); toggling one
+        # widget is much cheaper than a screen-wide breakpoint class that restyles every node
+        self.query_one("#sidebar").display = event.size.width >= 110
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:
             self.select_env(event.option.id)
@@ -178,6 +195,8 @@ class MainScreen(Screen[None]):
     # ---------------------------------------------------------------- rendering
 
     def source_updated(self, env: str, key: tuple[str, ...]) -> None:
+        if not self.is_mounted or self.query_one_optional("#envs") is None:
+            return  # not composed yet, or closing: on_mount renders everything there is
         self._update_env_label(env)
         if env != self.ops.current_env:
             return
@@ -248,7 +267,9 @@ class MainScreen(Screen[None]):
             self.query_one("#header", Static).update(text)
 
     def render_pane(self, pane_id: str) -> None:
-        pane = self.query_one(f"#{pane_id}", Pane)
+        pane = self.query_one_optional(f"#{pane_id}", Pane)
+        if pane is None or not pane.is_mounted:
+            return  # not built yet (see compose): it renders itself when mounted
         env = self.env
         if env is None:
             pane.set_status("no environment")
@@ -294,7 +315,7 @@ class MainScreen(Screen[None]):
     def _rows_processes(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
         rows = []
         for key, result in results:
-            for proc in cast(list[ProcessInfo], result.data or []):
+            for proc in cast("list[ProcessInfo]", result.data or []):
                 uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
                 detail = proc.spawnerr or proc.description
                 rows.append(
@@ -318,14 +339,15 @@ class MainScreen(Screen[None]):
         env = self.ops.current_env or ""
         for key, result in results:
             stats = self.ops.stats.get(env, {}).get(key[1], {})
-            for container in cast(list[ContainerInfo], result.data or []):
+            for container in cast("list[ContainerInfo]", result.data or []):
                 sample = stats.get(container.name)
+                measured = None if isinstance(sample, str) else sample  # a str says why there is none
                 cpu = (
-                    f"{sample.cpu_percent:.1f}"
-                    if isinstance(sample, ContainerStats)
+                    f"{measured.cpu_percent:.1f}"
+                    if measured is not None
                     else ("…" if container.state == "running" else "")
                 )
-                mem = fmt_bytes(sample.memory_bytes) if isinstance(sample, ContainerStats) else ""
+                mem = fmt_bytes(measured.memory_bytes) if measured is not None else ""
                 rows.append(
                     Row(
                         f"{key[1]}|{container.name}",
@@ -346,7 +368,7 @@ class MainScreen(Screen[None]):
     def _rows_deploys(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
         rows = []
         for key, result in results:
-            state = cast(DeployState | None, result.data)
+            state = cast("DeployState | None", result.data)
             if state is None:
                 continue
             lock = f"LOCKED by {state.lock.who} ({state.lock.why})" if state.lock else ""
@@ -436,8 +458,8 @@ class MainScreen(Screen[None]):
     # ---------------------------------------------------------------- selection helpers
 
     def focused_pane(self) -> Pane:
-        tabs = self.query_one(TabbedContent)
-        active = tabs.active or "tab-processes"
+        tabs = self.query_one_optional(TabbedContent)
+        active = (tabs.active if tabs is not None else None) or "tab-processes"
         return self.query_one(f"#{active[len('tab-') :]}", Pane)
 
     def selection(self) -> tuple[str, str, Any] | None:
@@ -484,11 +506,7 @@ class MainScreen(Screen[None]):
         target = self._target_of_selection()
         if env and target:
             item = target[2]
-            running = (
-                item.state in ("RUNNING", "STARTING", "BACKOFF")
-                if isinstance(item, ProcessInfo)
-                else item.state in ("running", "restarting")
-            )
+            running = item.state in ("RUNNING", "STARTING", "BACKOFF", "running", "restarting")
             self.ops.request_action("stop" if running else "start", env.name, target[0], host=target[1])
 
     def action_logs(self) -> None:
@@ -561,8 +579,9 @@ class MainScreen(Screen[None]):
         self.app.push_screen(PickScreen("Switch environment", options), picked)
 
     def _show_pane(self, index: int) -> None:
-        # focus follows in on_tabbed_content_tab_activated, after the new pane is on screen
-        self.query_one(TabbedContent).active = f"tab-{PANES[index][0]}"
+        tabs = self.query_one_optional(TabbedContent)
+        if tabs is not None:
+            tabs.active = f"tab-{PANES[index][0]}"
 
     def action_pane_1(self) -> None:
         self._show_pane(0)
@@ -580,7 +599,8 @@ class MainScreen(Screen[None]):
         self._show_pane(4)
 
     def action_next_pane(self) -> None:
-        active = self.query_one(TabbedContent).active or "tab-processes"
+        tabs = self.query_one_optional(TabbedContent)
+        active = (tabs.active if tabs is not None else None) or "tab-processes"
         ids = [f"tab-{p[0]}" for p in PANES]
         self._show_pane((ids.index(active) + 1) % len(ids))
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -194,6 +195,27 @@ class LogView(ScrollView, can_focus=True):
 
     def action_scroll_end(self) -> None:
         self.resume_follow()
+
+    # the reader scrolling up pauses following at once, before any new line can scroll it back
+    def _pause(self) -> None:
+        if self.follow:
+            self.follow = False
+
+    def action_scroll_up(self) -> None:
+        self._pause()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._pause()
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self._pause()
+        super().action_scroll_home()
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._pause()
+        super()._on_mouse_scroll_up(event)
 
     def resume_follow(self) -> None:
         self.follow = True

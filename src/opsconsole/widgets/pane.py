@@ -69,10 +69,14 @@ class Pane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(self.status_text, classes="pane-status")
-        yield Input(placeholder="filter (esc to close)", id=f"{self.pane_id}-filter")
         table = PaneTable(cursor_type="row", zebra_stripes=False, id=f"{self.pane_id}-table")
         table.add_columns(*self.columns)
         yield table
+
+    def on_mount(self) -> None:
+        render = getattr(self.screen, "render_pane", None)
+        if render is not None:
+            self.call_after_refresh(render, self.pane_id)
 
     @property
     def table(self) -> DataTable[Cell]:
@@ -127,7 +131,10 @@ class Pane(Vertical):
         return None
 
     def open_filter(self) -> None:
-        box = self.query_one(Input)
+        box = self.query_one_optional(Input)
+        if box is None:  # built on first use: five idle filter boxes would slow the first frame
+            box = Input(placeholder="filter (esc to close)", id=f"{self.pane_id}-filter")
+            self.mount(box, before=self.table)
         box.add_class("-visible")
         box.value = self.filter_text
         box.focus()
@@ -146,7 +153,8 @@ class Pane(Vertical):
         self.close_filter()
 
     def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.query_one(Input).has_class("-visible"):
+        box = self.query_one_optional(Input)
+        if event.key == "escape" and box is not None and box.has_class("-visible"):
             event.stop()
             if not self.filter_text:
                 self.close_filter()
