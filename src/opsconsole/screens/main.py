@@ -195,15 +195,29 @@ class MainScreen(Screen[None]):
     # ---------------------------------------------------------------- rendering
 
     def source_updated(self, env: str, key: tuple[str, ...]) -> None:
+        """Results arrive in bursts (every source of every environment): redraw at most every 0.2 s."""
         if not self.is_mounted or self.query_one_optional("#envs") is None:
             return  # not composed yet, or closing: on_mount renders everything there is
-        self._update_env_label(env)
-        if env != self.ops.current_env:
-            return
-        for pane_id, source in PANE_SOURCES.items():
-            if key[0] == source:
-                self.render_pane(pane_id)
-        self.render_header()
+        dirty = self.__dict__.setdefault("_dirty", {"envs": set(), "panes": set()})
+        dirty["envs"].add(env)
+        if env == self.ops.current_env:
+            dirty["panes"].update(p for p, source in PANE_SOURCES.items() if key[0] == source)
+        if not self.__dict__.get("_redraw_pending"):
+            self._redraw_pending = True
+            self.set_timer(0.2, self._redraw_dirty)
+
+    def _redraw_dirty(self) -> None:
+        self._redraw_pending = False
+        dirty = self.__dict__.get("_dirty", {"envs": set(), "panes": set()})
+        envs, panes = set(dirty["envs"]), set(dirty["panes"])
+        dirty["envs"].clear()
+        dirty["panes"].clear()
+        for env in envs:
+            self._update_env_label(env)
+        for pane_id in panes:
+            self.render_pane(pane_id)
+        if self.ops.current_env in envs:
+            self.render_header()
 
     def _update_env_label(self, name: str) -> None:
         envs = self.query_one("#envs", OptionList)
