@@ -544,6 +544,7 @@ def bench_firehose(cfg: Config, tmp: Path) -> None:
         f'[environments.fire]\nhosts = ["local"]\n[environments.fire.supervisor]\nurl = "{sup.unix_url}"\n'
     )
     try:
+        (sup.root / "fire.out.log").touch()  # supervisorctl tail -f needs the file to exist
         ours = subprocess.Popen(
             [OPSCONSOLE, "--profile", str(profile), "logs", "fire", "supervisor:fire", "-n", "0", "-f"],
             stdout=subprocess.PIPE,
@@ -799,6 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.smoke)
+    if args.hosts:
+        cfg.hosts, cfg.ssh_hosts = args.hosts, max(1, args.hosts // 3)
+    if args.idle_seconds:
+        cfg.idle_seconds = args.idle_seconds
+    if args.memory_seconds:
+        cfg.memory_seconds = args.memory_seconds
     wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle"])
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))

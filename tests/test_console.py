@@ -282,8 +282,10 @@ url = "{supervisord.unix_url}"
         await wait_until(
             pilot, lambda: ("supervisor", dead) in app.results["staging"], timeout=15, what="timeout"
         )
-        status = str(app.screen.query_one("#processes", Pane).status_text)
-        assert f"{dead}: ssh: timed out" in status
+        pane = app.screen.query_one("#processes", Pane)
+        await wait_until(
+            pilot, lambda: f"{dead}: ssh: timed out" in str(pane.status_text), what="error in the pane"
+        )
 
 
 def test_unknown_theme_and_no_color_start(console_profile: Path, monkeypatch: pytest.MonkeyPatch) -> None:

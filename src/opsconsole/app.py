@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
@@ -37,6 +37,7 @@ def _actions_provider() -> Any:
 
 
 SourceKey = tuple[str, ...]
+IDLE_BACKOFF = 4
 
 
 @dataclass
@@ -108,6 +109,8 @@ class OpsConsoleApp(App[None]):
         self.runs: dict[int, RunState] = {}
         self._run_ids = itertools.count(1)
         self.current_env: str | None = next(iter(profile.environments), None)
+        self._fingerprints: dict[str, Any] = {}
+        self._streaks: dict[str, int] = {}
         self._shutting_down = threading.Event()
 
     # ---------------------------------------------------------------- lifecycle
@@ -148,14 +151,34 @@ class OpsConsoleApp(App[None]):
 
         if tasks:
             run_with_deadline(
-                tasks, time.monotonic() + timeout + 0.5, describe_timeout(env, timeout), on_result=post
+                tasks, time.monotonic() + timeout + 0.3, describe_timeout(env, timeout), on_result=post
             )
             if env_name == self.current_env and env.docker is not None:
                 self._sample_stats(env_name)
         if self.live and not self._shutting_down.is_set():
-            self.call_from_thread(
-                self.set_timer, self.profile.defaults.refresh, lambda: self.refresh_env(env_name)
-            )
+            self.call_from_thread(self._rearm, env_name)
+
+    def _rearm(self, env_name: str) -> None:
+        # on the UI thread, after this refresh's results were handled (they were posted before)
+        self.set_timer(self._next_delay(env_name), lambda: self.refresh_env(env_name))
+
+    def _next_delay(self, env_name: str) -> float:
+        """The refresh interval, stretched (up to IDLE_BACKOFF times) while nothing changes and nobody
+        touches a key: an idle console costs the hosts, the link and the CPU less. Any change, or
+        any key, brings it back to the profile's `refresh`."""
+        from opsconsole.summary import fingerprint
+
+        now = fingerprint(self.results.get(env_name, {}))
+        same = self._fingerprints.get(env_name) == now
+        self._fingerprints[env_name] = now
+        self._streaks[env_name] = self._streaks.get(env_name, 0) + 1 if same else 0
+        factor = min(2 ** self._streaks[env_name], IDLE_BACKOFF)
+        return float(self.profile.defaults.refresh * factor)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown) and any(self._streaks.values()):
+            self._streaks.clear()  # someone is looking: the next refreshes come at the normal pace
+        await super().on_event(event)
 
     def _sample_stats(self, env_name: str) -> None:
         env = self.profile.env(env_name)

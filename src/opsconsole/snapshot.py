@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
     from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
 
 T = TypeVar("T")
-DEADLINE_MARGIN = 0.5
+DEADLINE_MARGIN = 0.3  # the whole snapshot stays within timeout + 0.5 s
 
 
 @dataclass

@@ -77,3 +77,37 @@ def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
         elif source == "deploys" and data.lock is not None:
             locked_by = data.lock.who
     return EnvSummary(down, unhealthy, sentry_open, failing, locked_by, errors, loaded=bool(results))
+
+
+def _stable(item: Any) -> Any:
+    """The part of a result a person sees change (not clocks: `now`, latency, "Up 3 minutes")."""
+    kind = type(item).__name__
+    if kind == "ProcessInfo":
+        return (
+            item.host,
+            item.group,
+            item.name,
+            item.state,
+            item.pid,
+            item.start,
+            item.exitstatus,
+            item.spawnerr,
+        )
+    if kind == "ContainerInfo":
+        return (item.host, item.name, item.state, item.health, item.image, item.started_at)
+    if kind == "DeployState":
+        return (item.current, tuple(item.releases), item.lock, len(item.journal))
+    if kind == "IssuePage":
+        return tuple((i.id, i.count, i.users, i.last_seen, i.status) for i in item.issues)
+    if kind == "HealthResult":
+        return (item.url, item.ok, item.status, item.error)
+    if kind == "FileInfo":
+        return (item.host, item.path, item.exists)
+    if isinstance(item, list | tuple):
+        return tuple(_stable(x) for x in item)
+    return item
+
+
+def fingerprint(results: Mapping[SourceKey, SourceResult[Any]]) -> Any:
+    """Equal fingerprints mean nothing visible changed between two refreshes."""
+    return tuple(sorted((key, result.error, _stable(result.data)) for key, result in results.items()))

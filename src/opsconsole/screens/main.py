@@ -222,10 +222,14 @@ class MainScreen(Screen[None]):
     def _update_env_label(self, name: str) -> None:
         envs = self.query_one("#envs", OptionList)
         names = list(self.ops.profile.environments)
-        if name in names:
-            envs.replace_option_prompt_at_index(
-                names.index(name), self._env_label(self.ops.profile.env(name))
-            )
+        if name not in names:
+            return
+        label = self._env_label(self.ops.profile.env(name))
+        shown: dict[str, Text] = self.__dict__.setdefault("_labels", {})
+        if shown.get(name) == label:
+            return  # unchanged: the list is not redrawn
+        shown[name] = label
+        envs.replace_option_prompt_at_index(names.index(name), label)
 
     def render_all(self) -> None:
         self.render_header()
@@ -331,7 +335,9 @@ class MainScreen(Screen[None]):
         for key, result in results:
             for proc in cast("list[ProcessInfo]", result.data or []):
                 uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
-                detail = proc.spawnerr or proc.description
+                # supervisord's description repeats pid and uptime ("pid 12, uptime 0:05:01"), which
+                # would change every refresh: show it only when it says something else
+                detail = proc.spawnerr or ("" if proc.description.startswith("pid ") else proc.description)
                 rows.append(
                     Row(
                         f"{key[1]}|{proc.full_name}",

@@ -65,7 +65,7 @@ class LogView(ScrollView, can_focus=True):
         self.filter_text = ""
         self.search_text = ""
         self.search_index: int | None = None  # index into visible lines of the current match
-        self._visible: list[int] | None = None  # indices into self.lines when filtering
+        self._visible: list[int] | range | None = None  # indices into self.lines (a range unfiltered)
         self._row_starts: list[int] | None = None  # wrap mode: first row of each visible line
         self._dropped = 0
         self._decoder = AnsiDecoder()
@@ -108,13 +108,13 @@ class LogView(ScrollView, can_focus=True):
         self._update_virtual_size()
         self.refresh()
 
-    def visible_indices(self) -> list[int]:
+    def visible_indices(self) -> list[int] | range:
         if self._visible is None:
             if self.filter_text:
                 needle = self.filter_text.lower()
                 self._visible = [i for i, line in enumerate(self.lines) if needle in line.text.lower()]
             else:
-                self._visible = list(range(len(self.lines)))
+                self._visible = range(len(self.lines))
         return self._visible
 
     def set_filter(self, text: str) -> None:
