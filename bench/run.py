@@ -795,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="small and fast: checks the benchmarks still run"
     )
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--hosts", type=int, help="fleet size (default 30; smoke 4)")
+    parser.add_argument("--idle-seconds", type=float)
+    parser.add_argument("--memory-seconds", type=float)
     parser.add_argument(
         "--only", action="append", help="run only these (startup, fleet, dead, firehose, stats, idle)"
     )
