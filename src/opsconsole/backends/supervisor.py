@@ -260,15 +260,15 @@ class SupervisorClient:
     def _control(self, method: str, *args: Any) -> Any:
         return self.call(method, *args, timeout=self.timeout + CONTROL_GRACE)
 
-    def _group_call(self, single: str, group: str, all_method: str, target: str, *extra: Any) -> list[str]:
-        """Run a control call on a process, a group (`g:*`) or `all`; returns per-process outcomes."""
+    def _group_call(self, verb: str, target: str, *extra: Any) -> list[str]:
+        """`supervisor.<verb>Process`, `...ProcessGroup` or `...AllProcesses`, by target; outcomes."""
         if target == "all":
-            results = self._control(all_method, *extra)
+            results = self._control(f"supervisor.{verb}AllProcesses", *extra)
         elif target.endswith(":*"):
-            results = self._control(group, target[:-2], *extra)
+            results = self._control(f"supervisor.{verb}ProcessGroup", target[:-2], *extra)
         else:
             try:
-                self._control(single, target, *extra)
+                self._control(f"supervisor.{verb}Process", target, *extra)
             except xmlrpc.client.Fault as exc:
                 raise self._error(exc, self.timeout) from None
             return [f"{target}: ok"]
@@ -278,54 +278,29 @@ class SupervisorClient:
             raise SupervisorError(f"{self.label}: supervisor: {detail}", "Supervisor fault")
         return [f"{r['group']}:{r['name']}: {r['description']}" for r in results]
 
-    def start(self, name: str) -> list[str]:
+    def _start_or_stop(self, verb: str, name: str, harmless_fault: str, already: str) -> list[str]:
         target = self.resolve(name)
         try:
-            return self._group_call(
-                "supervisor.startProcess",
-                "supervisor.startProcessGroup",
-                "supervisor.startAllProcesses",
-                target,
-                True,
-            )
+            return self._group_call(verb, target, True)
         except SupervisorError as exc:
-            if "ALREADY_STARTED" in exc.message and ":*" not in target and target != "all":
-                return [f"{target}: already running"]
+            if harmless_fault in exc.message and ":*" not in target and target != "all":
+                return [f"{target}: {already}"]
             raise
 
+    def start(self, name: str) -> list[str]:
+        return self._start_or_stop("start", name, "ALREADY_STARTED", "already running")
+
     def stop(self, name: str) -> list[str]:
-        target = self.resolve(name)
-        try:
-            return self._group_call(
-                "supervisor.stopProcess",
-                "supervisor.stopProcessGroup",
-                "supervisor.stopAllProcesses",
-                target,
-                True,
-            )
-        except SupervisorError as exc:
-            if "NOT_RUNNING" in exc.message and ":*" not in target and target != "all":
-                return [f"{target}: was not running"]
-            raise
+        return self._start_or_stop("stop", name, "NOT_RUNNING", "was not running")
 
     def restart(self, name: str) -> list[str]:
         """Stop (a stopped process is fine), then start: what supervisorctl restart does."""
         target = self.resolve(name)
-        if target == "all" or target.endswith(":*"):
-            self.stop(target)
-            return self.start(target)
         self.stop(target)
         return self.start(target)
 
     def signal(self, name: str, signal_name: str) -> list[str]:
-        target = self.resolve(name)
-        return self._group_call(
-            "supervisor.signalProcess",
-            "supervisor.signalProcessGroup",
-            "supervisor.signalAllProcesses",
-            target,
-            signal_name,
-        )
+        return self._group_call("signal", self.resolve(name), signal_name)
 
     # ---------------------------------------------------------------- logs
 
