@@ -11,7 +11,6 @@ to stdout as a table; `--json FILE` also writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import fcntl
 import json
 import os
@@ -124,13 +123,19 @@ class Terminal:
     """A program in a pseudo-terminal: send keys, wait for text, count bytes, read its CPU and memory."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str] | None = None, size: tuple[int, int] = (120, 40)
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        size: tuple[int, int] = (120, 40),
+        cwd: Path | None = None,
     ) -> None:
         self.started = time.perf_counter()
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
             os.environ.update(env or {})
             os.environ["TERM"] = "xterm-256color"
+            if cwd is not None:
+                os.chdir(cwd)
             os.execv(argv[0], argv)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
         self.output = bytearray()
@@ -606,55 +611,63 @@ def bench_firehose(cfg: Config, tmp: Path) -> None:
 
 
 def _viewer_firehose(cfg: Config, profile: Path, sup: harness.Supervisord, total: int) -> None:
-    from opsconsole.app import make_app
-    from opsconsole.profiles import load_profile
-    from opsconsole.screens.log_screen import LogScreen
-    from opsconsole.widgets.log_view import LogView
-
-    def rss() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    async def run() -> tuple[int, bool, list[float], float]:
-        app = make_app(load_profile(profile), live=False, log_lines=10_000)
-        async with app.run_test(size=(120, 40)) as pilot:
-            app.request_action("logs", "fire", "supervisor:fire", lines=0, follow=True)
-            await pilot.pause(1.0)
-            assert isinstance(app.screen, LogScreen)
-            view = app.screen.query_one(LogView)
-            before = rss()
-            sup.proxy().supervisor.startProcess("fire:fire", False)
-            latencies = []
-            deadline = time.monotonic() + cfg.firehose_seconds + 5
-            while time.monotonic() < deadline and view.total_received < total:
-                sent = time.perf_counter()
-                await pilot.press("t")
-                latencies.append(time.perf_counter() - sent)
-                await pilot.pause(0.2)
-            await pilot.pause(0.5)
-            numbers = _numbers([line.text for line in view.lines])
-            kept_ok = numbers == list(range(total - len(numbers) + 1, total + 1))
-            growth = rss() - before
-            app.screen.action_close()
-            await pilot.pause(0.3)
-            return view.total_received, kept_ok, latencies, growth
-
-    received, kept_ok, latencies, growth = asyncio.run(run())
-    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 4 else max(latencies)
+    """The console's log viewer on the firehose, in a real terminal: key latency is read from the
+    screen (pressing `w` makes the status line say "wrap"); delivery is checked with the viewer's
+    own save (`ctrl+s`), which writes the lines it holds."""
+    workdir = Path(tempfile.mkdtemp(prefix="opsc-fire-"))
+    term = Terminal([OPSCONSOLE, "--profile", str(profile)], size=(120, 40), cwd=workdir)
+    try:
+        term.wait_for("fire:fire")
+        time.sleep(1.0)
+        term.send("l")
+        term.wait_for("lines (last")
+        rss_before = _rss_mib(term.pid)
+        sup.proxy().supervisor.startProcess("fire:fire", False)
+        time.sleep(1.0)
+        latencies = []
+        deadline = time.monotonic() + cfg.firehose_seconds - 1.0
+        while time.monotonic() < deadline:
+            since = term.mark()
+            sent = time.perf_counter()
+            term.send("w")
+            latencies.append(term.wait_for("· wrap", since=since, timeout=10) - sent)
+            term.send("w")  # back off: the next press turns it on again
+            time.sleep(0.3)
+        time.sleep(3.0)  # let the tail of the firehose arrive
+        growth = _rss_mib(term.pid) - rss_before
+        term.send("\x13")  # ctrl+s: save what the viewer holds
+        term.wait_for("opsconsole-supervisor_fire")
+        term.send("\r")  # the suggested name, in the working directory
+        deadline = time.monotonic() + 10
+        while not list(workdir.glob("opsconsole-*.log")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        term.close()
+    files = list(workdir.glob("opsconsole-*.log"))
+    numbers = _numbers(files[0].read_text().splitlines()) if files else []
+    shutil.rmtree(workdir, ignore_errors=True)
+    kept_ok = bool(numbers) and numbers == list(range(total - len(numbers) + 1, total + 1))
+    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 4 else max(latencies or [0.0])
     cfg.results.append(
         Result(
-            "4b. log viewer firehose: key latency p95",
+            "4b. log viewer on the firehose: key-to-screen p95",
             p95 * 1000,
             100,
             "ms",
-            "< 100 ms; every line once",
-            p95 < 0.1 and received == total and kept_ok,
-            f"received {received}/{total}, ring buffer holds the last 10,000 in order={kept_ok}; "
-            f"RSS growth {growth:.1f} MiB (Pilot-driven, in process)",
+            "< 100 ms; every line once, in order",
+            p95 < 0.1 and kept_ok,
+            f"{len(latencies)} presses read through the terminal; the viewer holds the last {len(numbers)} "
+            f"lines, in order and ending at line {total}: {kept_ok}; RSS growth {growth:.1f} MiB",
         )
     )
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def bench_stats(cfg: Config, fleet: Fleet) -> None:

@@ -280,12 +280,12 @@ class OpsConsoleApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _drive_run(self, state: RunState) -> None:
-        from opsconsole.actions.base import OutputLine
+        from opsconsole.actions.base import OutputLine, OutputLines
 
         for event in state.run.events():
             with state.lock:
                 state.pending.append(event)
-            if not isinstance(event, OutputLine):
+            if not isinstance(event, OutputLine | OutputLines):
                 self.post_message(RunsPending())  # steps and outcomes show at once; lines in batches
         self.post_message(RunsPending())
 

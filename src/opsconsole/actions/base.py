@@ -88,6 +88,15 @@ class OutputLine:
 
 
 @dataclass(frozen=True)
+class OutputLines:
+    """Many lines at once (a log follower's chunk): one event instead of thousands."""
+
+    host: str
+    lines: tuple[str, ...]
+    stream: str = "out"
+
+
+@dataclass(frozen=True)
 class HostResult:
     host: str
     ok: bool
@@ -107,7 +116,7 @@ class Outcome:
     hosts: Mapping[str, str] = field(default_factory=dict)
 
 
-Event = StepStarted | StepFinished | OutputLine | HostResult | Notice | Outcome
+Event = StepStarted | StepFinished | OutputLine | OutputLines | HostResult | Notice | Outcome
 Emit = Callable[[Event], None]
 
 

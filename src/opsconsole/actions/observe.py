@@ -13,6 +13,7 @@ from opsconsole.actions.base import (
     Option,
     Outcome,
     OutputLine,
+    OutputLines,
     Plan,
     PlanStep,
     Scope,
@@ -80,8 +81,8 @@ class LogsAction(Action):
         def on_text(chunk: str) -> None:
             data = pending[0] + chunk
             *complete, pending[0] = data.split("\n")
-            for line in complete:
-                emit(OutputLine(spec.raw, line))
+            if complete:
+                emit(OutputLines(spec.raw, tuple(complete)))
 
         client.follow_log(
             target,

@@ -22,6 +22,7 @@ from opsconsole.actions.base import (
     Notice,
     Outcome,
     OutputLine,
+    OutputLines,
     StepFinished,
     StepStarted,
     Target,
@@ -95,7 +96,15 @@ class Printer:
 
     def __call__(self, event: Event) -> None:
         out = sys.stdout
-        if isinstance(event, OutputLine):
+        if isinstance(event, OutputLines):
+            if self.raw_lines:
+                lead = f"{event.host}: " if self.prefix else ""
+            else:
+                lead = f"  {event.host} | "
+            text = "".join(f"{lead}{clean(line)}\n" for line in event.lines)
+            out.write(text)
+            out.flush()
+        elif isinstance(event, OutputLine):
             line = clean(event.line)
             if self.raw_lines:
                 print(f"{event.host}: {line}" if self.prefix else line, file=out, flush=True)

@@ -12,7 +12,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
-from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine, StepFinished, StepStarted
+from opsconsole.actions.base import (
+    Event,
+    HostResult,
+    Notice,
+    Outcome,
+    OutputLine,
+    OutputLines,
+    StepFinished,
+    StepStarted,
+)
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
@@ -86,6 +95,9 @@ class ActionScreen(Screen[None]):
         for event in events:
             if isinstance(event, OutputLine):
                 lines.append((event.line, event.host))
+                continue
+            if isinstance(event, OutputLines):
+                lines.extend((line, event.host) for line in event.lines)
                 continue
             if lines:
                 self.query_one(LogView).append_many(lines)

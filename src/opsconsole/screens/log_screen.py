@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine
+from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine, OutputLines
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
@@ -83,7 +83,10 @@ class LogScreen(Screen[None]):
             self.on_run_event(event)
 
     def on_run_event(self, event: Event) -> None:
-        if isinstance(event, OutputLine):
+        if isinstance(event, OutputLines):
+            host = event.host
+            self._pending.extend((line, host) for line in event.lines)
+        elif isinstance(event, OutputLine):
             self._pending.append((event.line, event.host))
         elif isinstance(event, Notice):
             self._pending.append((f"[opsconsole] {event.message}", ""))
