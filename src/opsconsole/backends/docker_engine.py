@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from opsconsole.backends.hosts import Host, HostError, SshHost, describe_error
@@ -331,15 +330,6 @@ class DockerClient:
         if self._lock.acquire(timeout=0.1):  # a client being built against a dead host: leave it
             self._lock.release()
             self.reset()
-
-
-def parse_started(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # ------------------------------------------------------------------------ SSH transport

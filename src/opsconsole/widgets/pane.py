@@ -5,8 +5,7 @@ Every cell is built as rich Text from neutralised strings: nothing from outside 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,15 +172,3 @@ def coarse_age(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
-
-
-def freshness(
-    fetched_at: float | None, refresh: float, error: str | None, now: Callable[[], float] = time.time
-) -> str:
-    if fetched_at is None:
-        return "loading…"
-    elapsed = now() - fetched_at
-    text = f"updated {age(elapsed)} ago"
-    if elapsed > refresh * 3:
-        text = f"STALE: {text}"
-    return text
