@@ -306,13 +306,17 @@ async def test_profile_keymap_remaps_a_binding(tmp_path: Path, console_profile: 
     profile = write_profile(tmp_path, text, name="remapped")
     app = make_app(load_profile(profile), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes")
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ConfirmScreen)  # the old key no longer deploys
         await pilot.press("ctrl+d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation on the new key")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation on the new key"
+        )
         await pilot.press("escape")
         await pilot.press("f1")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help on f1")
@@ -320,12 +324,16 @@ async def test_profile_keymap_remaps_a_binding(tmp_path: Path, console_profile: 
         assert "ctrl+d" in [str(c) for c in table.columns[0]._cells]  # help shows the keys in force
 
 
-async def test_details_show_the_latest_sentry_event(tmp_path: Path, sentry_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_details_show_the_latest_sentry_event(
+    tmp_path: Path, sentry_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sentry_server import make_event
 
     monkeypatch.setenv("OPSCONSOLE_SECRET_SENTRY_TOKEN", sentry_server.token)
     issue = sentry_server.add_issue("ValueError: bad cart")
-    sentry_server.events[issue["id"]] = make_event(issue, "ValueError", "bad cart", [("shop/cart.py", "checkout", 42)])
+    sentry_server.events[issue["id"]] = make_event(
+        issue, "ValueError", "bad cart", [("shop/cart.py", "checkout", 42)]
+    )
     text = f"""
 [environments.staging]
 hosts = []
@@ -337,10 +345,14 @@ token = {{ secret = "sentry-token" }}
 """
     app = make_app(load_profile(write_profile(tmp_path, text)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes")
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
         await pilot.press("4")
         await wait_until(pilot, lambda: pane_keys(app, "errors") == [issue["id"]], what="issue row")
         await pilot.press("enter")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "DetailsScreen", what="details")
         body = app.screen.query_one("#details-body")
-        await wait_until(pilot, lambda: "shop/cart.py:42 in checkout" in str(body.render()), what="stack trace")
+        await wait_until(
+            pilot, lambda: "shop/cart.py:42 in checkout" in str(body.render()), what="stack trace"
+        )

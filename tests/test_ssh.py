@@ -59,3 +59,25 @@ def test_dead_and_refused_hosts_fail_within_the_timeout(blackhole: harness.Black
     refused = make_host(parse_host(f"root@127.0.0.1:{harness.free_port()}"), defaults)
     with pytest.raises(HostError, match="connection refused"):
         refused.run("true")
+
+
+def test_ssh_config_alias_is_honoured(
+    run_cli, sshd: harness.Sshd, supervisord: harness.Supervisord, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host shop-web\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n  IdentityFile {sshd.client_key}\n"
+    )
+    (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts.read_text())
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        '[defaults]\nuser = "nobody"\n[environments.s]\nhosts = ["shop-web"]\n'
+        f'[environments.s.supervisor]\nurl = "{supervisord.unix_url}"\n'
+    )
+    done = run_cli("--profile", str(profile), "status", "--json", env={"HOME": str(home)})
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr
+    import json
+
+    host = json.loads(done.stdout)["environments"]["s"]["hosts"]["shop-web"]
+    assert host["supervisor"]["error"] is None and host["supervisor"]["processes"]
