@@ -91,6 +91,8 @@ class ActionScreen(Screen[None]):
             table.update_cell(host, columns[2], Text(clean(step, 80)))
 
     def on_run_batch(self, events: list[Event]) -> None:
+        if not self.is_mounted:
+            return  # on_mount replays the run's events (they are recorded before delivery)
         lines: list[tuple[str, str]] = []
         for event in events:
             if isinstance(event, OutputLine):
