@@ -205,6 +205,12 @@ def _not_configured() -> SourceResult[Any]:
     return SourceResult(configured=False)
 
 
+def has_sources(env: Environment) -> bool:
+    """Whether the environment configures any source at all (what env_tasks would find)."""
+    hosted = env.hosts and (env.supervisor or env.docker or env.deploy or (env.logs and env.logs.files))
+    return bool(hosted or env.sentry or env.health)
+
+
 def env_tasks(
     backends: Backends, env: Environment, stats: bool = False
 ) -> dict[tuple[str, ...], Callable[[], Any]]:

@@ -188,6 +188,38 @@ class Host:
     def error(self, what: str, exc: BaseException) -> HostError:
         return HostError(describe_error(self.name, what, exc, self.timeout), "Unreachable")
 
+    @staticmethod
+    def _wait(
+        finished: Callable[[], bool],
+        stop: Callable[[], None],
+        timeout: float | None,
+        cancel: threading.Event | None,
+    ) -> str | None:
+        """Wait for a command; on cancel or timeout stop it and say which ("cancelled"/"timeout")."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not finished():
+            reason = None
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+            elif deadline is not None and time.monotonic() > deadline:
+                reason = "timeout"
+            if reason:
+                stop()
+                return reason
+            time.sleep(0.02)
+        return None
+
+    def _raise_if_stopped(self, reason: str | None, command: str, timeout: float | None) -> None:
+        if reason == "cancelled":
+            raise Cancelled(f"{self.name}: `{command}` cancelled")
+        if reason == "timeout":
+            raise HostError(f"{self.name}: `{command}` timed out after {timeout:g} s", "Timeout")
+
+    def _checked(self, command: str, result: CommandResult, check: bool) -> CommandResult:
+        if check and not result.ok:
+            raise CommandFailed(self.name, command, result)
+        return result
+
 
 class LocalHost(Host):
     def __init__(self, spec: HostSpec, timeout: float) -> None:
@@ -227,35 +259,23 @@ class LocalHost(Host):
         ]
         for thread in threads:
             thread.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        reason: str | None = None
-        while proc.poll() is None:
-            if cancel is not None and cancel.is_set():
-                reason = "cancelled"
-            elif deadline is not None and time.monotonic() > deadline:
-                reason = "timeout"
-            if reason:
+
+        def stop() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(3)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                break
-            time.sleep(0.02)
+                    proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        reason = self._wait(lambda: proc.poll() is not None, stop, timeout, cancel)
         proc.wait()
         for thread in threads:
             thread.join(5)
-        if reason == "cancelled":
-            raise Cancelled(f"{self.name}: `{command}` cancelled")
-        if reason == "timeout":
-            raise HostError(f"{self.name}: `{command}` timed out after {timeout:g} s", "Timeout")
-        result = CommandResult(proc.returncode, "".join(out), "".join(err))
-        if check and not result.ok:
-            raise CommandFailed(self.name, command, result)
-        return result
+        self._raise_if_stopped(reason, command, timeout)
+        return self._checked(command, CommandResult(proc.returncode, "".join(out), "".join(err)), check)
 
     def open_unix(self, path: str) -> Stream:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -387,18 +407,8 @@ class SshHost(Host):
             )
         except Exception as exc:
             raise self.error("ssh", exc) from None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        reason: str | None = None
         runner = promise.runner
-        while not runner.process_is_finished:
-            if cancel is not None and cancel.is_set():
-                reason = "cancelled"
-            elif deadline is not None and time.monotonic() > deadline:
-                reason = "timeout"
-            if reason:
-                runner.kill()
-                break
-            time.sleep(0.02)
+        reason = self._wait(lambda: bool(runner.process_is_finished), runner.kill, timeout, cancel)
         try:
             result = promise.join()
         except Exception as exc:
@@ -407,18 +417,12 @@ class SshHost(Host):
             result = None
         out.finish()
         err.finish()
-        if reason == "cancelled":
-            raise Cancelled(f"{self.name}: `{command}` cancelled")
-        if reason == "timeout":
-            raise HostError(f"{self.name}: `{command}` timed out after {timeout:g} s", "Timeout")
+        self._raise_if_stopped(reason, command, timeout)
         assert result is not None
         transport = connection.client.get_transport()
         if result.exited == -1 and (transport is None or not transport.is_active()):
             raise HostError(f"{self.name}: ssh: connection lost while running `{command}`", "Unreachable")
-        command_result = CommandResult(int(result.exited), result.stdout, result.stderr)
-        if check and not command_result.ok:
-            raise CommandFailed(self.name, command, command_result)
-        return command_result
+        return self._checked(command, CommandResult(int(result.exited), result.stdout, result.stderr), check)
 
     def open_unix(self, path: str) -> Stream:
         try:

@@ -17,7 +17,7 @@ from textual.widgets.option_list import Option
 from opsconsole.keys import KEYS
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
-from opsconsole.snapshot import SourceResult, env_tasks
+from opsconsole.snapshot import SourceResult, has_sources
 from opsconsole.summary import summarize
 from opsconsole.widgets.pane import Pane, Row, age, cell, coarse_age
 
@@ -162,7 +162,7 @@ class MainScreen(Screen[None]):
             label.append(" [protected]", style="yellow")
         if env.read_only or self.ops.read_only:
             label.append(" [ro]", style="cyan")
-        if not env_tasks(self.ops.backends, env):
+        if not has_sources(env):
             label.append("\n  no sources configured", style="dim")
         elif summary.loaded:
             badges = summary.badges()
