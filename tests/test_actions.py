@@ -127,7 +127,12 @@ def audit_lines(env: dict[str, str]) -> list[dict[str, Any]]:
         return []
     text = path.read_text()
     assert TOKEN not in text
-    return [json.loads(line) for line in text.splitlines()]
+    records = [json.loads(line) for line in text.splitlines()]
+    # every run writes a start record before it changes anything and an end record with the same run id
+    starts = {r["run"] for r in records if r["phase"] == "start"}
+    ends = [r for r in records if r["phase"] == "end"]
+    assert {r["run"] for r in ends} == starts
+    return ends
 
 
 def journal(root: Path) -> list[dict[str, Any]]:
@@ -195,6 +200,7 @@ def test_two_deploys_then_rollback(
         ("deploy", "success"),
         ("deploy", "success"),
         ("rollback", "success"),
+        ("rollback", "refused"),  # started, found nothing to roll back to: recorded, nothing changed
     ]
     assert all(a["user"] and "@" in a["user"] and a["environment"] == "staging" and a["plan"] for a in lines)
 
@@ -244,7 +250,10 @@ def test_deploy_while_locked_exits_3_naming_the_holder(
     unlocked = run_cli("--profile", str(profile), "unlock", "staging", "--yes", env=audit)
     assert unlocked.returncode == 0 and "ann@laptop" in unlocked.stdout
     assert not (root / ".opsconsole" / "lock").exists()
-    assert [a["action"] for a in audit_lines(audit)] == ["unlock"]
+    assert [(a["action"], a["outcome"]) for a in audit_lines(audit)] == [
+        ("deploy", "refused"),
+        ("unlock", "success"),
+    ]
 
 
 def test_read_only_and_protected_refuse_and_change_nothing(

@@ -7,6 +7,7 @@ suggestion for near-misses. Every section is optional; a missing section is "not
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -243,12 +244,20 @@ def _nonempty_str(value: Any, path: PathKey, problems: Problems) -> str | None:
     return text
 
 
+MAX_SECONDS = 3600.0
+MAX_COUNT = 10_000
+
+
 def _positive_float(value: Any, path: PathKey, problems: Problems) -> float | None:
+    """Seconds: finite, 0 < t <= 3600 (inf would overflow timers, nan would disable every timeout)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(path, f"'{dotted(path)}' must be a number of seconds, not {_type_name(value)}")
         return None
-    if value <= 0:
-        problems.add(path, f"'{dotted(path)}' must be greater than 0 (got {value})")
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        problems.add(
+            path,
+            f"'{dotted(path)}' must be a number of seconds above 0 and at most {MAX_SECONDS:g} (got {value})",
+        )
         return None
     return float(value)
 
@@ -257,10 +266,69 @@ def _positive_int(value: Any, path: PathKey, problems: Problems) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         problems.add(path, f"'{dotted(path)}' must be an integer, not {_type_name(value)}")
         return None
-    if value < 1:
-        problems.add(path, f"'{dotted(path)}' must be at least 1 (got {value})")
+    if not 1 <= value <= MAX_COUNT:
+        problems.add(path, f"'{dotted(path)}' must be between 1 and {MAX_COUNT} (got {value})")
         return None
     return value
+
+
+def _shared(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+    """Paths linked from `shared/` into each release: relative, inside the release, once each."""
+    items = _str_list(value, path, problems)
+    if items is None:
+        return None
+    out: list[str] = []
+    ok = True
+    for index, item in enumerate(items):
+        where = f"'{dotted((*path, index))}'"
+        parts = [p for p in item.strip().split("/") if p not in ("", ".")]
+        if item.startswith("/") or item.startswith("~"):
+            problems.add(
+                (*path, index), f"{where}: '{item}' must be a path relative to the release, not absolute"
+            )
+            ok = False
+        elif ".." in parts:
+            problems.add((*path, index), f"{where}: '{item}' must stay inside the release (no '..')")
+            ok = False
+        elif not parts or any(c in item for c in "\n\r\t\0"):
+            problems.add((*path, index), f"{where}: '{item}' is not a file or folder name inside the release")
+            ok = False
+        elif parts[0] in ("REVISION", ".opsconsole"):
+            problems.add((*path, index), f"{where}: '{item}' is reserved by opsconsole")
+            ok = False
+        else:
+            normal = "/".join(parts)
+            if normal in out:
+                problems.add((*path, index), f"{where}: '{normal}' is listed twice")
+                ok = False
+            out.append(normal)
+    for a in out:  # "media" and "media/uploads": the second would be linked inside the first link
+        for b in out:
+            if b.startswith(a + "/"):
+                problems.add(path, f"'{dotted(path)}': '{b}' lies inside '{a}', which is already shared")
+                ok = False
+    return tuple(out) if ok else None
+
+
+def _deploy_path(value: Any, path: PathKey, problems: Problems) -> str | None:
+    text = _nonempty_str(value, path, problems)
+    if text is None:
+        return None
+    if any(c in text for c in "\n\r\0"):
+        problems.add(path, f"'{dotted(path)}' must be one line")
+        return None
+    if not (text.startswith("/") or text.startswith("~/")):
+        problems.add(
+            path,
+            f"'{dotted(path)}' must be absolute or start with '~/' (the SSH user's home on each host), "
+            f"got '{text}'",
+        )
+        return None
+    stripped = text.rstrip("/")
+    if stripped in ("", "~") or ".." in stripped.split("/"):
+        problems.add(path, f"'{dotted(path)}' must name a folder of its own (got '{text}')")
+        return None
+    return stripped
 
 
 def _bool(value: Any, path: PathKey, problems: Problems) -> bool | None:
@@ -319,11 +387,43 @@ def _url(schemes: tuple[str, ...]) -> Converter:
             return None
         if not any(text.startswith(f"{scheme}://") for scheme in schemes):
             allowed = ", ".join(f"{s}://" for s in schemes)
-            problems.add(path, f"'{dotted(path)}' must start with {allowed} (got '{text}')")
+            problems.add(
+                path, f"'{dotted(path)}' must start with {allowed} (got '{_without_credentials(text)}')"
+            )
+            return None
+        if _has_credentials(text):
+            problems.add(
+                path,
+                f"'{dotted(path)}' carries credentials (user:password@): a profile never holds secrets. "
+                f"Remove them from the URL and name a secret instead ({_secret_hint(path)})",
+            )
             return None
         return text
 
     return convert
+
+
+_SECRET_HINT = {
+    "url": 'e.g. supervisor.username plus supervisor.password = { secret = "NAME" }, or sentry.token = { secret = "NAME" }',
+    "health": "health URLs take no credentials: expose an unauthenticated health endpoint",
+    "*": 'e.g. password = { secret = "NAME" }',
+}
+
+
+def _secret_hint(path: PathKey) -> str:
+    key = next((str(p) for p in reversed(path) if isinstance(p, str)), "*")
+    return _SECRET_HINT.get(key, _SECRET_HINT["*"])
+
+
+def _has_credentials(url: str) -> bool:
+    rest = url.split("://", 1)[1] if "://" in url else url
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority
+
+
+def _without_credentials(url: str) -> str:
+    """The URL with any user:password@ cut out, for messages."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/?#@]*@", r"\1***@", url)
 
 
 def _url_list(schemes: tuple[str, ...]) -> Converter:
@@ -363,11 +463,23 @@ def _hosts(value: Any, path: PathKey, problems: Problems) -> tuple[HostSpec, ...
     if items is None:
         return None
     hosts: list[HostSpec] = []
+    seen: dict[tuple[str, str | None, int | None], str] = {}
     for index, raw in enumerate(items):
         try:
-            hosts.append(parse_host(raw))
+            spec = parse_host(raw)
         except ValueError as exc:
             problems.add((*path, index), f"'{dotted((*path, index))}': {exc}")
+            continue
+        key = (spec.hostname.lower(), spec.user, spec.port)
+        if key in seen:
+            problems.add(
+                (*path, index),
+                f"'{dotted((*path, index))}': '{raw}' is the same host as '{seen[key]}' (each host once per "
+                "environment: a deploy would be refused by its own lock)",
+            )
+            continue
+        seen[key] = raw
+        hosts.append(spec)
     return tuple(hosts)
 
 
@@ -429,11 +541,11 @@ SENTRY = Table(
 )
 DEPLOY = Table(
     {
-        "path": Key(_nonempty_str, required=True),
+        "path": Key(_deploy_path, required=True),
         "repo": Key(_nonempty_str, required=True),
         "branch": Key(_nonempty_str),
         "keep_releases": Key(_positive_int),
-        "shared": Key(_str_list),
+        "shared": Key(_shared),
         "build": Key(_str_list),
         "restart": Key(_restart),
     },

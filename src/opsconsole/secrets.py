@@ -6,11 +6,13 @@ registered with `redact()` so error messages and logs can be scrubbed of it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote, quote_plus
 
 from opsconsole.errors import SecretError
 from opsconsole.profiles import SecretRef
@@ -32,7 +34,7 @@ class Secret:
         self._value = value
         if len(value) >= 4:
             with _known_lock:
-                _known_values.add(value)
+                _known_values.update(_forms(value))
 
     def reveal(self) -> str:
         return self._value
@@ -41,6 +43,26 @@ class Secret:
         return f"Secret({self.name!r}, '***')"
 
     __str__ = __repr__
+
+
+def _forms(value: str) -> set[str]:
+    """The value as it may appear in text: raw, JSON/`repr`-escaped, bytes-repr, percent-encoded."""
+    forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe=""), quote_plus(value)}
+    forms.add(repr(value.encode("utf-8", "replace"))[2:-1])
+    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    return {f for f in forms if len(f) >= 4}
+
+
+def problem_with(name: str, value: str, origin: str) -> str | None:
+    """Why a resolved value cannot be used (never quoting the value), or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return (
+            f"secret '{name}' (from {origin}) contains a control character such as a newline or carriage "
+            "return, which would corrupt HTTP headers and leak into error messages; store it again without it"
+        )
+    if value != value.strip():
+        return f"secret '{name}' (from {origin}) starts or ends with white space; store it again without it"
+    return None
 
 
 def redact(text: str) -> str:
@@ -101,9 +123,17 @@ def _keyring_get(name: str) -> tuple[str | None, str | None]:
 def lookup(name: str) -> tuple[Lookup, Secret | None]:
     value = os.environ.get(env_var(name))
     if value:
+        bad = problem_with(name, value, f"the environment variable {env_var(name)}")
+        if bad:
+            Secret(name, value)  # registered for redaction all the same
+            return Lookup(name, None, bad), None
         return Lookup(name, "environment"), Secret(name, value)
     stored, problem = _keyring_get(name)
     if stored:
+        bad = problem_with(name, stored, "the OS keyring")
+        if bad:
+            Secret(name, stored)
+            return Lookup(name, None, bad), None
         return Lookup(name, "keyring"), Secret(name, stored)
     if problem:
         return Lookup(name, None, _no_keyring_message(name, problem)), None
@@ -134,6 +164,9 @@ def store(name: str, value: str) -> str:
 
     if not value:
         raise SecretError("refusing to store an empty secret", "Empty secret")
+    bad = problem_with(name, value, "the value given")
+    if bad:
+        raise SecretError(bad.replace("store it again", "give it"), "Bad secret")
     try:
         keyring.set_password(SERVICE, name, value)
     except keyring.errors.NoKeyringError as exc:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from opsconsole.errors import ExitCode
@@ -131,6 +133,11 @@ def whoami() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def new_run_id() -> str:
+    """A sortable, unique id for one run of an action: it links the audit records, lock and journal."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
 @dataclass
 class ActionContext:
     profile: Profile
@@ -138,6 +145,8 @@ class ActionContext:
     read_only: bool = False
     user: str = field(default_factory=whoami)
     cancel: threading.Event = field(default_factory=threading.Event)
+    run_id: str = field(default_factory=new_run_id)
+    via: str | None = None  # how the run was started when not from a local terminal (e.g. "serve")
 
 
 @dataclass(frozen=True)

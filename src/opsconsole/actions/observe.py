@@ -20,8 +20,10 @@ from opsconsole.actions.base import (
 )
 from opsconsole.actions.operate import parse_target
 from opsconsole.backends.files import follow_file
-from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
+from opsconsole.errors import ExitCode, OpsError, RefusedError, UnreachableError, UsageError
 from opsconsole.profiles import HostSpec
+
+MAX_LINES = 1_000_000
 
 
 class LogsAction(Action):
@@ -46,17 +48,15 @@ class LogsAction(Action):
         self.lines = int(self.target.options.get("lines", 100))
         self.follow = bool(self.target.options.get("follow", False))
         self.stream = str(self.target.options.get("stream", "stdout"))
-        if self.lines < 0:
-            raise UsageError("-n must be 0 or more", "Bad line count")
-        if (
-            self.kind == "file"
-            and self.env.logs is not None
-            and self.env.logs.files
-            and self.name not in self.env.logs.files
-        ):
-            listed = ", ".join(self.env.logs.files)
-            raise UsageError(
-                f"'{self.name}' is not one of the environment's logs.files ({listed})", "Unknown log file"
+        if not 0 <= self.lines <= MAX_LINES:
+            raise UsageError(f"-n must be between 0 and {MAX_LINES} (got {self.lines})", "Bad line count")
+        files = self.env.logs.files if self.env.logs is not None else ()
+        if self.kind == "file" and self.name not in files:
+            listed = f" (listed now: {', '.join(files)})" if files else " (none is listed now)"
+            raise RefusedError(
+                f"refused: '{self.name}' is not one of environment '{self.env.name}''s log files{listed}. "
+                f"Only listed files can be read: add it to [environments.{self.env.name}.logs] files",
+                "Unlisted log file",
             )
 
     def plan(self) -> Plan:

@@ -137,11 +137,26 @@ class ActionRun:
             yield outcome
             return
 
+        if action.changes:
+            # the start record comes before any change, so even a SIGKILLed run leaves a trace
+            try:
+                self._audit_start(plan, started_at)
+            except OSError as exc:
+                outcome = Outcome(
+                    False,
+                    f"refused: the audit log {self.audit.path} could not take the start record "
+                    f"({exc.strerror or exc}); nothing was changed",
+                    ExitCode.REFUSED,
+                )
+                self.outcome = outcome
+                yield outcome
+                return
+
         def work() -> None:
             try:
                 result = action.execute(self._emit)
             except Cancelled as exc:
-                result = Outcome(False, redact(exc.message), ExitCode.FAILED)
+                result = Outcome(False, redact(f"interrupted: {exc.message}"), ExitCode.FAILED)
             except OpsError as exc:
                 result = Outcome(False, redact(exc.message), exc.exit_code)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome, never a hang
@@ -167,8 +182,9 @@ class ActionRun:
         final = self.outcome
         assert final is not None
         outcome = final
-        # a refusal (lock held, nothing to roll back to) changed nothing: nothing to audit
-        if action.changes and outcome.exit_code != ExitCode.REFUSED:
+        # every run that wrote a start record gets its end record, a refusal (lock held, nothing to
+        # roll back to) included, so the two always pair up by run id
+        if action.changes:
             try:
                 self._audit(plan, outcome, started, started_at)
             except OSError as exc:
@@ -183,11 +199,11 @@ class ActionRun:
                 yield Notice(outcome.message)
         yield outcome
 
-    def _audit(self, plan: Any, outcome: Outcome, started: float, started_at: str) -> None:
+    def _base_record(self, plan: Any, started_at: str) -> dict[str, Any]:
         action = self.action
-        record = {
+        record: dict[str, Any] = {
+            "run": action.ctx.run_id,
             "time": started_at,
-            "finished": now_iso(),
             "user": action.ctx.user,
             "profile": action.ctx.profile.name,
             "environment": action.env.name,
@@ -195,12 +211,33 @@ class ActionRun:
             "target": action.target_label,
             "hosts": [h.raw for h in action.hosts],
             "plan": plan.summary() if plan is not None else None,
-            "outcome": "success"
-            if outcome.ok
-            else ("refused" if outcome.exit_code == ExitCode.REFUSED else "failed"),
+        }
+        if action.ctx.via:
+            record["via"] = action.ctx.via
+        return record
+
+    def _audit_start(self, plan: Any, started_at: str) -> None:
+        self.audit.write({**self._base_record(plan, started_at), "phase": "start"})
+
+    def _audit(self, plan: Any, outcome: Outcome, started: float, started_at: str) -> None:
+        if outcome.ok:
+            label = "success"
+        elif outcome.exit_code == ExitCode.REFUSED:
+            label = "refused"
+        elif self.cancelled:
+            label = "interrupted"
+        else:
+            label = "failed"
+        record = {
+            **self._base_record(plan, started_at),
+            "phase": "end",
+            "finished": now_iso(),
+            "outcome": label,
             "message": clean(outcome.message, 2000),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
+        if self.cancelled:
+            record["interrupted"] = True
         self.audit.write(record)
 
     def run_to_end(self) -> Outcome:

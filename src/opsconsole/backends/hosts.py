@@ -90,6 +90,48 @@ _UNIX_BRIDGE = (
 )
 
 
+# A watchdog for commands that change things (build steps, restarts, custom actions). It runs the
+# command in a session of its own with stdin from /dev/null, and kills that whole process group when
+# the command's own stdin reaches EOF, which happens when the SSH channel closes: a cancel, a dropped
+# connection, or the local parent dying (its pipe closes). sshd sends no signal to a session without a
+# pty, so without this a build would outlive the deploy that started it. Exit status is passed on
+# (128+N when the command died of signal N). Plain python3 (2.7-compatible calls) keeps it portable
+# across GNU, BusyBox and BSD userlands; hosts without python3 run the command unguarded.
+_WATCHDOG = (
+    "import os,signal,sys,threading,time\n"
+    "pid=os.fork()\n"
+    "if pid==0:\n"
+    " os.setsid();n=os.open(os.devnull,os.O_RDONLY);os.dup2(n,0)\n"
+    " signal.signal(signal.SIGPIPE,signal.SIG_DFL)\n"
+    " os.execv('/bin/sh',['/bin/sh','-c',sys.argv[1]])\n"
+    "def kill(*a):\n"
+    " for sig in (signal.SIGTERM,signal.SIGKILL):\n"
+    "  try:os.killpg(pid,sig)\n"
+    "  except OSError:return\n"
+    "  time.sleep(2)\n"
+    "def watch():\n"
+    " while True:\n"
+    "  try:d=os.read(0,4096)\n"
+    "  except OSError:d=b''\n"
+    "  if not d:break\n"
+    " kill()\n"
+    "t=threading.Thread(target=watch);t.daemon=True;t.start()\n"
+    "for s in (signal.SIGTERM,signal.SIGHUP,signal.SIGINT):\n"
+    " signal.signal(s,lambda *a:threading.Thread(target=kill).start())\n"
+    "signal.signal(signal.SIGPIPE,signal.SIG_IGN)\n"
+    "_,st=os.waitpid(pid,0)\n"
+    "sys.exit(128+os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))\n"
+)
+
+
+def guarded_command(command: str) -> str:
+    """`command`, killed with its process group when its stdin (the channel or pipe) closes."""
+    return (
+        f"if command -v python3 >/dev/null 2>&1; then exec python3 -c {shlex.quote(_WATCHDOG)} {shlex.quote(command)}; "
+        f"else exec /bin/sh -c {shlex.quote(command)}; fi"
+    )
+
+
 def unix_bridge_command(path: str) -> str:
     return f"python3 -c {shlex.quote(_UNIX_BRIDGE)} {shlex.quote(path)}"
 
@@ -235,9 +277,12 @@ class LocalHost(Host):
         cancel: threading.Event | None = None,
         check: bool = False,
     ) -> CommandResult:
+        # With `cancel`, the command is guarded: it dies with its process group when this process
+        # does (its stdin pipe closes), so a SIGKILLed console leaves no build running.
+        guard = cancel is not None
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL,
+            ["/bin/sh", "-c", guarded_command(command) if guard else command],
+            stdin=subprocess.PIPE if guard else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -261,6 +306,8 @@ class LocalHost(Host):
             thread.start()
 
         def stop() -> None:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the watchdog kills the command's group on EOF
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
@@ -272,6 +319,8 @@ class LocalHost(Host):
 
         reason = self._wait(lambda: proc.poll() is not None, stop, timeout, cancel)
         proc.wait()
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
         for thread in threads:
             thread.join(5)
         self._raise_if_stopped(reason, command, timeout)
@@ -397,7 +446,9 @@ class SshHost(Host):
         err = _LineSplitter("err", on_line or (lambda _s, _l: None))
         try:
             promise = connection.run(
-                command,
+                # with `cancel`, guarded: the command dies when its channel closes (cancel or a
+                # dropped connection), since sshd signals nothing to a session without a pty
+                guarded_command(command) if cancel is not None else command,
                 hide=True,
                 warn=True,
                 in_stream=False,

@@ -1,10 +1,14 @@
 """The release layout under `deploy.path` on each host, and reading it (one remote command per host).
 
 PATH/releases/<UTC timestamp>/     one folder per release
-PATH/current -> releases/<id>      switched atomically (new symlink, then `mv -T`)
+PATH/current -> releases/<id>      switched atomically (new symlink, then rename over `current`)
 PATH/shared/                       linked into every release
-PATH/.opsconsole/lock              JSON: who, when, why (present while a deploy holds the lock)
+PATH/.opsconsole/lock              JSON: who, when, why, run (present while a deploy holds the lock)
+PATH/.opsconsole/lock.beat         epoch seconds, renewed by the running deploy at least every 10 s
 PATH/.opsconsole/deploys.jsonl     the journal: one JSON record per attempt and per rollback
+
+`deploy.path` may start with `~/`: it is expanded on each host, for that host's SSH user (see `rq`).
+Commands here use only what POSIX, GNU, BusyBox and BSD userlands share (userland notes beside them).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from opsconsole.backends.hosts import Host
@@ -20,8 +25,31 @@ from opsconsole.profiles import DeployConfig
 
 STATE_DIR = ".opsconsole"
 LOCK = f"{STATE_DIR}/lock"
+BEAT = f"{STATE_DIR}/lock.beat"
 JOURNAL = f"{STATE_DIR}/deploys.jsonl"
 JOURNAL_TAIL = 200
+HISTORY_TAIL = 5000  # success and mark_bad records read for pruning and rollback, however old
+MAX_RECORD = 64 * 1024
+HEARTBEAT_SECONDS = 5.0
+STALE_SECONDS = 60
+
+
+def rq(path: str) -> str:
+    """Shell-quote a path; a leading `~/` becomes "$HOME"/… so it expands on the host, for its user."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def age_text(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 @dataclass(frozen=True)
@@ -30,9 +58,26 @@ class LockInfo:
     when: str
     why: str
     raw: str = ""
+    run: str | None = None
+    heartbeat_age: float | None = None  # seconds since the holder last renewed it (host's clock)
+
+    @property
+    def stale(self) -> bool:
+        return self.heartbeat_age is not None and self.heartbeat_age > STALE_SECONDS
 
     def describe(self) -> str:
-        return f"held by {self.who} since {self.when}" + (f" ({self.why})" if self.why else "")
+        text = f"held by {self.who} since {self.when}" + (f" ({self.why})" if self.why else "")
+        if self.stale and self.heartbeat_age is not None:
+            text += (
+                f"; STALE: no heartbeat for {age_text(self.heartbeat_age)}, the deploy that took it "
+                "is most likely dead"
+            )
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stale"] = self.stale
+        return data
 
 
 @dataclass
@@ -44,58 +89,117 @@ class DeployState:
     releases: list[str] = field(default_factory=list)
     lock: LockInfo | None = None
     journal: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # success + mark_bad, whole journal
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def bad_releases(self) -> set[str]:
-        return {str(r.get("release")) for r in self.journal if r.get("event") == "mark_bad"}
+        return {str(r["release"]) for r in self.history + self.journal if r.get("event") == "mark_bad"}
+
+    @property
+    def deployed_releases(self) -> set[str]:
+        """Releases with a successful deploy record (whether or not still on disk or marked bad)."""
+        return {
+            str(r["release"])
+            for r in self.history + self.journal
+            if r.get("event") == "deploy" and r.get("outcome") == "success"
+        }
 
     @property
     def successful_releases(self) -> list[str]:
         """Releases that deployed successfully, oldest first, still present, not marked bad."""
-        good = [
-            str(r["release"])
-            for r in self.journal
-            if r.get("event") == "deploy" and r.get("outcome") == "success"
-        ]
-        bad = self.bad_releases
-        seen: list[str] = []
-        for release in good:
-            if release in self.releases and release not in bad and release not in seen:
-                seen.append(release)
-        return seen
+        deployed, bad = self.deployed_releases, self.bad_releases
+        return [r for r in self.releases if r in deployed and r not in bad]
+
+    def record_for(self, release: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for record in self.history + self.journal:
+            if record.get("event") == "deploy" and record.get("release") == release:
+                found = record
+        return found
 
     def recent(self, count: int = 10) -> list[dict[str, Any]]:
         return [r for r in self.journal if r.get("event") in ("deploy", "rollback")][-count:][::-1]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["lock"] = asdict(self.lock) if self.lock else None
+        data["lock"] = self.lock.to_json() if self.lock else None
         data["journal"] = self.journal[-20:]
+        del data["history"]
         return data
 
 
 def read_command(path: str) -> str:
-    q = shlex.quote(path)
+    p = rq(path)
+    # awk marks records over MAX_RECORD (`@journal!`) instead of sending them; `date +%s` and
+    # `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tail -n`, `grep -F -e`, `tr -dc`
+    # and awk are POSIX.
+    mark = f'awk -v tag="$tag" \'{{ if (length($0) > {MAX_RECORD}) print tag "!\\t" NR; else print tag "\\t" $0 }}\''
     return (
-        f"cd {q} 2>/dev/null || {{ echo '@missing'; exit 0; }}; "
-        "printf '@current\\t%s\\n' \"$(readlink current 2>/dev/null)\"; "
+        f"cd {p} 2>/dev/null || {{ echo '@missing'; exit 0; }}; "
+        "printf '@now\\t%s\\n' \"$(date +%s)\"; "
+        "printf '@current\\t%s\\n' \"$(readlink current 2>/dev/null)\"; "  # plain readlink: GNU/BusyBox/BSD
         'if [ -d releases ]; then for r in releases/*; do [ -d "$r" ] && printf \'@release\\t%s\\n\' "${r#releases/}"; done; fi; '
-        f"if [ -f {LOCK} ]; then printf '@lock\\t'; tr -d '\\n' < {LOCK}; echo; fi; "
-        f"if [ -f {JOURNAL} ]; then tail -n {JOURNAL_TAIL} {JOURNAL} | sed 's/^/@journal\\t/'; fi; true"
+        f"if [ -f {LOCK} ]; then printf '@lock\\t'; head -c {MAX_RECORD} {LOCK} | tr -d '\\n'; echo; "
+        f"printf '@beat\\t%s\\n' \"$(head -c 32 {BEAT} 2>/dev/null | tr -dc 0-9)\"; fi; "
+        f"if [ -f {JOURNAL} ]; then tag=@journal; tail -n {JOURNAL_TAIL} {JOURNAL} | {mark}; "
+        f'tag=@history; grep -F -e \'"event": "mark_bad"\' -e \'"outcome": "success"\' {JOURNAL} '
+        f"| tail -n {HISTORY_TAIL} | {mark}; fi; true"
     )
 
 
-def parse_lock(text: str) -> LockInfo:
+def parse_lock(text: str, now: int | None = None, beat: int | None = None) -> LockInfo:
+    info = LockInfo(text.strip()[:200] or "unknown", "?", "", text)
     try:
         data = json.loads(text)
-        if isinstance(data, dict):
-            return LockInfo(
-                str(data.get("who", "?")), str(data.get("when", "?")), str(data.get("why", "")), text
-            )
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        run = data.get("run")
+        info = LockInfo(
+            str(data.get("who", "?")),
+            str(data.get("when", "?")),
+            str(data.get("why", "")),
+            text,
+            str(run) if run else None,
+        )
+    if now is None:
+        return info
+    if beat is None:  # a lock without heartbeat (older opsconsole): its age is its heartbeat
+        try:
+            taken = datetime.strptime(info.when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            beat = int(taken.timestamp())
+        except ValueError:
+            return info
+    return LockInfo(info.who, info.when, info.why, info.raw, info.run, float(max(0, now - beat)))
+
+
+_REQUIRED = {
+    "deploy": ("release", "outcome"),
+    "rollback": ("release", "outcome"),
+    "mark_bad": ("release",),
+    "verify": ("release",),
+}
+
+
+def parse_record(value: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, why it was skipped)."""
+    if len(value) > MAX_RECORD:
+        return None, f"a record over {MAX_RECORD // 1024} KiB"
+    try:
+        record = json.loads(value)
+    except RecursionError:
+        return None, "a record nested too deeply to read"
     except ValueError:
-        pass
-    return LockInfo(text.strip() or "unknown", "?", "", text)
+        return None, f"an unreadable line ({value[:60]!r})"
+    if not isinstance(record, dict):
+        return None, f"a line that is not a record ({value[:60]!r})"
+    event = record.get("event")
+    missing = [k for k in _REQUIRED.get(str(event), ()) if not isinstance(record.get(k), str)]
+    if not isinstance(event, str) or missing:
+        what = f"'{event}' record without {', '.join(missing)}" if missing else "record without an event"
+        return None, f"an incomplete {what}"
+    return record, None
 
 
 def parse_state(host: str, path: str, output: str) -> DeployState:
@@ -103,22 +207,37 @@ def parse_state(host: str, path: str, output: str) -> DeployState:
     if lines and lines[0].strip() == "@missing":
         return DeployState(host, path, False, None)
     state = DeployState(host, path, True, None)
+    now: int | None = None
+    beat: int | None = None
+    lock_text: str | None = None
+    skipped: dict[str, int] = {}
     for line in lines:
         tag, _, value = line.partition("\t")
-        if tag == "@current":
+        if tag == "@now" and value.isdigit():
+            now = int(value)
+        elif tag == "@current":
             state.current = value.rsplit("/", 1)[-1] if value else None
         elif tag == "@release":
             state.releases.append(value)
         elif tag == "@lock":
-            state.lock = parse_lock(value)
-        elif tag == "@journal":
-            try:
-                record = json.loads(value)
-            except ValueError:
-                state.problems.append(f"unreadable journal line: {value[:80]}")
+            lock_text = value
+        elif tag == "@beat" and value.isdigit():
+            beat = int(value)
+        elif tag == "@journal!":  # awk's mark for a record too long to send
+            too_long = f"a record over {MAX_RECORD // 1024} KiB"
+            skipped[too_long] = skipped.get(too_long, 0) + 1
+        elif tag in ("@journal", "@history"):
+            record, why = parse_record(value)
+            if record is None:
+                if tag == "@journal" and why:
+                    skipped[why] = skipped.get(why, 0) + 1
                 continue
-            if isinstance(record, dict):
-                state.journal.append(record)
+            (state.journal if tag == "@journal" else state.history).append(record)
+    if lock_text is not None:
+        state.lock = parse_lock(lock_text, now, beat)
+    for why, count in skipped.items():
+        times = f" ({count} lines)" if count > 1 else ""
+        state.warnings.append(f"{host}: journal {path}/{JOURNAL}: skipped {why}{times}")
     state.releases.sort()
     return state
 

@@ -145,6 +145,23 @@ def parse_event(raw: dict[str, Any]) -> SentryEvent:
     )
 
 
+def origin(url: str) -> str:
+    """scheme://host:port of a URL, default ports made explicit."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # noqa: BLE001 - an unparseable URL is no origin of ours
+        return "?"
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+    return f"{parsed.scheme}://{parsed.host}:{port}"
+
+
+def same_origin(url: str, base: str) -> bool:
+    """A Link URL is followed only on the configured origin; relative URLs resolve against it."""
+    if url.startswith("/") and not url.startswith("//"):
+        return True
+    return origin(url) == origin(base)
+
+
 class SentryClient:
     def __init__(
         self,
@@ -295,6 +312,13 @@ class SentryClient:
                     break
                 if page == MAX_PAGES - 1:
                     notes.append(f"{self.label}: showing the first {len(out)} issues")
+                if not same_origin(nxt["url"], self.base):
+                    # the token is sent only to the configured Sentry: a Link elsewhere is not followed
+                    notes.append(
+                        f"{self.label}: showing the first {len(out)} issues; the next page is on another "
+                        f"origin ({origin(nxt['url'])}), not followed so the token stays with {origin(self.base)}"
+                    )
+                    break
                 url, request_params = nxt["url"], None
         return IssuePage(out[:limit], notes)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -93,8 +94,20 @@ class Printer:
     def __init__(self, hosts: int, raw_lines: bool) -> None:
         self.prefix = hosts > 1
         self.raw_lines = raw_lines
+        self.gone = False
 
     def __call__(self, event: Event) -> None:
+        if self.gone:
+            return
+        try:
+            self._print(event)
+        except OSError:  # the terminal went away (EIO/EPIPE after a hang-up): keep running, quietly
+            self.gone = True
+
+    def notice(self, message: str) -> None:
+        self(Notice(message))
+
+    def _print(self, event: Event) -> None:
         out = sys.stdout
         if isinstance(event, OutputLines):
             if self.raw_lines:
@@ -162,18 +175,58 @@ def cmd_action(args: argparse.Namespace) -> int:
             approved, confirm = _ask_approval(action)
         run = ActionRun(action, confirm=confirm, approved=approved or not action.needs_confirmation)
         printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
-        outcome = _drive(run, printer)
+        with Interrupts(run) as interrupts:
+            outcome = _drive(run, printer, interrupts)
     finally:
         backends.close()
     if outcome.ok:
         if action.id != "logs":
-            print(clean(outcome.message))
-        return ExitCode.OK
-    print(f"opsconsole: {clean(outcome.message)}", file=sys.stderr)
-    return int(outcome.exit_code)
+            _say(clean(outcome.message))
+    else:
+        _say(f"opsconsole: {clean(outcome.message)}", sys.stderr)
+    if interrupts.signal is not None:
+        return 128 + interrupts.signal
+    return ExitCode.OK if outcome.ok else int(outcome.exit_code)
 
 
-def _drive(run: ActionRun, printer: Printer) -> Outcome:
+def _say(text: str, stream: Any = None) -> None:
+    """Print, unless the terminal is gone (SIGHUP from a dropped SSH session): the run's cleanup and
+    its journal and audit records matter more than its output."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+class Interrupts:
+    """SIGINT, SIGTERM and SIGHUP cancel the run exactly as Ctrl+C does: the running step's processes
+    are killed, an unfinished release is removed, the journal and audit log record the interruption,
+    the lock is released; then the command exits 128+signal."""
+
+    def __init__(self, run: ActionRun) -> None:
+        self.run = run
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signal is None:
+            self.signal = signum
+        self.run.cancel()
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: the caller handles signals
+                pass
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+def _drive(run: ActionRun, printer: Printer, interrupts: Interrupts) -> Outcome:
     events = run.events()
     while True:
         try:
@@ -181,9 +234,10 @@ def _drive(run: ActionRun, printer: Printer) -> Outcome:
         except StopIteration:
             break
         except KeyboardInterrupt:
-            if run.cancelled:
-                raise
-            print("! cancelling (Ctrl+C again to abandon)", file=sys.stderr, flush=True)
+            if run.cancelled and interrupts.signal == signal.SIGINT:
+                raise  # a second Ctrl+C abandons the run
+            interrupts.signal = interrupts.signal or signal.SIGINT
+            printer.notice("cancelling (Ctrl+C again to abandon)")
             run.cancel()
             continue
         if isinstance(event, Outcome):
@@ -191,8 +245,7 @@ def _drive(run: ActionRun, printer: Printer) -> Outcome:
         try:
             printer(event)
         except KeyboardInterrupt:
-            if run.cancelled:
-                raise
+            interrupts.signal = interrupts.signal or signal.SIGINT
             run.cancel()
     assert run.outcome is not None
     return run.outcome
