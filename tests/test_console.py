@@ -122,7 +122,8 @@ async def test_panes_fill_from_real_supervisord_and_restart_changes_pid(
         (run,) = app.runs.values()
         assert run.outcome is not None and run.outcome.ok, run.outcome
         assert supervisord.proxy().supervisor.getProcessInfo("sleeper:sleeper")["pid"] != before
-        assert [json.loads(line)["action"] for line in audit_env.read_text().splitlines()] == ["restart"]
+        records = [json.loads(line) for line in audit_env.read_text().splitlines()]
+        assert [(r["action"], r["phase"]) for r in records] == [("restart", "start"), ("restart", "end")]
         await pilot.press("escape")
         await pilot.press("q")
 

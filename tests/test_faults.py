@@ -472,7 +472,9 @@ def test_two_processes_deploy_at_once_exactly_one_proceeds(
     loser_err = next(out[1] for code, out in results if code == 3)
     assert "the deploy lock is held by" in loser_err and ("ann@" in loser_err or "bob@" in loser_err)
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert [r["outcome"] for r in records] == ["success"]
+    ends = [r for r in records if r["phase"] == "end"]
+    assert sorted(r["outcome"] for r in ends) == ["refused", "success"]
+    assert {r["run"] for r in records if r["phase"] == "start"} == {r["run"] for r in ends}
 
 
 def _mount(fs_args: list[str], target: Path) -> None:

@@ -107,6 +107,7 @@ class OpsConsoleApp(App[None]):
         }
         self.stats: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in profile.environments}
         self.runs: dict[int, RunState] = {}
+        self.exit_signal: int | None = None
         self._run_ids = itertools.count(1)
         self.current_env: str | None = next(iter(profile.environments), None)
         self._fingerprints: dict[str, Any] = {}
@@ -125,6 +126,39 @@ class OpsConsoleApp(App[None]):
         self.push_screen(MainScreen())
         if self.live:
             self.call_after_refresh(self.action_refresh_all)
+        self._install_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP (a dropped SSH session) cancel running actions like `c` does, then quit;
+        `run_console` waits for their clean-up and exits 128+signal."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, int(signum))
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def _on_signal(self, signum: int) -> None:
+        if self.exit_signal is None:
+            self.exit_signal = signum
+        self.cancel_runs()
+        self.exit()
+
+    def cancel_runs(self) -> None:
+        for state in self.runs.values():
+            if state.outcome is None:
+                state.run.cancel()
+
+    def wait_for_runs(self, timeout: float) -> list[RunState]:
+        """Wait for cancelled runs to clean up (remove the release, journal, unlock, audit); returns
+        those still running at the deadline."""
+        deadline = time.monotonic() + timeout
+        for state in list(self.runs.values()):
+            state.run.done.wait(max(0.0, deadline - time.monotonic()))
+        return [s for s in self.runs.values() if not s.run.done.is_set()]
 
     def action_refresh_all(self) -> None:
         for env in self.profile.environments:
@@ -132,8 +166,7 @@ class OpsConsoleApp(App[None]):
 
     def on_unmount(self) -> None:
         self._shutting_down.set()
-        for state in self.runs.values():
-            state.run.cancel()
+        self.cancel_runs()
 
     # ---------------------------------------------------------------- refresh
 

@@ -859,6 +859,8 @@ def load_profile(path: Path) -> Profile:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"profile file {path} does not exist", "No such profile") from None
+    except IsADirectoryError:
+        raise UsageError(f"profile {path} is a folder, not a profile file", "Not a profile file") from None
     except OSError as exc:
         raise UsageError(f"cannot read profile {path}: {exc.strerror or exc}", "Unreadable profile") from None
     try:
@@ -887,6 +889,11 @@ def resolve_profile_path(selector: str | None) -> Path:
     selector = selector or os.environ.get("OPSCONSOLE_PROFILE") or None
     if selector:
         candidate = Path(selector).expanduser()
+        if candidate.is_dir():
+            raise UsageError(
+                f"profile {selector} is a folder, not a profile file: pass the .toml file inside it",
+                "Not a profile file",
+            )
         if candidate.suffix == ".toml" or os.sep in selector or candidate.is_file():
             if not candidate.is_file():
                 raise UsageError(f"profile file {selector} does not exist", "No such profile")

@@ -355,6 +355,7 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
                     "lock": state.to_json()["lock"],
                     "recent": state.recent(10),
                     "path_exists": state.exists,
+                    "warnings": state.warnings,
                     "error": None,
                 }
             else:
@@ -363,6 +364,7 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
                     "releases": [],
                     "lock": None,
                     "recent": [],
+                    "warnings": [],
                     "error": hs.deploys.error,
                 }
                 if not hs.deploys.configured:

@@ -107,6 +107,7 @@ class ActionRun:
         self.approved = approved
         self.audit = audit or AuditLog()
         self.outcome: Outcome | None = None
+        self.done = threading.Event()  # set once the outcome is final and audited
         self._queue: queue.Queue[Event | None] = queue.Queue()
 
     def cancel(self) -> None:
@@ -121,6 +122,12 @@ class ActionRun:
 
     def events(self) -> Iterator[Event]:
         """Check policies, run the action in a thread and yield its events; the last is the Outcome."""
+        try:
+            yield from self._events()
+        finally:
+            self.done.set()
+
+    def _events(self) -> Iterator[Event]:
         action = self.action
         started = time.monotonic()
         started_at = now_iso()

@@ -30,7 +30,7 @@ from opsconsole.actions.base import (
 )
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, read_only_active
-from opsconsole.backends.releases import read_state
+from opsconsole.backends.releases import DeployState, read_state
 from opsconsole.errors import ExitCode, UsageError
 from opsconsole.profiles import load
 from opsconsole.sanitize import clean
@@ -175,8 +175,8 @@ def cmd_action(args: argparse.Namespace) -> int:
             approved, confirm = _ask_approval(action)
         run = ActionRun(action, confirm=confirm, approved=approved or not action.needs_confirmation)
         printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
-        with Interrupts(run) as interrupts:
-            outcome = _drive(run, printer, interrupts)
+        with Interrupts(run, printer) as interrupts:
+            outcome = _drive(run, printer)
     finally:
         backends.close()
     if outcome.ok:
@@ -203,18 +203,24 @@ class Interrupts:
     are killed, an unfinished release is removed, the journal and audit log record the interruption,
     the lock is released; then the command exits 128+signal."""
 
-    def __init__(self, run: ActionRun) -> None:
+    def __init__(self, run: ActionRun, printer: Printer) -> None:
         self.run = run
+        self.printer = printer
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and self.signal == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C abandons the run
         if self.signal is None:
             self.signal = signum
+            name = signal.Signals(signum).name
+            hint = " (Ctrl+C again to abandon)" if signum == signal.SIGINT else ""
+            self.printer.notice(f"{name}: cancelling, cleaning up{hint}")
         self.run.cancel()
 
     def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread: the caller handles signals
@@ -226,27 +232,11 @@ class Interrupts:
             signal.signal(signum, previous)
 
 
-def _drive(run: ActionRun, printer: Printer, interrupts: Interrupts) -> Outcome:
-    events = run.events()
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            if run.cancelled and interrupts.signal == signal.SIGINT:
-                raise  # a second Ctrl+C abandons the run
-            interrupts.signal = interrupts.signal or signal.SIGINT
-            printer.notice("cancelling (Ctrl+C again to abandon)")
-            run.cancel()
-            continue
+def _drive(run: ActionRun, printer: Printer) -> Outcome:
+    for event in run.events():
         if isinstance(event, Outcome):
             return event
-        try:
-            printer(event)
-        except KeyboardInterrupt:
-            interrupts.signal = interrupts.signal or signal.SIGINT
-            run.cancel()
+        printer(event)
     assert run.outcome is not None
     return run.outcome
 
@@ -271,6 +261,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
     finally:
         backends.close()
     data: dict[str, Any] = {}
+    state_by_host: dict[str, DeployState] = {}
     errors = False
     for spec in hosts:
         result = results[spec.raw]
@@ -279,14 +270,11 @@ def cmd_releases(args: argparse.Namespace) -> int:
             data[spec.raw] = {"error": result.error}
             continue
         state = result.data
-        by_release: dict[str, dict[str, Any]] = {}
-        for record in state.journal:
-            if record.get("event") == "deploy" and record.get("release"):
-                by_release[str(record["release"])] = record
+        state_by_host[spec.raw] = state
         bad = state.bad_releases
         rows = []
         for release in state.releases:
-            record = by_release.get(release, {})
+            record = state.record_for(release)
             rows.append(
                 {
                     "release": release,
@@ -304,6 +292,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
             "releases": rows,
             "lock": state.to_json()["lock"],
             "history": state.recent(20),
+            "warnings": state.warnings,
             "error": None,
         }
     if args.json:
@@ -315,14 +304,18 @@ def cmd_releases(args: argparse.Namespace) -> int:
             if info.get("error"):
                 print(f"  ERROR {clean(info['error'])}")
                 continue
-            if info["lock"]:
-                print(
-                    f"  LOCKED by {clean(info['lock']['who'])} since {info['lock']['when']} ({clean(info['lock']['why'])})"
-                )
+            lock = state_by_host[host].lock
+            if lock is not None:
+                advice = f"; break it with `opsconsole unlock {env.name}`" if lock.stale else ""
+                print(f"  LOCKED {clean(lock.describe())}{advice}")
+            for warning in info["warnings"]:
+                print(f"  warning: {clean(warning)}")
             if not info["releases"]:
                 print("  no releases")
             for row in info["releases"]:
                 flags = ("current " if row["current"] else "") + ("BAD " if row["bad"] else "")
+                if row["outcome"] is None:
+                    flags += "unfinished "
                 commit = (row["commit"] or "")[:12]
                 print(
                     f"  {row['release']:<22} {flags:<12} {clean(str(row['ref'] or '')):<16} {commit:<13} {clean(str(row['who'] or ''))}"

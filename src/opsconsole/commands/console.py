@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 from typing import Any
 
 from opsconsole.errors import ExitCode
+
+CLEANUP_SECONDS = 120
 
 
 def register(sub: Any) -> None:
@@ -26,7 +30,26 @@ def run_console(args: argparse.Namespace) -> int:
     if theme:
         app.theme = theme
     try:
-        app.run()
+        try:
+            app.run()
+        except OSError:  # the terminal went away (SIGHUP): the runs' clean-up still happens below
+            app.exit_signal = app.exit_signal or signal.SIGHUP
+            app.cancel_runs()
+        pending = [s for s in app.runs.values() if not s.run.done.is_set()]
+        if pending:
+            _say(f"opsconsole: waiting for {len(pending)} running action(s) to stop and clean up …")
+            left = app.wait_for_runs(CLEANUP_SECONDS)
+            for state in left:
+                _say(f"opsconsole: {state.title} did not finish cleaning up within {CLEANUP_SECONDS} s")
     finally:
         app.backends.close()
+    if app.exit_signal is not None:
+        return 128 + app.exit_signal
     return ExitCode.OK
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass

@@ -70,6 +70,8 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
             if state is not None and state.lock:
                 deploy_text += f", LOCKED {state.lock.describe()}"
             out.append("    deploys:    " + _line(hs.deploys, deploy_text))
+            for warning in state.warnings if state is not None else []:
+                out.append(f"      warning: {clean(warning)}")
             if hs.files.configured:
                 files = hs.files.data or []
                 missing = [f.path for f in files if not f.exists]

@@ -391,7 +391,11 @@ class MainScreen(Screen[None]):
             state = cast("DeployState | None", result.data)
             if state is None:
                 continue
-            lock = f"LOCKED by {state.lock.who} ({state.lock.why})" if state.lock else ""
+            lock = ""
+            if state.lock:
+                lock = f"LOCKED by {state.lock.who} ({state.lock.why})"
+                if state.lock.stale and state.lock.heartbeat_age is not None:
+                    lock = f"STALE lock ({age(state.lock.heartbeat_age)} silent): {state.lock.who}; unlock it from the palette"
             rows.append(
                 Row(
                     f"{key[1]}|current",
@@ -407,6 +411,23 @@ class MainScreen(Screen[None]):
                     ("deploy", key[1], state),
                 )
             )
+            for n, warning in enumerate(state.warnings):
+                rows.append(
+                    Row(
+                        f"{key[1]}|warning|{n}",
+                        [
+                            cell(key[1], "dim"),
+                            cell("⚠ journal", "yellow"),
+                            cell(""),
+                            cell(""),
+                            cell(""),
+                            cell(warning.split(": skipped ", 1)[-1], "yellow"),
+                            cell(""),
+                        ],
+                        ("warning", key[1], warning),
+                    )
+                )
+            bad = state.bad_releases
             for n, record in enumerate(state.recent(10)):
                 when = str(record.get("finished") or record.get("started") or "")
                 duration = ""
@@ -417,6 +438,8 @@ class MainScreen(Screen[None]):
                 except (KeyError, ValueError):
                     pass
                 outcome = str(record.get("outcome", ""))
+                if record.get("event") == "deploy" and outcome == "success" and record.get("release") in bad:
+                    outcome = "success, marked bad"
                 rows.append(
                     Row(
                         f"{key[1]}|{n}|{record.get('release')}|{record.get('event')}",
