@@ -101,6 +101,13 @@ def audit_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _argv(proc: Path) -> list[str]:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def releases(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "releases").iterdir()) if (root / "releases").exists() else []
 
@@ -657,3 +664,57 @@ repo = "{repo}"
     unknown = run_cli("--profile", str(profile), "deploy", "staging", "--yes", "--ref", "no-such-branch")
     assert unknown.returncode == 1 and "was removed" not in unknown.stderr
     assert "no-such-branch" in unknown.stderr
+
+
+# ------------------------------------------------------------------------ the console, signalled
+
+
+@pytest.mark.parametrize(
+    ("signum", "hangup"), [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGHUP, True)]
+)
+def test_console_signalled_mid_deploy_cancels_and_cleans_up(
+    tmp_path: Path, sshd: harness.Sshd, repo: Path, signum: int, hangup: bool
+) -> None:
+    """The console in a real terminal, deploying; SIGTERM or SIGHUP (the terminal's SSH session
+    dropped) cancels the deploy like `c`, cleans up, and exits 128+signal."""
+    from test_e2e_tmux import Tmux
+
+    build, pidfile = _slow_build(tmp_path)
+    profile = deploy_profile(tmp_path, sshd, [sshd.host], repo, build)
+    root = tmp_path / "srv" / "shop"
+    audit = tmp_path / "audit.jsonl"
+    status_file = tmp_path / "exit-status"
+    _go_slow(tmp_path)
+    opsconsole = str(Path(sys.executable).parent / "opsconsole")
+    script = f"{opsconsole} --profile {profile}; echo $? > {status_file}; sleep 30"
+    env = {"NO_COLOR": "1", "OPSCONSOLE_AUDIT_LOG": str(audit), "PATH": os.environ["PATH"]}
+    session = Tmux(["sh", "-c", script], env, size=(120, 40))
+    try:
+        session.wait_for("staging")
+        session.keys("D")
+        session.wait_for("Deploy: main in staging")
+        session.keys("Tab")
+        time.sleep(0.3)
+        session.keys("Enter")
+        wait_for(pidfile.exists, "the build to start")
+        build_pid = int(pidfile.read_text())
+        console = [
+            int(d.name)
+            for d in Path("/proc").iterdir()
+            if d.name.isdigit() and _argv(d)[1:3] == [opsconsole, "--profile"]
+        ]
+        assert len(console) == 1, "the console process was not found"
+        if hangup:  # the terminal itself goes away: tmux closes the pty and sends SIGHUP
+            session.kill()
+            wait_for(lambda: not alive(console[0]), "the console to exit", deadline=60)
+        else:
+            os.kill(console[0], signum)
+            wait_for(status_file.exists, "the console to exit", deadline=60)
+            assert status_file.read_text().strip() == str(128 + signum)
+        wait_for(lambda: not alive(build_pid), "the build process to die", deadline=5)
+    finally:
+        session.kill()
+    assert releases(root) == [] and not (root / ".opsconsole" / "lock").exists()
+    assert journal(root)[-1]["outcome"] == "interrupted"
+    records = audit_records(audit)
+    assert [r["phase"] for r in records] == ["start", "end"] and records[-1]["outcome"] == "interrupted"

@@ -38,6 +38,8 @@ def _actions_provider() -> Any:
 
 SourceKey = tuple[str, ...]
 IDLE_BACKOFF = 4
+CLEANUP_SECONDS = 120  # how long quitting waits for cancelled runs to clean up
+EXIT_GRACE_SECONDS = 5
 
 
 @dataclass
@@ -142,10 +144,21 @@ class OpsConsoleApp(App[None]):
                 pass
 
     def _on_signal(self, signum: int) -> None:
-        if self.exit_signal is None:
-            self.exit_signal = signum
+        if self.exit_signal is not None:
+            return
+        self.exit_signal = signum
         self.cancel_runs()
+        # After a hang-up the terminal is gone and Textual's shutdown can block on its output
+        # thread; once the runs have cleaned up, a watchdog ends the process regardless.
+        threading.Thread(target=self._exit_after_cleanup, args=(signum,), daemon=True).start()
         self.exit()
+
+    def _exit_after_cleanup(self, signum: int) -> None:
+        import os
+
+        self.wait_for_runs(CLEANUP_SECONDS)
+        time.sleep(EXIT_GRACE_SECONDS)
+        os._exit(128 + signum)
 
     def cancel_runs(self) -> None:
         for state in self.runs.values():

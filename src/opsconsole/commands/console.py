@@ -10,8 +10,6 @@ from typing import Any
 
 from opsconsole.errors import ExitCode
 
-CLEANUP_SECONDS = 120
-
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("console", help="open the console (the default with no command)")
@@ -20,7 +18,7 @@ def register(sub: Any) -> None:
 
 
 def run_console(args: argparse.Namespace) -> int:
-    from opsconsole.app import make_app
+    from opsconsole.app import CLEANUP_SECONDS, make_app
     from opsconsole.profiles import load
 
     profile = load(getattr(args, "profile", None))
