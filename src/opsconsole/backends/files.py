@@ -28,9 +28,13 @@ class FileInfo:
 def list_files(host: Host, paths: tuple[str, ...] | list[str]) -> list[FileInfo]:
     if not paths:
         return []
+    # size and mtime: `stat -c` (GNU, BusyBox) or `stat -f` (BSD/macOS), whichever the host has
     script = (
         'for f in "$@"; do '
-        'if [ -e "$f" ]; then r=0; [ -r "$f" ] && r=1; printf "ok\\t%s\\t%s\\t%s\\n" "$(stat -c %s -- "$f")" "$(stat -c %Y -- "$f")" "$r"; '
+        'if [ -e "$f" ]; then r=0; [ -r "$f" ] && r=1; '
+        's=$(stat -c %s -- "$f" 2>/dev/null || stat -f %z -- "$f"); '
+        'm=$(stat -c %Y -- "$f" 2>/dev/null || stat -f %m -- "$f"); '
+        'printf "ok\\t%s\\t%s\\t%s\\n" "$s" "$m" "$r"; '
         'else printf "missing\\t\\t\\t0\\n"; fi; done'
     )
     command = f"sh -c {shlex.quote(script)} sh " + " ".join(shlex.quote(p) for p in paths)
@@ -63,6 +67,7 @@ def follow_file(
 ) -> None:
     """The last `lines` lines, then (with `follow`) new lines until cancelled; survives rotation (-F)."""
     flag = " -F" if follow else ""
+    # `tail -n N -F`: GNU, BusyBox and BSD/macOS all have -F (follow by name, through rotation)
     command = f"tail -n {int(lines)}{flag} -- {shlex.quote(path)}"
     errors: list[str] = []
 

@@ -6,8 +6,9 @@
 - Redis for the cache purge when redis-server is installed, else the web app's own cache;
 - containers when a Docker Engine answers (image imported from a busybox rootfs, as the tests do).
 
-Everything is torn down on exit, on Ctrl+C, on SIGTERM, and (through PR_SET_PDEATHSIG) when the
-console process dies; stale demo containers are removed at the next start.
+Everything is torn down on exit, on Ctrl+C, on SIGTERM, and when the console process dies (on Linux
+through PR_SET_PDEATHSIG; elsewhere, macOS included, a small watchdog process polls the console's pid);
+stale demo containers are removed at the next start.
 """
 
 from __future__ import annotations
@@ -44,13 +45,38 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the console process dies, however it dies."""
+    """In the child: get SIGTERM when the console process dies, however it dies.
+
+    PR_SET_PDEATHSIG is Linux-only; on macOS and other systems `Sandbox.start` runs a watchdog
+    process instead (see `_start_watchdog`)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    os.setsid()
+
+
+# Polls the console's pid once a second; when it is gone, SIGTERMs the process groups it was given,
+# then removes the sandbox folder. Used where PR_SET_PDEATHSIG does not exist (macOS).
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, root, groups = int(sys.argv[1]), sys.argv[2], [int(g) for g in sys.argv[3:]]
+while True:
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGTERM)
     except OSError:
         pass
-    os.setsid()
+time.sleep(3)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -84,6 +110,8 @@ class Sandbox:
     redis: subprocess.Popen[bytes] | None = None
     containers: list[str] = field(default_factory=list)
     docker_note: str | None = None
+    docker_url: str | None = None
+    watchdog: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
     log: Callable[[str], None] = print
     _socket_dir: Path | None = None
@@ -104,11 +132,39 @@ class Sandbox:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._make_repo()
         self._start_redis()
+        self._find_docker()
         self._write_profile()
         self._start_supervisord()
         self._start_containers()
+        if not sys.platform.startswith("linux"):
+            self._start_watchdog()
         assert self.profile_path is not None
         return self.profile_path
+
+    def _start_watchdog(self) -> None:
+        groups = [str(p.pid) for p in (self.supervisord, self.redis) if p is not None]
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *groups],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _find_docker(self) -> None:
+        from opsconsole.demo.docker_host import find_engine
+
+        def ping(url: str) -> None:
+            import docker
+
+            client = docker.DockerClient(base_url=url, timeout=5)
+            try:
+                client.ping()
+            finally:
+                client.close()
+
+        self.docker_url, note = find_engine(ping)
+        if self.docker_url is None:
+            self.docker_note = note
 
     def _make_repo(self) -> None:
         work = self.root / "shop-src"
@@ -169,6 +225,7 @@ class Sandbox:
             "WEB_PORT": str(self.web_port),
             "PYTHON": sys.executable,
             "PURGE_COMMAND": self.purge_command(),
+            "DOCKER_URL": self.docker_url or "unix:///var/run/docker.sock",
         }
         text = template_text()
         for key, value in values.items():
@@ -251,14 +308,16 @@ class Sandbox:
         raise OpsError(f"supervisord did not start (see {self.root}/logs/supervisord.log)", "Demo failed")
 
     def _start_containers(self) -> None:
+        if self.docker_url is None:
+            return
         try:
             import docker
 
-            client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=10)
+            client = docker.DockerClient(base_url=self.docker_url, timeout=10)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - no engine: the pane says why
             self.docker_note = (
-                f"no Docker Engine reachable ({type(exc).__name__}); the Containers pane shows why"
+                f"no Docker Engine reachable at {self.docker_url} ({type(exc).__name__}); the Containers pane shows why"
             )
             return
         try:
@@ -359,7 +418,7 @@ class Sandbox:
             try:
                 import docker
 
-                client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=20)
+                client = docker.DockerClient(base_url=self.docker_url or "unix:///var/run/docker.sock", timeout=20)
                 for container_id in self.containers:
                     try:
                         client.containers.get(container_id).remove(force=True)
@@ -371,6 +430,8 @@ class Sandbox:
                     f"opsconsole demo: could not remove the demo containers ({exc}); remove them with "
                     f"docker rm -f $(docker ps -aq --filter label={DEMO_LABEL})"
                 )
+        if self.watchdog is not None and self.watchdog.poll() is None:
+            self.watchdog.terminate()
         shutil.rmtree(self.root, ignore_errors=True)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
