@@ -30,6 +30,8 @@ url = "unix:///var/run/docker.sock"
 [environments.staging.deploy]
 path = "/srv/shop"
 repo = "git@example.com:acme/shop.git"
+[environments.staging.logs]
+files = ["/var/log/app.log"]
 [environments.staging.sentry]
 organization = "acme"
 project = "shop"

@@ -341,7 +341,7 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
             if hs.stats is not None and hs.stats.data is not None:
                 for container in docker["containers"]:
                     sample = hs.stats.data.get(container["name"])
-                    if isinstance(sample, ContainerStats):
+                    if sample is not None and not isinstance(sample, str):  # a str is its error
                         container["cpu_percent"] = sample.cpu_percent
                         container["memory_bytes"] = sample.memory_bytes
                         container["memory_percent"] = sample.memory_percent

@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
         "--env", "-e", action="append", dest="envs", help="environment (repeatable; default all)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
-    parser.add_argument("--stats", action="store_true", help="also sample container CPU% and memory (~1 s)")
+    parser.add_argument("--stats", action="store_true", help="also sample container CPU%% and memory (~1 s)")
     parser.set_defaults(handler=cmd_status)
 
 

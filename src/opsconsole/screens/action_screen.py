@@ -49,6 +49,7 @@ class ActionScreen(Screen[None]):
         self.state = state
         self.run_id = state.id
         self.host_steps: dict[str, str] = {}
+        self._ready = False  # set by on_mount, which replays what arrived before it
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -71,6 +72,7 @@ class ActionScreen(Screen[None]):
             self.on_run_event(event)
         if self.state.outcome is not None:
             self.on_run_event(self.state.outcome)
+        self._ready = True
         self._timer = self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
@@ -91,7 +93,7 @@ class ActionScreen(Screen[None]):
             table.update_cell(host, columns[2], Text(clean(step, 80)))
 
     def on_run_batch(self, events: list[Event]) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return  # on_mount replays the run's events (they are recorded before delivery)
         lines: list[tuple[str, str]] = []
         for event in events:
