@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import harness  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 def _unavailable(exc: Exception) -> None:

@@ -1,7 +1,7 @@
 """A local HTTP server shaped like Sentry's Web API, held to the real OpenAPI schema.
 
-Every response body it sends is validated against `../shared/data/sentry-openapi.json` (the
-operation's 200 schema), and every request it receives is checked: the path, the query parameters
+Every response body it sends is validated against `tests/data/sentry-openapi-subset.json` (the real
+schema's operations that opsconsole uses; see tests/data/README.md), the operation's 200 schema, and every request it receives is checked: the path, the query parameters
 the operation declares, the request body schema, and the `Authorization: Bearer` header.
 Problems are collected in `violations`; the fixture fails the test when any were seen.
 """
@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jsonschema
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentry-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "data" / "sentry-openapi-subset.json"
 _spec_cache: dict[str, Any] = {}
 
 
