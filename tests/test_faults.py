@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 import harness
 from conftest import write_profile
 from opsconsole.actions.base import ActionContext, Outcome, StepStarted, Target
-from opsconsole.actions.deploy import DeployAction, HostDeploy
+from opsconsole.actions.deploy import DeployAction
+from opsconsole.actions.hostdeploy import HostDeploy
 from opsconsole.actions.runner import ActionRun
 from opsconsole.backends.hosts import HostError, SshHost, make_host
 from opsconsole.backends.supervisor import SupervisorClient

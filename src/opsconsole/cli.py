@@ -26,7 +26,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (profile, secret, status, actions, console, demo):
         module.register(sub)
+    _accept_global_options(parser)
     return parser
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """`--profile` and `--read-only` work after the subcommand too (`opsconsole secret check
+    --profile example`), at any depth; given there, they override the value before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in dict.fromkeys(action.choices.values()):
+            known = child._option_string_actions
+            if "--profile" not in known:
+                child.add_argument(
+                    "--profile", "-P", metavar="NAME|PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+                )
+            if "--read-only" not in known:
+                child.add_argument(
+                    "--read-only", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+                )
+            _accept_global_options(child)
 
 
 def _console_fast_path(args_list: list[str]) -> argparse.Namespace | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from opsconsole.actions.base import Action
-from opsconsole.actions.deploy import DeployAction, RollbackAction, UnlockAction
+from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.observe import LogsAction
 from opsconsole.actions.operate import CustomAction, PurgeAction, RestartAction, StartAction, StopAction
+from opsconsole.actions.rollback import RollbackAction, UnlockAction
 from opsconsole.actions.sentry_actions import IgnoreAction, ResolveAction
 
 ACTIONS: dict[str, type[Action]] = {

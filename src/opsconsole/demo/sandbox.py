@@ -316,9 +316,7 @@ class Sandbox:
             client = docker.DockerClient(base_url=self.docker_url, timeout=10)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - no engine: the pane says why
-            self.docker_note = (
-                f"no Docker Engine reachable at {self.docker_url} ({type(exc).__name__}); the Containers pane shows why"
-            )
+            self.docker_note = f"no Docker Engine reachable at {self.docker_url} ({type(exc).__name__}); the Containers pane shows why"
             return
         try:
             for stale in client.containers.list(all=True, filters={"label": DEMO_LABEL}):
@@ -418,7 +416,9 @@ class Sandbox:
             try:
                 import docker
 
-                client = docker.DockerClient(base_url=self.docker_url or "unix:///var/run/docker.sock", timeout=20)
+                client = docker.DockerClient(
+                    base_url=self.docker_url or "unix:///var/run/docker.sock", timeout=20
+                )
                 for container_id in self.containers:
                     try:
                         client.containers.get(container_id).remove(force=True)

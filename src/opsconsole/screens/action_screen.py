@@ -88,9 +88,9 @@ class ActionScreen(Screen[None]):
             table.add_row(Text(clean(host)), status, Text(clean(step or "")), key=host)
             return
         columns = list(table.columns)
-        table.update_cell(host, columns[1], status)
+        table.update_cell(host, columns[1], status, update_width=True)
         if step is not None:
-            table.update_cell(host, columns[2], Text(clean(step, 80)))
+            table.update_cell(host, columns[2], Text(clean(step, 80)), update_width=True)
 
     def on_run_batch(self, events: list[Event]) -> None:
         if not self._ready:
@@ -136,8 +136,14 @@ class ActionScreen(Screen[None]):
             summary.set_class(event.ok, "-ok")
             summary.set_class(not event.ok, "-failed")
             self.query_one("#ok", Button).disabled = False
-            self.query_one("#cancel-run", Button).disabled = True
+            self.query_one("#cancel-run", Button).display = False  # nothing left to cancel
             self.query_one("#ok", Button).focus()
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_run" and self.state.outcome is not None:
+            return None  # the run ended: the footer no longer offers to cancel it
+        return True
 
     def action_cancel_run(self) -> None:
         if self.state.outcome is None:

@@ -105,7 +105,8 @@ class Pane(Vertical):
             for row in shown:  # same rows: update changed cells only (no flicker, few bytes)
                 for column, value in zip(table.columns, row.cells, strict=False):
                     if str(table.get_cell(row.key, column)) != str(value):
-                        table.update_cell(row.key, column, value)
+                        # widen the column when the value outgrew it ("…" → "836.0 KiB"): never cut
+                        table.update_cell(row.key, column, value, update_width=True)
         else:
             table.clear()
             for row in shown:

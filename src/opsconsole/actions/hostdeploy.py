@@ -1,0 +1,228 @@
+"""One host's part of a deploy or rollback (its commands and their execution), and restart targets."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsconsole.actions.base import (
+    Emit,
+    Notice,
+    OutputLine,
+    PlanStep,
+    StepFinished,
+    StepStarted,
+)
+from opsconsole.actions.commands import MIRROR, journal_command, q, switch_command
+from opsconsole.backends.hosts import Cancelled, Host
+from opsconsole.backends.releases import (
+    STATE_DIR,
+    rq,
+)
+from opsconsole.errors import OpsError, UsageError
+from opsconsole.profiles import DeployConfig, Environment, HostSpec
+from opsconsole.snapshot import Backends
+
+
+@dataclass
+class HostDeploy:
+    """One host's part of a deploy: its commands (for the plan) and their execution."""
+
+    spec: HostSpec
+    host: Host
+    config: DeployConfig
+    release: str
+    ref: str
+    user: str
+    cancel: threading.Event
+    emit: Emit = field(default=lambda _e: None)
+    sha: str | None = None
+    commit_time: str | None = None
+    previous: str | None = None
+    created: bool = False
+    switched: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.raw
+
+    @property
+    def path(self) -> str:
+        return self.config.path
+
+    @property
+    def release_path(self) -> str:
+        return f"{self.path}/releases/{self.release}"
+
+    # --------------------------------------------------------------- commands
+
+    # Userland: every command below uses only what POSIX, GNU, BusyBox and BSD (macOS) share, or
+    # picks the variant the host has; each note names what is not plain POSIX.
+
+    def fetch_command(self) -> str:
+        mirror = rq(f"{self.path}/{MIRROR}")
+        return (
+            f"mkdir -p {rq(self.path + '/releases')} {rq(self.path + '/shared')} {rq(self.path + '/' + STATE_DIR)} && "
+            f"if [ -d {mirror} ]; then git --git-dir={mirror} remote set-url origin {q(self.config.repo)} && "
+            f"git --git-dir={mirror} fetch --prune --quiet origin; "
+            f"else git clone --mirror --quiet {q(self.config.repo)} {mirror}; fi"
+        )
+
+    def resolve_command(self) -> str:
+        mirror = rq(f"{self.path}/{MIRROR}")
+        return (
+            f"git --git-dir={mirror} rev-parse --verify --quiet {q(self.ref + '^{commit}')} && "
+            f"git --git-dir={mirror} log -1 --format=%cI {q(self.ref + '^{commit}')}"
+        )
+
+    def export_command(self, sha: str) -> str:
+        mirror = rq(f"{self.path}/{MIRROR}")
+        # `tar -x -C`: GNU, BusyBox and bsdtar alike
+        return (
+            f"mkdir {rq(self.release_path)} && git --git-dir={mirror} archive --format=tar {q(sha)} "
+            f"| tar -x -C {rq(self.release_path)} && printf '%s\\n' {q(sha)} > {rq(self.release_path + '/REVISION')}"
+        )
+
+    def shared_command(self, item: str) -> str:
+        """Link shared/ITEM into the release. ITEM is validated: relative, inside the release, no '..'."""
+        shared = rq(f"{self.path}/shared/{item}")
+        inside = rq(f"{self.release_path}/{item}")
+        return (
+            f'mkdir -p "$(dirname {shared})" "$(dirname {inside})" && '
+            f"if [ ! -e {shared} ]; then if [ -e {inside} ]; then mv {inside} {shared}; "
+            f"else mkdir -p {shared}; fi; fi && rm -rf {inside} && ln -s {shared} {inside}"
+        )
+
+    def build_command(self, command: str) -> str:
+        return (
+            f"cd {rq(self.release_path)} && OPSCONSOLE_RELEASE={q(self.release)} "
+            f"OPSCONSOLE_DEPLOY_PATH={rq(self.path)} sh -c {q(command)}"
+        )
+
+    def switch_command(self, release: str) -> str:
+        return switch_command(self.path, release)
+
+    def journal_command(self, record: dict[str, Any]) -> str:
+        return journal_command(self.path, record)
+
+    # --------------------------------------------------------------- execution
+
+    def step(self, label: str, command: str, stream: bool = False, timeout: float | None = None) -> str:
+        if self.cancel.is_set():
+            raise Cancelled(f"{self.name}: cancelled before {label}")
+        self.emit(StepStarted(self.name, label))
+
+        def on_line(_stream: str, line: str) -> None:
+            self.emit(OutputLine(self.name, line, _stream))
+
+        try:
+            result = self.host.run(
+                command, on_line=on_line if stream else None, cancel=self.cancel, timeout=timeout
+            )
+        except OpsError as exc:
+            self.emit(StepFinished(self.name, label, False, exc.message))
+            raise
+        if not result.ok:
+            tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+            detail = f"{label} failed (exit {result.exit_code})" + (": " + " | ".join(tail) if tail else "")
+            self.emit(StepFinished(self.name, label, False, detail))
+            raise OpsError(f"{self.name}: {detail}", "Step failed")
+        self.emit(StepFinished(self.name, label, True))
+        return result.stdout
+
+    def prepare(self) -> None:
+        """Fetch, export the release, link shared items, build. Raises on the first failure."""
+        timeout = max(self.host.timeout, 300.0)
+        self.step("fetch", self.fetch_command(), timeout=timeout)
+        out = self.step(f"resolve {self.ref}", self.resolve_command(), timeout=self.host.timeout).split()
+        if len(out) < 2:
+            raise OpsError(f"{self.name}: ref '{self.ref}' not found in {self.config.repo}", "Unknown ref")
+        self.sha, self.commit_time = out[0], out[1]
+        self.created = True
+        self.step(
+            f"export {self.sha[:12]} into releases/{self.release}",
+            self.export_command(self.sha),
+            timeout=timeout,
+        )
+        for item in self.config.shared:
+            self.step(f"link shared/{item}", self.shared_command(item), timeout=self.host.timeout)
+        for command in self.config.build:
+            self.step(f"build: {command}", self.build_command(command), stream=True)
+
+    def remove_release(self) -> None:
+        if self.created:
+            self.host.run(f"rm -rf -- {rq(self.release_path)}", timeout=max(self.host.timeout, 60.0))
+
+    def journal(self, record: dict[str, Any]) -> None:
+        result = self.host.run(self.journal_command(record), timeout=self.host.timeout)
+        if not result.ok:
+            self.emit(Notice(f"{self.name}: could not append to the journal: {result.stderr.strip()[:200]}"))
+
+
+# ------------------------------------------------------------------------ restart targets
+
+
+def restart_steps(env: Environment, spec: HostSpec, config: DeployConfig) -> list[PlanStep]:
+    steps = []
+    for target in config.restart:
+        kind, sep, name = target.partition(":")
+        if sep and kind == "supervisor":
+            steps.append(
+                PlanStep(
+                    spec.raw, "rpc", f"supervisor.stopProcess({name}) then supervisor.startProcess({name})"
+                )
+            )
+        elif sep and kind == "docker":
+            steps.append(PlanStep(spec.raw, "api", f"POST /containers/{name}/restart"))
+        else:
+            steps.append(
+                PlanStep(spec.raw, "command", f"cd {rq(config.path + '/current')} && sh -c {q(target)}")
+            )
+    return steps
+
+
+def run_restarts(
+    backends: Backends,
+    env: Environment,
+    spec: HostSpec,
+    config: DeployConfig,
+    emit: Emit,
+    cancel: threading.Event,
+) -> list[str]:
+    """Run the restart targets on one host; returns the failures (empty when all went well)."""
+    failures = []
+    host = backends.host(spec)
+    for target in config.restart:
+        label = f"restart {target}"
+        emit(StepStarted(spec.raw, label))
+        kind, sep, name = target.partition(":")
+        try:
+            if sep and kind == "supervisor":
+                detail = "; ".join(backends.supervisor(env, spec).restart(name))
+            elif sep and kind == "docker":
+                detail = backends.docker(env, spec).restart(name)
+            else:
+                result = host.run(
+                    f"cd {rq(config.path + '/current')} && sh -c {q(target)}",
+                    on_line=lambda s, line: emit(OutputLine(spec.raw, line, s)),
+                    cancel=cancel,
+                    timeout=max(host.timeout, 120.0),
+                )
+                if not result.ok:
+                    raise OpsError(f"{spec.raw}: `{target}` exited with {result.exit_code}", "Restart failed")
+                detail = "ok"
+        except OpsError as exc:
+            emit(StepFinished(spec.raw, label, False, exc.message))
+            failures.append(exc.message)
+            continue
+        emit(StepFinished(spec.raw, label, True, detail))
+    return failures
+
+
+def require_deploy(env: Environment) -> DeployConfig:
+    if env.deploy is None:
+        raise UsageError(f"environment '{env.name}' has no [deploy] section", "Not configured")
+    if not env.hosts:
+        raise UsageError(f"environment '{env.name}' has no hosts", "Not configured")
+    return env.deploy

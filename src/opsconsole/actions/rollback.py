@@ -1,0 +1,333 @@
+"""Rollback (all or nothing across hosts, only to a release that deployed) and unlock."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from opsconsole.actions.base import (
+    Action,
+    Emit,
+    HostResult,
+    Notice,
+    Option,
+    Outcome,
+    PlanStep,
+    Scope,
+    StepFinished,
+    StepStarted,
+)
+from opsconsole.actions.commands import (
+    journal_command,
+    lock_command,
+    parse_held,
+    switch_command,
+    unlock_command,
+)
+from opsconsole.actions.hostdeploy import HostDeploy, require_deploy, restart_steps, run_restarts
+from opsconsole.actions.locks import Locks
+from opsconsole.backends.hosts import Host
+from opsconsole.backends.releases import (
+    DeployState,
+    read_state,
+)
+from opsconsole.errors import ExitCode, OpsError, RefusedError, UsageError
+from opsconsole.profiles import HostSpec
+
+# ------------------------------------------------------------------------ rollback
+
+
+def rollback_target(states: list[DeployState], to: str | None, force: bool = False) -> str:
+    """The one release every host rolls back to, or RefusedError saying why there is none."""
+    if to:
+        for state in states:
+            if to not in state.releases:
+                raise RefusedError(
+                    f"refused: {state.host}: releases/{to} does not exist (have: {', '.join(state.releases) or 'none'})",
+                    "Nothing to roll back to",
+                )
+            if to not in state.deployed_releases:
+                raise RefusedError(
+                    f"refused: {state.host}: releases/{to} never finished deploying (no successful deploy "
+                    "record in the journal): it may be half-built. Roll back to a release `opsconsole "
+                    "releases` lists as deployed",
+                    "Not a deployed release",
+                )
+            if to in state.bad_releases and not force:
+                raise RefusedError(
+                    f"refused: {state.host}: releases/{to} is marked bad (it was rolled back from); "
+                    "pass --force to go back to it anyway (audited)",
+                    "Release marked bad",
+                )
+        if all(state.current == to for state in states):
+            raise RefusedError(f"refused: releases/{to} is already current", "Nothing to roll back to")
+        return to
+    common: set[str] | None = None
+    skipped: set[str] = set()
+    for state in states:
+        good = [r for r in state.successful_releases if r != state.current]
+        if state.current in state.releases:
+            good = [r for r in good if r < str(state.current)]
+        skipped |= {r for r in state.releases if r in state.bad_releases and r != state.current}
+        common = set(good) if common is None else common & set(good)
+    if not common:
+        hosts = "; ".join(f"{s.host}: current {s.current or 'none'}" for s in states)
+        bad = f"; skipped bad releases: {', '.join(sorted(skipped))}" if skipped else ""
+        raise RefusedError(
+            f"refused: nothing to roll back to ({hosts}); no earlier successfully deployed release that is "
+            f"not marked bad is on every host{bad}",
+            "Nothing to roll back to",
+        )
+    return max(common)
+
+
+class RollbackAction(Action):
+    id: ClassVar[str] = "rollback"
+    title: ClassVar[str] = "Rollback"
+    scope: ClassVar[Scope] = "environment"
+    changes: ClassVar[bool] = True
+    destructive: ClassVar[bool] = True
+    description: ClassVar[str] = "Switch `current` back to the previous good release and restart"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "to", ("--to",), "release id to roll back to (default: the previous good one)", metavar="RELEASE"
+        ),
+        Option(
+            "force", ("--force",), "allow --to a release marked bad (audited)", kind="flag", default=False
+        ),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = require_deploy(self.env)
+        to = self.target.options.get("to")
+        self.to = str(to) if to else None
+        self.force = bool(self.target.options.get("force", False))
+        if self.to and not re.fullmatch(r"[A-Za-z0-9TZ.-]+", self.to):
+            raise UsageError(f"'{self.to}' is not a release id", "Bad release")
+
+    @property
+    def target_label(self) -> str:
+        return (self.to or "previous release") + (" (--force)" if self.force else "")
+
+    def plan(self) -> Any:
+        steps: list[PlanStep] = []
+        for spec in self.hosts:
+            host = spec.raw
+            steps.append(PlanStep(host, "command", lock_command(self.config.path, "<lock: who, when, why>")))
+            steps.append(
+                PlanStep(
+                    host,
+                    "note",
+                    f"target: {self.to or 'the newest earlier release that deployed successfully and is not marked bad, on every host'}",
+                )
+            )
+            steps.append(PlanStep(host, "command", switch_command(self.config.path, self.to or "<target>")))
+            steps.append(
+                PlanStep(host, "note", "if any host fails to switch, the switched ones are switched back")
+            )
+            steps.append(
+                PlanStep(
+                    host,
+                    "command",
+                    journal_command(self.config.path, {"event": "mark_bad", "release": "<current>"}),
+                )
+            )
+            steps.append(
+                PlanStep(
+                    host,
+                    "command",
+                    journal_command(
+                        self.config.path, {"event": "rollback", "from": "<current>", "to": "<target>"}
+                    ),
+                )
+            )
+            steps += restart_steps(self.env, spec, self.config)
+            steps.append(PlanStep(host, "command", unlock_command(self.config.path, "<our lock>")))
+        return self.make_plan(steps)
+
+    def execute(self, emit: Emit) -> Outcome:
+        pairs = [(spec, self.ctx.backends.host(spec)) for spec in self.hosts]
+        locks = Locks(
+            pairs,
+            self.config.path,
+            self.ctx.user,
+            f"rollback to {self.to or 'previous'}",
+            emit,
+            run=self.ctx.run_id,
+            env=self.env.name,
+        )
+        locks.acquire()
+        try:
+            return self._rollback(pairs, emit)
+        finally:
+            locks.release()
+
+    def _rollback(self, pairs: list[tuple[HostSpec, Host]], emit: Emit) -> Outcome:
+        states = [read_state(host, self.config) for _spec, host in pairs]
+        target = rollback_target(states, self.to, self.force)
+        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        hold = threading.Event()  # a switch is never interrupted half-way across hosts
+        parts = [
+            HostDeploy(spec, host, self.config, target, "-", self.ctx.user, hold, emit)
+            for spec, host in pairs
+        ]
+        switched: list[tuple[HostDeploy, DeployState]] = []
+        for part, state in zip(parts, states, strict=True):
+            if state.current == target:
+                continue
+            try:
+                part.step(
+                    f"switch current -> releases/{target}",
+                    part.switch_command(target),
+                    timeout=part.host.timeout,
+                )
+            except OpsError as exc:
+                return self._undo(parts, states, switched, part, exc, when, target, emit)
+            switched.append((part, state))
+        results: dict[str, str] = {}
+        failures: list[str] = []
+        for part, state in zip(parts, states, strict=True):
+            if state.current and state.current != target:
+                part.journal(
+                    {
+                        "event": "mark_bad",
+                        "release": state.current,
+                        "who": self.ctx.user,
+                        "time": when,
+                        "reason": "rolled back",
+                        "run": self.ctx.run_id,
+                    }
+                )
+            part.journal(
+                {
+                    "event": "rollback",
+                    "from": state.current,
+                    "to": target,
+                    "release": target,
+                    "who": self.ctx.user,
+                    "run": self.ctx.run_id,
+                    "forced": self.force,
+                    "started": when,
+                    "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "outcome": "success",
+                }
+            )
+            failures += run_restarts(self.ctx.backends, self.env, part.spec, self.config, emit, hold)
+            results[part.name] = f"releases/{target}"
+            emit(HostResult(part.name, True, f"current -> releases/{target} (was {state.current})"))
+        if failures:
+            return Outcome(
+                False, "rolled back, but restarting failed: " + "; ".join(failures), ExitCode.FAILED, results
+            )
+        return Outcome(
+            True, f"rolled back to releases/{target} on {len(parts)} host(s)", ExitCode.OK, results
+        )
+
+    def _undo(
+        self,
+        parts: list[HostDeploy],
+        states: list[DeployState],
+        switched: list[tuple[HostDeploy, DeployState]],
+        failed: HostDeploy,
+        exc: OpsError,
+        when: str,
+        target: str,
+        emit: Emit,
+    ) -> Outcome:
+        """All or nothing: switch the already-switched hosts back, then say where every host is."""
+        stuck: set[str] = set()
+        for part, state in switched:
+            if not state.current:
+                continue
+            try:
+                part.step(
+                    f"switch back to releases/{state.current}",
+                    part.switch_command(state.current),
+                    timeout=part.host.timeout,
+                )
+            except OpsError as back:
+                stuck.add(part.name)
+                emit(Notice(f"{part.name}: could not switch back: {back.message}"))
+        final: dict[str, str] = {}
+        for part, state in zip(parts, states, strict=True):
+            final[part.name] = (
+                f"releases/{target}"
+                if part.name in stuck
+                else f"releases/{state.current}"
+                if state.current
+                else "no release"
+            )
+            try:
+                part.journal(
+                    {
+                        "event": "rollback",
+                        "from": state.current,
+                        "to": target,
+                        "release": target,
+                        "who": self.ctx.user,
+                        "run": self.ctx.run_id,
+                        "started": when,
+                        "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "outcome": "failed",
+                        "error": f"switch failed on {failed.name}: {exc.message}",
+                    }
+                )
+            except OpsError:
+                pass
+            emit(HostResult(part.name, False, f"on {final[part.name]}"))
+        now = "; ".join(f"{h} on {r}" for h, r in final.items())
+        return Outcome(
+            False,
+            f"rollback failed: switching {failed.name} failed ({exc.message}); "
+            + ("the other hosts were switched back. " if not stuck else "")
+            + f"Now: {now}",
+            ExitCode.FAILED,
+            final,
+        )
+
+
+# ------------------------------------------------------------------------ unlock
+
+
+class UnlockAction(Action):
+    id: ClassVar[str] = "unlock"
+    title: ClassVar[str] = "Break deploy lock"
+    scope: ClassVar[Scope] = "environment"
+    changes: ClassVar[bool] = True
+    destructive: ClassVar[bool] = True
+    description: ClassVar[str] = "Remove a stale deploy lock (audited)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = require_deploy(self.env)
+
+    @property
+    def target_label(self) -> str:
+        return "deploy lock"
+
+    def plan(self) -> Any:
+        return self.make_plan(
+            [PlanStep(spec.raw, "command", unlock_command(self.config.path)) for spec in self.hosts]
+        )
+
+    def execute(self, emit: Emit) -> Outcome:
+        results = {}
+        broken = []
+        for spec in self.hosts:
+            host = self.ctx.backends.host(spec)
+            emit(StepStarted(spec.raw, "unlock"))
+            result = host.run(unlock_command(self.config.path), timeout=host.timeout, check=True)
+            line = result.stdout.strip()
+            if line.startswith("@was"):
+                holder = parse_held(line)
+                results[spec.raw] = f"broke the lock {holder.describe()}"
+                broken.append(spec.raw)
+            else:
+                results[spec.raw] = "was not locked"
+            emit(StepFinished(spec.raw, "unlock", True, results[spec.raw]))
+            emit(HostResult(spec.raw, True, results[spec.raw]))
+        message = "; ".join(f"{h}: {m}" for h, m in results.items())
+        return Outcome(True, message, ExitCode.OK, results)
