@@ -99,7 +99,7 @@ def test_console_in_tmux_shows_real_processes_and_answers_keys(tmux_console: Tmu
     screen = tmux_console.wait_for("counter:counter")
     assert "staging" in screen and "RUNNING" in screen
     tmux_console.keys("?")
-    tmux_console.wait_for("switch_env")
+    tmux_console.wait_for("Keys, by screen")
     tmux_console.keys("Escape")
     time.sleep(0.5)  # a lone ESC is told from an escape sequence by the pause after it
     tmux_console.keys("2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,24 @@ def test_bad_hosts_urls_and_keymap() -> None:
     assert any("'bad host' is not a host" in p for p in problems)
     assert any(p.startswith("profiles/x.toml:3:") and "http://" in p for p in problems)
     assert any(p.startswith("profiles/x.toml:5:") and "unix://" in p for p in problems)
-    assert "profiles/x.toml:7: unknown binding id 'keymap.deplyo' (did you mean 'deploy'?)" in problems
+
+
+def test_keymap_ids_come_from_the_console_screens(tmp_path: Path, run_cli: Any) -> None:
+    """Unknown ids are refused by `profile validate` and by the console, with file:line; every id
+    of every screen (log viewer, action screen, palette...) is accepted."""
+    from opsconsole.screens.keymap import binding_ids
+
+    ids = binding_ids()
+    assert {"deploy", "start_stop", "log_wrap", "action_cancel", "confirm_cancel", "palette", "cursor_down"} <= ids
+    good = tmp_path / "good.toml"
+    good.write_text("[keymap]\n" + "".join(f'{i} = "f{n % 12 + 1}"\n' for n, i in enumerate(sorted(ids))))
+    assert run_cli("profile", "validate", str(good)).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[environments.a]\nhosts = ["local"]\n[keymap]\ndeplyo = "d"\n')
+    for args in (("profile", "validate", str(bad)), ("--profile", str(bad))):
+        done = run_cli(*args)
+        assert done.returncode == 2
+        assert "bad.toml:4: unknown binding id 'keymap.deplyo' (did you mean 'deploy'?)" in done.stderr
 
 
 def test_array_of_tables_errors_point_at_their_entry() -> None:

@@ -42,8 +42,20 @@ def test_confirmation_modal_protected(snap_compare: Any) -> None:
     app = build()
 
     async def open_modal(pilot: Any) -> None:
+        from unittest import mock
+
+        from opsconsole.backends.releases import DeployState
+
+        # what the hosts would answer (the snapshot asks no host, and no DNS)
+        state = DeployState("web-3", "/srv/shop", True, "20251120T093000Z", ["20251120T093000Z"])
+        state.history.append(
+            {"event": "deploy", "release": "20251120T093000Z", "ref": "v1.4.2", "commit": "9f1c2d3e4b5a6978",
+             "outcome": "success"}
+        )
         action = app.make_action("deploy", "production", release="20251126T100000Z")
-        app.push_screen(ConfirmScreen(action, action.plan()))
+        with mock.patch("opsconsole.actions.deploy.read_states", return_value={"web-3": state}):
+            plan = action.plan()
+        app.push_screen(ConfirmScreen(action, plan))
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=open_modal)

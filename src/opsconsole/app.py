@@ -1,17 +1,17 @@
 """The console: wiring of the Textual app over the core (profile, backends, action layer).
 
-The app owns the latest source results and the running actions; screens render them. Refreshes run
-in thread workers, one per environment, re-armed with `set_timer` when they complete, so a slow host
-never stacks refreshes and never blocks a key press.
+The app owns the latest source results and the running actions (`Runs`); screens render them when
+told by messages (`SourceChanged`, `RunBatch`). Refreshes run in thread workers, one per
+environment, re-armed with `set_timer` when they complete (`RefreshSchedule` says when), so a slow
+host never stacks refreshes and never blocks a key press.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,14 +20,17 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from opsconsole.errors import OpsError
-from opsconsole.keys import KEYS
-from opsconsole.messages import RunsPending, SourceUpdated, StatsUpdated
+from opsconsole.messages import RunBatch, RunsPending, SourceChanged, SourceUpdated, StatsUpdated
 from opsconsole.profiles import Profile
+from opsconsole.refresh import RefreshSchedule
+from opsconsole.runs import Runs, RunState
 from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
 
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
-    from opsconsole.actions.base import Action, Event, Outcome
+    from opsconsole.actions.base import Action
     from opsconsole.actions.runner import ActionRun
+
+__all__ = ["CLEANUP_SECONDS", "OpsConsoleApp", "RunState", "make_app"]
 
 
 def _actions_provider() -> Any:
@@ -37,46 +40,8 @@ def _actions_provider() -> Any:
 
 
 SourceKey = tuple[str, ...]
-IDLE_BACKOFF = 4
 CLEANUP_SECONDS = 120  # how long quitting waits for cancelled runs to clean up
 EXIT_GRACE_SECONDS = 5
-
-
-@dataclass
-class RunState:
-    """One action run as the console tracks it (several can run at once)."""
-
-    id: int
-    action: Action
-    run: ActionRun
-    started: float = field(default_factory=time.monotonic)
-    events: list[Event] = field(default_factory=list)
-    outcome: Outcome | None = None
-    finished: float | None = None
-    pending: list[Event] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def title(self) -> str:
-        return f"{self.action.title} {self.action.target_label} ({self.action.env.name})"
-
-
-def key_bindings() -> list[BindingType]:
-    bindings: list[BindingType] = []
-    for spec in KEYS:
-        priority = spec.id in ("palette", "quit")
-        bindings.append(
-            Binding(
-                spec.keys,
-                spec.id,
-                spec.description,
-                show=spec.show,
-                tooltip=spec.tooltip,
-                id=spec.id,
-                priority=priority and spec.id == "palette",
-            )
-        )
-    return bindings
 
 
 class OpsConsoleApp(App[None]):
@@ -84,8 +49,20 @@ class OpsConsoleApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit", tooltip="Quit opsconsole"),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Palette",
+            show=False,
+            priority=True,
+            id="palette",
+            tooltip="Command palette: every action, environment and pane",
+        ),
+    ]
     COMMANDS = App.COMMANDS | {_actions_provider}
+    COMMAND_PALETTE_BINDING = ""  # the binding above (id "palette") opens it, remappable
 
     def __init__(
         self,
@@ -108,12 +85,10 @@ class OpsConsoleApp(App[None]):
             name: {} for name in profile.environments
         }
         self.stats: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in profile.environments}
-        self.runs: dict[int, RunState] = {}
+        self.runs = Runs()
+        self.schedule = RefreshSchedule(profile.defaults.refresh)
         self.exit_signal: int | None = None
-        self._run_ids = itertools.count(1)
         self.current_env: str | None = next(iter(profile.environments), None)
-        self._fingerprints: dict[str, Any] = {}
-        self._streaks: dict[str, int] = {}
         self._shutting_down = threading.Event()
 
     # ---------------------------------------------------------------- lifecycle
@@ -147,7 +122,7 @@ class OpsConsoleApp(App[None]):
         if self.exit_signal is not None:
             return
         self.exit_signal = signum
-        self.cancel_runs()
+        self.runs.cancel_all()
         # After a hang-up the terminal is gone and Textual's shutdown can block on its output
         # thread; once the runs have cleaned up, a watchdog ends the process regardless.
         threading.Thread(target=self._exit_after_cleanup, args=(signum,), daemon=True).start()
@@ -156,22 +131,9 @@ class OpsConsoleApp(App[None]):
     def _exit_after_cleanup(self, signum: int) -> None:
         import os
 
-        self.wait_for_runs(CLEANUP_SECONDS)
+        self.runs.wait(CLEANUP_SECONDS)
         time.sleep(EXIT_GRACE_SECONDS)
         os._exit(128 + signum)
-
-    def cancel_runs(self) -> None:
-        for state in self.runs.values():
-            if state.outcome is None:
-                state.run.cancel()
-
-    def wait_for_runs(self, timeout: float) -> list[RunState]:
-        """Wait for cancelled runs to clean up (remove the release, journal, unlock, audit); returns
-        those still running at the deadline."""
-        deadline = time.monotonic() + timeout
-        for state in list(self.runs.values()):
-            state.run.done.wait(max(0.0, deadline - time.monotonic()))
-        return [s for s in self.runs.values() if not s.run.done.is_set()]
 
     def action_refresh_all(self) -> None:
         for env in self.profile.environments:
@@ -179,51 +141,46 @@ class OpsConsoleApp(App[None]):
 
     def on_unmount(self) -> None:
         self._shutting_down.set()
-        self.cancel_runs()
+        self.runs.cancel_all()
 
     # ---------------------------------------------------------------- refresh
 
     @work(thread=True, exit_on_error=False, group="refresh")
     def refresh_env(self, env_name: str) -> None:
-        """Every source of one environment at once; each result is posted as it arrives."""
+        """Every source of one environment at once; each result is posted as it arrives. Whatever
+        happens, the next refresh is armed, and an unexpected failure shows in every pane."""
         if self._shutting_down.is_set():
             return
         env = self.profile.env(env_name)
         timeout = self.profile.defaults.timeout
-        tasks = env_tasks(self.backends, env)
 
         def post(key: SourceKey, result: SourceResult[Any]) -> None:
             self.post_message(SourceUpdated(env_name, key, result))
 
-        if tasks:
-            run_with_deadline(
-                tasks, time.monotonic() + timeout + 0.3, describe_timeout(env, timeout), on_result=post
-            )
-            if env_name == self.current_env and env.docker is not None:
-                self._sample_stats(env_name)
-        if self.live and not self._shutting_down.is_set():
-            self.call_from_thread(self._rearm, env_name)
+        try:
+            tasks = env_tasks(self.backends, env)
+            if tasks:
+                run_with_deadline(
+                    tasks, time.monotonic() + timeout + 0.3, describe_timeout(env, timeout), on_result=post
+                )
+                if env_name == self.current_env and env.docker is not None:
+                    self._sample_stats(env_name)
+        except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on
+            error = f"refresh of {env_name} failed: {type(exc).__name__}: {exc}"
+            for key in list(self.results.get(env_name, {})) or [(s,) for s in ("supervisor", "deploys")]:
+                post(key, SourceResult(error=error))
+        finally:
+            if self.live and not self._shutting_down.is_set():
+                self.call_from_thread(self._rearm, env_name)
 
     def _rearm(self, env_name: str) -> None:
         # on the UI thread, after this refresh's results were handled (they were posted before)
-        self.set_timer(self._next_delay(env_name), lambda: self.refresh_env(env_name))
-
-    def _next_delay(self, env_name: str) -> float:
-        """The refresh interval, stretched (up to IDLE_BACKOFF times) while nothing changes and nobody
-        touches a key: an idle console costs the hosts, the link and the CPU less. Any change, or
-        any key, brings it back to the profile's `refresh`."""
-        from opsconsole.summary import fingerprint
-
-        now = fingerprint(self.results.get(env_name, {}))
-        same = self._fingerprints.get(env_name) == now
-        self._fingerprints[env_name] = now
-        self._streaks[env_name] = self._streaks.get(env_name, 0) + 1 if same else 0
-        factor = min(2 ** self._streaks[env_name], IDLE_BACKOFF)
-        return float(self.profile.defaults.refresh * factor)
+        delay = self.schedule.next_delay(env_name, self.results.get(env_name, {}))
+        self.set_timer(delay, lambda: self.refresh_env(env_name))
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key | events.MouseDown) and any(self._streaks.values()):
-            self._streaks.clear()  # someone is looking: the next refreshes come at the normal pace
+        if isinstance(event, events.Key | events.MouseDown) and self.schedule.idle:
+            self.schedule.touched()
         await super().on_event(event)
 
     def _sample_stats(self, env_name: str) -> None:
@@ -239,21 +196,17 @@ class OpsConsoleApp(App[None]):
                 continue
             self.post_message(StatsUpdated(env_name, host.raw, sample))
 
+    def _to_screens(self, message_factory: Callable[[], Any]) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(message_factory())
+
     def on_source_updated(self, message: SourceUpdated) -> None:
         self.results.setdefault(message.env, {})[message.key] = message.result
-        from opsconsole.screens.main import MainScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                screen.source_updated(message.env, message.key)
+        self._to_screens(lambda: SourceChanged(message.env, message.key))
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
         self.stats.setdefault(message.env, {})[message.host] = message.stats
-        from opsconsole.screens.main import MainScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                screen.source_updated(message.env, ("docker", message.host))
+        self._to_screens(lambda: SourceChanged(message.env, ("docker", message.host)))
 
     def action_refresh(self) -> None:
         for env in self.profile.environments:
@@ -274,107 +227,95 @@ class OpsConsoleApp(App[None]):
     def request_action(
         self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
     ) -> None:
-        """Build the action, refuse early under read-only, confirm with its plan, then run it."""
-        from opsconsole.actions.runner import check_policies, read_only_active
-        from opsconsole.screens.confirm import ConfirmScreen
-
+        """Build the action and visit the core prepare step (off the UI thread: a plan may read the
+        hosts), then confirm with exactly that plan, or refuse, or run."""
         try:
             action = self.make_action(action_id, env, name, host, **options)
         except OpsError as exc:
             self.notify(exc.message, title=exc.title, severity="error")
             return
-        if action.changes and read_only_active(action):
-            try:
-                check_policies(action, confirm=None, approved=True)
-            except OpsError as exc:
-                self.notify(exc.message, title="Read-only", severity="error")
-            return
-        if not action.changes or (not action.needs_confirmation and not action.env.protected):
-            self.start_run(action, None, True)  # reads, and custom actions with confirm = false
-            return
+        self._prepare(action)
+
+    @work(thread=True, exit_on_error=False, group="prepare")
+    def _prepare(self, action: Action) -> None:
+        from opsconsole.actions.runner import ActionRun
+
+        run = ActionRun(action)
         try:
-            plan = action.plan()
+            run.prepare()
         except OpsError as exc:
-            self.notify(exc.message, title=exc.title, severity="error")
+            self.call_from_thread(self.notify, exc.message, title=exc.title, severity="error")
             return
+        self.call_from_thread(self._confirm_and_start, run)
+
+    def _confirm_and_start(self, run: ActionRun) -> None:
+        from opsconsole.screens.confirm import ConfirmScreen
+
+        prepared = run.prepare()
+        action = run.action
+        if prepared.refusal is not None:
+            self.notify(prepared.refusal.message, title=prepared.refusal.title, severity="error")
+            return
+        if prepared.confirmation == "none":
+            run.approved = True
+            self.start_run(run)
+            return
+        assert prepared.plan is not None
 
         def confirmed(answer: str | None) -> None:
             if answer is None:
                 self.notify(f"{action.title} cancelled: nothing was changed", timeout=3)
                 return
-            self.start_run(action, answer if action.env.protected else None, True)
+            run.approved = True
+            run.confirm = answer if prepared.confirmation == "typed" else None
+            self.start_run(run)
 
-        self.push_screen(ConfirmScreen(action, plan), confirmed)
+        self.push_screen(ConfirmScreen(action, prepared.plan, prepared.confirmation), confirmed)
 
-    def start_run(self, action: Action, confirm: str | None, approved: bool, show: bool = True) -> RunState:
-        from opsconsole.actions.runner import ActionRun
-
-        state = RunState(next(self._run_ids), action, ActionRun(action, confirm=confirm, approved=approved))
-        self.runs[state.id] = state
+    def start_run(self, run: ActionRun, show: bool = True) -> RunState:
+        state = self.runs.add(run)
         self._flush_timer.resume()
         self._drive_run(state)
         if show:
-            if action.id == "logs":
-                from opsconsole.screens.log_screen import LogScreen
-
-                self.push_screen(LogScreen(state))
-            else:
-                from opsconsole.screens.action_screen import ActionScreen
-
-                self.push_screen(ActionScreen(state))
+            self.show_run(state)
         return state
+
+    def show_run(self, state: RunState) -> None:
+        if state.action.id == "logs":
+            from opsconsole.screens.log_screen import LogScreen
+
+            self.push_screen(LogScreen(state))
+        else:
+            from opsconsole.screens.action_screen import ActionScreen
+
+            self.push_screen(ActionScreen(state))
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _drive_run(self, state: RunState) -> None:
-        from opsconsole.actions.base import OutputLine, OutputLines
+        def wake() -> None:
+            self.post_message(RunsPending())
 
-        for event in state.run.events():
-            with state.lock:
-                state.pending.append(event)
-            if not isinstance(event, OutputLine | OutputLines):
-                self.post_message(RunsPending())  # steps and outcomes show at once; lines in batches
-        self.post_message(RunsPending())
+        Runs.drive(state, wake)
 
     def on_runs_pending(self, _message: RunsPending) -> None:
         self._flush_runs()
 
     def _flush_runs(self) -> None:
-        active = False
-        for state in list(self.runs.values()):
-            with state.lock:
-                batch, state.pending = state.pending, []
-            if state.outcome is None:
-                active = True
-            if batch:
-                self._deliver(state, batch)
-        if not active:
-            self._flush_timer.pause()
-
-    def _deliver(self, state: RunState, batch: list[Event]) -> None:
-        from opsconsole.actions.base import Outcome
-
-        for event in batch:
-            if isinstance(event, Outcome):
-                state.outcome = event
-                state.finished = time.monotonic()
+        for state, batch in self.runs.take():
+            if state.outcome is not None and state.outcome in batch:
                 self._announce(state)
                 if state.action.changes and self.live:
                     self.refresh_env(state.action.env.name)
-            elif state.action.id != "logs":
-                state.events.append(event)
-        for screen in self.screen_stack:
-            handler = getattr(screen, "on_run_batch", None)
-            if handler is not None and getattr(screen, "run_id", None) == state.id:
-                handler(batch)
+            self._to_screens(partial(RunBatch, state.id, batch))
+        if not self.runs.running():
+            self._flush_timer.pause()
 
     def _announce(self, state: RunState) -> None:
-        from opsconsole.screens.action_screen import ActionScreen
-
         outcome = state.outcome
         assert outcome is not None
         if state.action.id == "logs" and outcome.ok:
             return
-        watching = isinstance(self.screen, ActionScreen) and self.screen.run_id == state.id
+        watching = getattr(self.screen, "run_id", None) == state.id
         if not watching or not outcome.ok:
             self.notify(
                 outcome.message[:500],

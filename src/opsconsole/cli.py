@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         parser = build_parser()
         args = parser.parse_args(args_list)
-    if getattr(args, "read_only", False):
-        os.environ["OPSCONSOLE_READ_ONLY"] = "1"
+    # read-only is decided here, once, and travels in the action context from here on
+    args.read_only = bool(getattr(args, "read_only", False)) or os.environ.get("OPSCONSOLE_READ_ONLY") == "1"
     handler = getattr(args, "handler", None)
     if handler is None:
         from opsconsole.commands.console import run_console

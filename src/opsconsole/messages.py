@@ -24,6 +24,22 @@ class StatsUpdated(Message):
     stats: dict[str, Any]
 
 
+@dataclass
+class SourceChanged(Message, bubble=False):
+    """To screens: the app stored a new result for (env, key); redraw what shows it."""
+
+    env: str
+    key: tuple[str, ...]
+
+
+@dataclass
+class RunBatch(Message, bubble=False):
+    """To screens: events of run `run_id`, in order (the screen showing that run handles it)."""
+
+    run_id: int
+    events: list[Any]
+
+
 class RunsPending(Message):
     """Action events are waiting in their runs' buffers (coalesced: one in the queue is enough)."""
 

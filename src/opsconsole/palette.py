@@ -1,40 +1,48 @@
-"""The command palette (ctrl+p): every action of the registry, and the profile's custom actions."""
+"""The command palette (ctrl+p): every action of the registry on the selection or the environment,
+the profile's custom actions, every environment and every pane. Built from the same registry and
+screen bindings as the keys, so there is no second list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from opsconsole.actions.registry import ACTIONS
+from opsconsole.actions.registry import ACTIONS, action_keys
 
 if TYPE_CHECKING:
-    from opsconsole.app import OpsConsoleApp
+    from opsconsole.ui import Console
 
-SELECTION_ACTIONS = {"restart", "start", "stop", "logs", "resolve", "ignore"}
+Entry = tuple[str, str, Callable[[], object]]
 
 
 class ActionsProvider(Provider):
-    def _entries(self) -> list[tuple[str, str, object]]:
-        app = cast("OpsConsoleApp", self.app)
-        env_name = app.current_env
-        if env_name is None:
-            return []
-        env = app.profile.env(env_name)
-        entries: list[tuple[str, str, object]] = []
+    def _entries(self) -> list[Entry]:
+        app = cast("Console", self.app)
         screen = app.screen
-        for action_id, cls in ACTIONS.items():
-            if action_id == "run":
-                continue
-            if action_id in SELECTION_ACTIONS:
-                method = getattr(
-                    screen, f"action_{'start_stop' if action_id in ('start', 'stop') else action_id}", None
-                )
-                if method is None:
+        entries: list[Entry] = []
+        env_name = app.current_env
+        act = getattr(screen, "action_act", None)
+        keyed: set[str] = set()
+        if env_name is not None:
+            env = app.profile.env(env_name)
+            for key in action_keys():
+                keyed.update(key.actions)
+                if key.selection and act is not None:
+                    entries.append((f"{key.label} selection ({env.name})", key.tooltip, partial(act, key.id)))
+                elif not key.selection:
+                    entries.append(
+                        (
+                            f"{key.label} {env.name}",
+                            key.tooltip,
+                            partial(app.request_action, key.actions[0], env.name),
+                        )
+                    )
+            for action_id, cls in ACTIONS.items():
+                if action_id in keyed or action_id == "run":
                     continue
-                entries.append((f"{cls.title} selection ({env.name})", cls.description, method))
-            else:
                 entries.append(
                     (
                         f"{cls.title} {env.name}",
@@ -42,23 +50,42 @@ class ActionsProvider(Provider):
                         partial(app.request_action, action_id, env.name),
                     )
                 )
-        for custom in env.actions:
-            entries.append(
-                (
-                    f"Run: {custom.label} ({env.name})",
-                    custom.command,
-                    partial(app.request_action, "run", env.name, custom.name),
+            for custom in env.actions:
+                entries.append(
+                    (
+                        f"Run: {custom.label} ({env.name})",
+                        custom.command,
+                        partial(app.request_action, "run", env.name, custom.name),
+                    )
                 )
-            )
+        select_env = getattr(screen, "select_env", None)
+        if select_env is not None:
+            for name, env in app.profile.environments.items():
+                entries.append(
+                    (
+                        f"Environment: {name}",
+                        env.description or f"switch to {name}",
+                        partial(select_env, name),
+                    )
+                )
+        show_pane = getattr(screen, "action_pane", None)
+        if show_pane is not None:
+            from opsconsole.screens.main import PANES
+
+            for index, (_pane, title, _columns) in enumerate(PANES):
+                entries.append(
+                    (f"Pane: {title}", f"show the {title} pane ({index + 1})", partial(show_pane, index))
+                )
         return entries
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._entries():
-            yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, callback in self._entries():
-            score = matcher.match(title)
+            # match the help text too: "restart", "log", "stop" find "Restart selection", "Logs…"
+            score = max(matcher.match(title), matcher.match(help_text) * 0.5)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -11,14 +11,13 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opsconsole import paths
 from opsconsole.errors import ProfileError, UsageError
-from opsconsole.keys import KEY_IDS
 
 LOCAL = "local"
 PathKey = tuple[str | int, ...]
@@ -692,13 +691,8 @@ def _convert_profile(data: dict[str, Any], name: str, source: Path, problems: Pr
     if not isinstance(raw_keymap, dict):
         problems.add(("keymap",), f"'keymap' must be a table, not {_type_name(raw_keymap)}")
     else:
+        # which ids exist is the console's to say (its screens' bindings): see check_keymap
         for binding, keys in raw_keymap.items():
-            if binding not in KEY_IDS:
-                problems.add(
-                    ("keymap", binding),
-                    f"unknown binding id 'keymap.{binding}'{_suggest(binding, sorted(KEY_IDS))}",
-                )
-                continue
             text = _nonempty_str(keys, ("keymap", binding), problems)
             if text is not None:
                 keymap[binding] = text
@@ -852,6 +846,26 @@ def parse_profile_text(text: str, source: Path, name: str | None = None) -> Prof
         lines = sorted((_line_for(path, index), message) for path, message in problems.items)
         raise ProfileError([f"{shown}:{line}: {message}" for line, message in lines])
     return profile
+
+
+def check_keymap(profile: Profile, known: Collection[str]) -> None:
+    """Every `[keymap]` id must be a binding of the console (ids come from its screens, so this is
+    called by the console and `profile validate`); ProfileError with file:line otherwise."""
+    unknown = [b for b in profile.keymap if b not in known]
+    if not unknown:
+        return
+    try:
+        index = locate_lines(profile.path.read_text())
+    except OSError:
+        index = {}
+    shown = display_path(profile.path)
+    raise ProfileError(
+        [
+            f"{shown}:{_line_for(('keymap', b), index)}: unknown binding id 'keymap.{b}'{_suggest(b, sorted(known))}"
+            " (the ids are listed by `?` in the console and in README's key table)"
+            for b in unknown
+        ]
+    )
 
 
 def load_profile(path: Path) -> Profile:

@@ -35,12 +35,15 @@ class PlanStep:
 
 @dataclass(frozen=True)
 class Plan:
+    """What an action will do: a summary a person decides on, and the exact steps per host."""
+
     action: str
     env: str
     target: str
     steps: tuple[PlanStep, ...]
     changes: bool
     destructive: bool = False
+    summary_lines: tuple[str, ...] = ()
 
     def by_host(self) -> dict[str, list[PlanStep]]:
         out: dict[str, list[PlanStep]] = {}
@@ -52,11 +55,19 @@ class Plan:
         hosts = self.by_host()
         return f"{self.action} {self.target} on {', '.join(hosts) or 'no host'}: {len(self.steps)} steps"
 
+    def headline(self) -> str:
+        return f"Plan: {self.action} {self.target} in {self.env}" + (
+            " (DESTRUCTIVE)" if self.destructive else ""
+        )
+
+    def render_summary(self) -> str:
+        """The headline and what a person decides on (hosts, from what to what, builds, restarts)."""
+        return "\n".join([self.headline(), *(f"  {line}" for line in self.summary_lines)])
+
     def render(self) -> str:
-        lines = [
-            f"Plan: {self.action} {self.target} in {self.env}"
-            + (" (DESTRUCTIVE)" if self.destructive else "")
-        ]
+        """The summary, then every exact command, call and request per host."""
+        lines = [self.render_summary(), "Exact steps:" if self.summary_lines else ""]
+        lines = [line for line in lines if line]
         for host, steps in self.by_host().items():
             lines.append(f"  {host}:")
             for step in steps:
@@ -183,6 +194,21 @@ class Action(ABC):
     target_arg: ClassVar[str | None] = None  # the positional argument after ENV, if any
     target_help: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # In the console: the default key (None: palette only), its footer label and tooltip, the
+    # binding id (actions sharing one, like start/stop, are told apart by `applies_to`), and the
+    # kinds of selected row it acts on ("process", "container", "issue"); `selection_optional`
+    # actions also run without a selection (logs: then a log file is picked).
+    key: ClassVar[str | None] = None
+    key_label: ClassVar[str] = ""
+    key_id: ClassVar[str | None] = None
+    tooltip: ClassVar[str] = ""
+    selection: ClassVar[tuple[str, ...]] = ()
+    selection_optional: ClassVar[bool] = False
+
+    @classmethod
+    def applies_to(cls, item: Any) -> bool:
+        """Whether this action is the one its key means for the selected item (see StartAction)."""
+        return True
 
     def __init__(self, ctx: ActionContext, target: Target) -> None:
         self.ctx = ctx
@@ -209,7 +235,12 @@ class Action(ABC):
     @abstractmethod
     def execute(self, emit: Emit) -> Outcome: ...
 
-    def make_plan(self, steps: list[PlanStep]) -> Plan:
+    def summary(self) -> list[str]:
+        """What a person decides on, in a few lines; actions say more where there is more to say."""
+        hosts = ", ".join(h.raw for h in self.hosts) or "no host"
+        return [f"{self.title} {self.target_label} in {self.env.name} on {hosts}"]
+
+    def make_plan(self, steps: list[PlanStep], summary: list[str] | None = None) -> Plan:
         return Plan(
             action=self.id,
             env=self.env.name,
@@ -217,4 +248,5 @@ class Action(ABC):
             steps=tuple(steps),
             changes=self.changes,
             destructive=self.destructive,
+            summary_lines=tuple(summary if summary is not None else self.summary()),
         )

@@ -26,7 +26,14 @@ from opsconsole.actions.base import (
     Scope,
 )
 from opsconsole.actions.commands import lock_command, release_id, unlock_command, validate_ref
-from opsconsole.actions.hostdeploy import HostDeploy, require_deploy, restart_steps, run_restarts
+from opsconsole.actions.hostdeploy import (
+    HostDeploy,
+    describe_release,
+    read_states,
+    require_deploy,
+    restart_steps,
+    run_restarts,
+)
 from opsconsole.actions.locks import Locks
 from opsconsole.backends.releases import (
     DeployState,
@@ -41,6 +48,8 @@ from opsconsole.errors import ExitCode, OpsError
 class DeployAction(Action):
     id: ClassVar[str] = "deploy"
     title: ClassVar[str] = "Deploy"
+    key: ClassVar[str | None] = "D"
+    tooltip: ClassVar[str] = "Deploy the environment (shows the plan first)"
     scope: ClassVar[Scope] = "environment"
     changes: ClassVar[bool] = True
     description: ClassVar[str] = "Release a ref to every host: build everywhere, then switch `current`"
@@ -74,6 +83,26 @@ class DeployAction(Action):
             )
             for spec in self.hosts
         ]
+
+    def summary(self) -> list[str]:
+        """What a person decides on: where, from which release to which ref, builds, restarts."""
+        hosts = [h.raw for h in self.hosts]
+        lines = [f"Deploy {self.ref} to {self.env.name} on {len(hosts)} host(s): {', '.join(hosts)}"]
+        for host, state in read_states(self.ctx.backends, self.hosts, self.config).items():
+            if isinstance(state, OpsError):
+                lines.append(f"  {host}: current release unknown ({state.message})")
+            else:
+                lines.append(f"  {host}: now on {describe_release(state, state.current)}")
+                if state.lock is not None:
+                    lines.append(f"  {host}: LOCKED, {state.lock.describe()}")
+        lines.append(f"  → new release releases/{self.release} from {self.ref}")
+        if self.config.build:
+            lines.append("Build in the new release, on every host: " + "; ".join(self.config.build))
+        lines.append("Then, once every host has built, switch `current` on every host")
+        if self.config.restart:
+            lines.append("Restart: " + ", ".join(self.config.restart))
+        lines.append(f"Keep the {self.config.keep_releases} newest good releases")
+        return lines
 
     def plan(self) -> Plan:
         steps: list[PlanStep] = []

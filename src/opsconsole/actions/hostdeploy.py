@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from opsconsole.actions.commands import MIRROR, journal_command, q, switch_comma
 from opsconsole.backends.hosts import Cancelled, Host
 from opsconsole.backends.releases import (
     STATE_DIR,
+    DeployState,
+    read_state,
     rq,
 )
 from opsconsole.errors import OpsError, UsageError
@@ -218,6 +221,34 @@ def run_restarts(
             continue
         emit(StepFinished(spec.raw, label, True, detail))
     return failures
+
+
+def read_states(
+    backends: Backends, hosts: list[HostSpec], config: DeployConfig
+) -> dict[str, DeployState | OpsError]:
+    """Every host's deploy state at once (each call has the host's timeout); errors as values."""
+
+    def one(spec: HostSpec) -> DeployState | OpsError:
+        try:
+            return read_state(backends.host(spec), config)
+        except OpsError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return dict(zip([h.raw for h in hosts], pool.map(one, hosts), strict=True))
+
+
+def describe_release(state: DeployState, release: str | None) -> str:
+    """`releases/ID (ref main, 1a2b3c4d5e6f)`, from the journal's record of that release."""
+    if not release:
+        return "no release yet"
+    record = state.record_for(release)
+    detail = ", ".join(
+        x
+        for x in (f"ref {record['ref']}" if record.get("ref") else "", str(record.get("commit") or "")[:12])
+        if x
+    )
+    return f"releases/{release}" + (f" ({detail})" if detail else "")
 
 
 def require_deploy(env: Environment) -> DeployConfig:

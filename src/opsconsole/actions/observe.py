@@ -18,7 +18,7 @@ from opsconsole.actions.base import (
     PlanStep,
     Scope,
 )
-from opsconsole.actions.operate import parse_target
+from opsconsole.actions.targets import parse_target
 from opsconsole.backends.files import follow_file
 from opsconsole.errors import ExitCode, OpsError, RefusedError, UnreachableError, UsageError
 from opsconsole.profiles import HostSpec
@@ -29,6 +29,11 @@ MAX_LINES = 1_000_000
 class LogsAction(Action):
     id: ClassVar[str] = "logs"
     title: ClassVar[str] = "Tail log"
+    key: ClassVar[str | None] = "l"
+    key_label: ClassVar[str] = "Logs"
+    tooltip: ClassVar[str] = "Tail the log of the selection, or pick a log file"
+    selection: ClassVar[tuple[str, ...]] = ("process", "container")
+    selection_optional: ClassVar[bool] = True
     scope: ClassVar[Scope] = "process"
     changes: ClassVar[bool] = False
     description: ClassVar[str] = "Last N lines of a process, container or log file, then follow"

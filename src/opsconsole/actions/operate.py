@@ -19,21 +19,16 @@ from opsconsole.actions.base import (
     StepFinished,
     StepStarted,
 )
+from opsconsole.actions.targets import parse_target
 from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
 from opsconsole.profiles import HostSpec
 
+RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "running", "restarting"})
 
-def parse_target(target: str | None, allowed: tuple[str, ...]) -> tuple[str, str]:
-    if not target:
-        raise UsageError(f"a target is needed: {' or '.join(f'{k}:NAME' for k in allowed)}", "Missing target")
-    kind, sep, name = target.partition(":")
-    if not sep or kind not in allowed or not name:
-        raise UsageError(
-            f"'{target}' is not a target: use {' or '.join(f'{k}:NAME' for k in allowed)}", "Bad target"
-        )
-    if any(ch in name for ch in "\n\r\x00"):
-        raise UsageError("a target name cannot hold control characters", "Bad target")
-    return kind, name
+
+def is_running(item: Any) -> bool:
+    """A process or container that is up (or trying to be): `s` stops it; otherwise `s` starts it."""
+    return str(getattr(item, "state", "")) in RUNNING_STATES
 
 
 def per_host(hosts: list[HostSpec], work: Callable[[HostSpec], str], emit: Emit, label: str) -> Outcome:
@@ -119,6 +114,9 @@ class _Operate(Action):
 class RestartAction(_Operate):
     id: ClassVar[str] = "restart"
     title: ClassVar[str] = "Restart"
+    key: ClassVar[str | None] = "r"
+    tooltip: ClassVar[str] = "Restart the selected process or container"
+    selection: ClassVar[tuple[str, ...]] = ("process", "container")
     verb: ClassVar[str] = "restart"
     description: ClassVar[str] = "Restart a supervisor process/group/all or a container"
 
@@ -126,6 +124,16 @@ class RestartAction(_Operate):
 class StartAction(_Operate):
     id: ClassVar[str] = "start"
     title: ClassVar[str] = "Start"
+    key: ClassVar[str | None] = "s"
+    key_id: ClassVar[str | None] = "start_stop"
+    key_label: ClassVar[str] = "Start/stop"
+    tooltip: ClassVar[str] = "Start or stop the selected process or container"
+    selection: ClassVar[tuple[str, ...]] = ("process", "container")
+
+    @classmethod
+    def applies_to(cls, item: Any) -> bool:
+        return not is_running(item)
+
     verb: ClassVar[str] = "start"
     description: ClassVar[str] = "Start a supervisor process/group/all or a container"
 
@@ -133,6 +141,16 @@ class StartAction(_Operate):
 class StopAction(_Operate):
     id: ClassVar[str] = "stop"
     title: ClassVar[str] = "Stop"
+    key: ClassVar[str | None] = "s"
+    key_id: ClassVar[str | None] = "start_stop"
+    key_label: ClassVar[str] = "Start/stop"
+    tooltip: ClassVar[str] = "Start or stop the selected process or container"
+    selection: ClassVar[tuple[str, ...]] = ("process", "container")
+
+    @classmethod
+    def applies_to(cls, item: Any) -> bool:
+        return is_running(item)
+
     verb: ClassVar[str] = "stop"
     destructive: ClassVar[bool] = True
     description: ClassVar[str] = "Stop a supervisor process/group/all or a container"
@@ -177,6 +195,8 @@ class _ShellOnHosts(Action):
 class PurgeAction(_ShellOnHosts):
     id: ClassVar[str] = "purge"
     title: ClassVar[str] = "Purge cache"
+    key: ClassVar[str | None] = "p"
+    tooltip: ClassVar[str] = "Run the environment's cache purge commands"
     destructive: ClassVar[bool] = True
     description: ClassVar[str] = "Run the environment's cache.purge commands on its hosts"
 

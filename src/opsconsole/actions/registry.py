@@ -1,6 +1,9 @@
-"""The one registry of actions: the CLI subcommands, the console's keys and palette come from it."""
+"""The one registry of actions: the CLI subcommands, the console's keys, its palette and help come from it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from opsconsole.actions.base import Action
 from opsconsole.actions.deploy import DeployAction
@@ -29,3 +32,45 @@ ACTIONS: dict[str, type[Action]] = {
 
 def get(action_id: str) -> type[Action]:
     return ACTIONS[action_id]
+
+
+@dataclass(frozen=True)
+class ActionKey:
+    """A console key derived from the actions that declare it (several share one: start/stop)."""
+
+    id: str
+    keys: str
+    label: str
+    tooltip: str
+    actions: tuple[str, ...]
+    selection: tuple[str, ...]
+    selection_optional: bool
+
+    def pick(self, item: Any) -> str:
+        """The action id this key means for the selected item."""
+        for action_id in self.actions:
+            if ACTIONS[action_id].applies_to(item):
+                return action_id
+        return self.actions[0]
+
+
+def action_keys() -> list[ActionKey]:
+    keys: dict[str, ActionKey] = {}
+    for action_id, cls in ACTIONS.items():
+        if cls.key is None:
+            continue
+        key_id = cls.key_id or action_id
+        known = keys.get(key_id)
+        if known is not None:
+            keys[key_id] = ActionKey(**{**known.__dict__, "actions": (*known.actions, action_id)})
+            continue
+        keys[key_id] = ActionKey(
+            key_id,
+            cls.key,
+            cls.key_label or cls.title,
+            cls.tooltip or cls.description,
+            (action_id,),
+            cls.selection,
+            cls.selection_optional,
+        )
+    return list(keys.values())

@@ -26,7 +26,14 @@ from opsconsole.actions.commands import (
     switch_command,
     unlock_command,
 )
-from opsconsole.actions.hostdeploy import HostDeploy, require_deploy, restart_steps, run_restarts
+from opsconsole.actions.hostdeploy import (
+    HostDeploy,
+    describe_release,
+    read_states,
+    require_deploy,
+    restart_steps,
+    run_restarts,
+)
 from opsconsole.actions.locks import Locks
 from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import (
@@ -86,6 +93,8 @@ def rollback_target(states: list[DeployState], to: str | None, force: bool = Fal
 class RollbackAction(Action):
     id: ClassVar[str] = "rollback"
     title: ClassVar[str] = "Rollback"
+    key: ClassVar[str | None] = "R"
+    tooltip: ClassVar[str] = "Roll back to the previous good release"
     scope: ClassVar[Scope] = "environment"
     changes: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
@@ -105,6 +114,7 @@ class RollbackAction(Action):
         to = self.target.options.get("to")
         self.to = str(to) if to else None
         self.force = bool(self.target.options.get("force", False))
+        self.planned: str | None = None  # the target the plan named (set by summary())
         if self.to and not re.fullmatch(r"[A-Za-z0-9TZ.-]+", self.to):
             raise UsageError(f"'{self.to}' is not a release id", "Bad release")
 
@@ -112,8 +122,34 @@ class RollbackAction(Action):
     def target_label(self) -> str:
         return (self.to or "previous release") + (" (--force)" if self.force else "")
 
+    def summary(self) -> list[str]:
+        """Names the target (release, ref, commit) and what it skips; fixes it for the run."""
+        states = read_states(self.ctx.backends, self.hosts, self.config)
+        failed = [s for s in states.values() if isinstance(s, OpsError)]
+        if failed:
+            raise failed[0]
+        good = [s for s in states.values() if isinstance(s, DeployState)]
+        self.planned = rollback_target(good, self.to, self.force)
+        first = good[0]
+        lines = [
+            f"Roll back {self.env.name} on {len(good)} host(s) to {describe_release(first, self.planned)}"
+        ]
+        for state in good:
+            lines.append(
+                f"  {state.host}: now on {describe_release(state, state.current)}, which is marked bad"
+            )
+        skipped = sorted({r for s in good for r in s.releases if r in s.bad_releases and r != s.current})
+        if skipped:
+            lines.append("Skips releases marked bad: " + ", ".join(skipped))
+        lines.append("All or nothing: if a host fails to switch, the others are switched back")
+        if self.config.restart:
+            lines.append("Restart: " + ", ".join(self.config.restart))
+        return lines
+
     def plan(self) -> Any:
         steps: list[PlanStep] = []
+        summary = self.summary()
+        target = self.planned or "<target>"
         for spec in self.hosts:
             host = spec.raw
             steps.append(PlanStep(host, "command", lock_command(self.config.path, "<lock: who, when, why>")))
@@ -124,7 +160,7 @@ class RollbackAction(Action):
                     f"target: {self.to or 'the newest earlier release that deployed successfully and is not marked bad, on every host'}",
                 )
             )
-            steps.append(PlanStep(host, "command", switch_command(self.config.path, self.to or "<target>")))
+            steps.append(PlanStep(host, "command", switch_command(self.config.path, target)))
             steps.append(
                 PlanStep(host, "note", "if any host fails to switch, the switched ones are switched back")
             )
@@ -146,7 +182,7 @@ class RollbackAction(Action):
             )
             steps += restart_steps(self.env, spec, self.config)
             steps.append(PlanStep(host, "command", unlock_command(self.config.path, "<our lock>")))
-        return self.make_plan(steps)
+        return self.make_plan(steps, summary)
 
     def execute(self, emit: Emit) -> Outcome:
         pairs = [(spec, self.ctx.backends.host(spec)) for spec in self.hosts]
@@ -167,7 +203,10 @@ class RollbackAction(Action):
 
     def _rollback(self, pairs: list[tuple[HostSpec, Host]], emit: Emit) -> Outcome:
         states = [read_state(host, self.config) for _spec, host in pairs]
-        target = rollback_target(states, self.to, self.force)
+        # exactly the release the plan named (still checked: it must still be a good one)
+        target = rollback_target(
+            states, self.planned or self.to, self.force or bool(self.planned and self.force)
+        )
         when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         hold = threading.Event()  # a switch is never interrupted half-way across hosts
         parts = [

@@ -15,12 +15,13 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from opsconsole import paths
-from opsconsole.actions.base import Action, Event, Notice, Outcome
+from opsconsole.actions.base import Action, Event, Notice, Outcome, Plan
 from opsconsole.atomic import append_durable
 from opsconsole.backends.hosts import Cancelled
 from opsconsole.errors import ExitCode, OpsError, RefusedError
@@ -34,12 +35,27 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+Confirmation = Literal["none", "yes", "typed"]
+
+
 def read_only_active(action: Action) -> bool:
-    return action.ctx.read_only or action.env.read_only or os.environ.get("OPSCONSOLE_READ_ONLY") == "1"
+    """Read-only comes from one place: the context (the CLI's --read-only, the console's flag) or
+    the environment's `read_only = true`."""
+    return action.ctx.read_only or action.env.read_only
+
+
+def confirmation_for(action: Action) -> Confirmation:
+    """The one rule for asking: nothing for reads, the typed name for protected environments,
+    y/N for other changes (custom actions may opt out with `confirm = false`)."""
+    if not action.changes:
+        return "none"
+    if action.env.protected:
+        return "typed"
+    return "yes" if action.needs_confirmation else "none"
 
 
 def check_policies(action: Action, *, confirm: str | None, approved: bool) -> None:
-    """Raise RefusedError unless the action may run now. Read-only first, then protection."""
+    """Raise RefusedError unless the action may run now. Read-only first, then confirmation."""
     if not action.changes:
         return
     env = action.env
@@ -48,19 +64,39 @@ def check_policies(action: Action, *, confirm: str | None, approved: bool) -> No
             "the environment is read_only = true" if env.read_only else "read-only mode is on (--read-only)"
         )
         raise RefusedError(f"refused: {action.id} changes {env.name}, and {where}", "Read-only")
-    if env.protected:
-        if confirm != env.name:
-            given = f" (got '{confirm}')" if confirm else ""
-            raise RefusedError(
-                f"refused: {env.name} is protected; confirm by passing --confirm {env.name}{given}",
-                "Confirmation required",
-            )
-        return
-    if action.needs_confirmation and not approved:
+    needed = confirmation_for(action)
+    if needed == "typed" and confirm != env.name:
+        given = f" (got '{confirm}')" if confirm else ""
+        raise RefusedError(
+            f"refused: {env.name} is protected; confirm by passing --confirm {env.name}{given}",
+            "Confirmation required",
+        )
+    if needed == "yes" and not approved:
         raise RefusedError(
             f"refused: {action.id} changes {env.name}; confirm with --yes (or answer the prompt in a terminal)",
             "Confirmation required",
         )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The one prepare step every front end visits: the plan to show (and to run, and to audit),
+    the confirmation it needs, or why it may not run at all."""
+
+    plan: Plan | None
+    confirmation: Confirmation
+    refusal: RefusedError | None = None
+
+
+def prepare(action: Action) -> Prepared:
+    """Read-only refuses before any plan is built; otherwise the plan, built once. Raises OpsError
+    when the plan itself cannot be made (nothing to roll back to, an unknown host...)."""
+    if action.changes and read_only_active(action):
+        try:
+            check_policies(action, confirm=None, approved=True)
+        except RefusedError as exc:
+            return Prepared(None, "none", exc)
+    return Prepared(action.plan(), confirmation_for(action))
 
 
 class AuditLog:
@@ -105,10 +141,17 @@ class ActionRun:
         self.action = action
         self.confirm = confirm
         self.approved = approved
+        self.prepared: Prepared | None = None
         self.audit = audit or AuditLog()
         self.outcome: Outcome | None = None
         self.done = threading.Event()  # set once the outcome is final and audited
         self._queue: queue.Queue[Event | None] = queue.Queue()
+
+    def prepare(self) -> Prepared:
+        """Build the plan once; the front end shows it, and exactly it runs and is audited."""
+        if self.prepared is None:
+            self.prepared = prepare(self.action)
+        return self.prepared
 
     def cancel(self) -> None:
         self.action.ctx.cancel.set()
@@ -133,8 +176,11 @@ class ActionRun:
         started_at = now_iso()
         plan = None
         try:
+            prepared = self.prepare()
+            if prepared.refusal is not None:
+                raise prepared.refusal
             check_policies(action, confirm=self.confirm, approved=self.approved)
-            plan = action.plan()
+            plan = prepared.plan
             if action.changes:
                 self.audit.preflight()
         except OpsError as exc:
@@ -217,7 +263,8 @@ class ActionRun:
             "action": action.id,
             "target": action.target_label,
             "hosts": [h.raw for h in action.hosts],
-            "plan": plan.summary() if plan is not None else None,
+            # the very plan the person approved: prepare() built it once, before the question
+            "plan": plan.render() if plan is not None else None,
         }
         if action.ctx.via:
             record["via"] = action.ctx.via

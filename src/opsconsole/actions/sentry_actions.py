@@ -47,6 +47,10 @@ class _SentryUpdate(Action):
 class ResolveAction(_SentryUpdate):
     id: ClassVar[str] = "resolve"
     title: ClassVar[str] = "Resolve issue"
+    key: ClassVar[str | None] = "x"
+    key_label: ClassVar[str] = "Resolve"
+    tooltip: ClassVar[str] = "Resolve the selected Sentry issue"
+    selection: ClassVar[tuple[str, ...]] = ("issue",)
     description: ClassVar[str] = "Resolve a Sentry issue"
 
     def body(self) -> dict[str, Any]:
@@ -58,6 +62,10 @@ class ResolveAction(_SentryUpdate):
 class IgnoreAction(_SentryUpdate):
     id: ClassVar[str] = "ignore"
     title: ClassVar[str] = "Ignore issue"
+    key: ClassVar[str | None] = "i"
+    key_label: ClassVar[str] = "Ignore"
+    tooltip: ClassVar[str] = "Ignore (archive) the selected Sentry issue"
+    selection: ClassVar[tuple[str, ...]] = ("issue",)
     description: ClassVar[str] = "Ignore (archive) a Sentry issue"
 
     def body(self) -> dict[str, Any]:

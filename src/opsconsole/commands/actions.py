@@ -29,7 +29,7 @@ from opsconsole.actions.base import (
     Target,
 )
 from opsconsole.actions.registry import ACTIONS
-from opsconsole.actions.runner import ActionRun, read_only_active
+from opsconsole.actions.runner import ActionRun, Prepared
 from opsconsole.backends.releases import DeployState, read_state
 from opsconsole.errors import ExitCode, UsageError
 from opsconsole.profiles import load
@@ -139,14 +139,16 @@ class Printer:
             print(f"! {clean(event.message)}", file=sys.stderr, flush=True)
 
 
-def _ask_approval(action: Action) -> tuple[bool, str | None]:
-    """In a terminal: y/N for ordinary changes, the typed name for protected environments."""
+def _ask(action: Action, prepared: Prepared) -> tuple[bool, str | None]:
+    """In a terminal, once: y/N, or the typed name for a protected environment. The summary of the
+    prepared plan is shown; `--dry-run` prints its exact commands."""
     env = action.env
-    print(action.plan().render(), file=sys.stderr)
+    assert prepared.plan is not None
+    print(prepared.plan.render_summary(), file=sys.stderr)
+    print("  (the exact commands: the same command with --dry-run)", file=sys.stderr)
     try:
-        if env.protected:
-            answer = input(f"{env.name} is protected. Type '{env.name}' to confirm: ").strip()
-            return False, answer
+        if prepared.confirmation == "typed":
+            return False, input(f"{env.name} is protected. Type '{env.name}' to confirm: ").strip()
         answer = input(f"{action.title} in {env.name}? [y/N] ").strip().lower()
         return answer in ("y", "yes"), None
     except EOFError:
@@ -158,22 +160,19 @@ def cmd_action(args: argparse.Namespace) -> int:
     backends = Backends(profile)
     try:
         action = build_action(args, backends)
+        run = ActionRun(
+            action, approved=bool(getattr(args, "yes", False)), confirm=getattr(args, "confirm", None)
+        )
+        prepared = run.prepare()  # the same core step the console's keys visit
         if action.changes and args.dry_run:
-            print(action.plan().render())
+            print((prepared.plan or action.plan()).render())  # read-only refuses to run, not to show
             print("(dry run: nothing was changed)")
             return ExitCode.OK
-        approved = bool(getattr(args, "yes", False))
-        confirm = getattr(args, "confirm", None)
-        if (
-            action.changes
-            and action.needs_confirmation
-            and not approved
-            and confirm is None
-            and sys.stdin.isatty()
-            and not read_only_active(action)
-        ):
-            approved, confirm = _ask_approval(action)
-        run = ActionRun(action, confirm=confirm, approved=approved or not action.needs_confirmation)
+        asked = prepared.refusal is None and prepared.confirmation != "none"
+        if asked and not run.approved and run.confirm is None and sys.stdin.isatty():
+            run.approved, run.confirm = _ask(action, prepared)
+        if prepared.confirmation == "none":
+            run.approved = True
         printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
         with Interrupts(run, printer) as interrupts:
             outcome = _drive(run, printer)

@@ -22,7 +22,12 @@ def run_console(args: argparse.Namespace) -> int:
     from opsconsole.profiles import load
 
     profile = load(getattr(args, "profile", None))
-    read_only = bool(getattr(args, "read_only", False)) or os.environ.get("OPSCONSOLE_READ_ONLY") == "1"
+    if profile.keymap:
+        from opsconsole.profiles import check_keymap
+        from opsconsole.screens.keymap import binding_ids
+
+        check_keymap(profile, binding_ids())
+    read_only = bool(getattr(args, "read_only", False))
     app = make_app(profile, read_only=read_only)
     theme = getattr(args, "theme", None) or os.environ.get("OPSCONSOLE_THEME")
     if theme:
@@ -32,11 +37,11 @@ def run_console(args: argparse.Namespace) -> int:
             app.run()
         except OSError:  # the terminal went away (SIGHUP): the runs' clean-up still happens below
             app.exit_signal = app.exit_signal or signal.SIGHUP
-            app.cancel_runs()
+            app.runs.cancel_all()
         pending = [s for s in app.runs.values() if not s.run.done.is_set()]
         if pending:
             _say(f"opsconsole: waiting for {len(pending)} running action(s) to stop and clean up …")
-            left = app.wait_for_runs(CLEANUP_SECONDS)
+            left = app.runs.wait(CLEANUP_SECONDS)
             for state in left:
                 _say(f"opsconsole: {state.title} did not finish cleaning up within {CLEANUP_SECONDS} s")
     finally:

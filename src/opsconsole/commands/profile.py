@@ -16,6 +16,7 @@ from opsconsole.profiles import (
     Environment,
     Profile,
     SecretRef,
+    check_keymap,
     display_path,
     list_profiles,
     load,
@@ -140,6 +141,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in targets:
         try:
             profile = load_profile(path)
+            if profile.keymap:
+                from opsconsole.screens.keymap import binding_ids
+
+                check_keymap(profile, binding_ids())
         except OpsError as exc:
             print(exc.message, file=sys.stderr)
             status = ExitCode.USAGE

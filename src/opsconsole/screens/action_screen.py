@@ -22,11 +22,13 @@ from opsconsole.actions.base import (
     StepFinished,
     StepStarted,
 )
+from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
 if TYPE_CHECKING:
-    from opsconsole.app import OpsConsoleApp, RunState
+    from opsconsole.runs import RunState
+    from opsconsole.ui import Console
 
 
 class ActionScreen(Screen[None]):
@@ -92,9 +94,10 @@ class ActionScreen(Screen[None]):
         if step is not None:
             table.update_cell(host, columns[2], Text(clean(step, 80)), update_width=True)
 
-    def on_run_batch(self, events: list[Event]) -> None:
-        if not self._ready:
-            return  # on_mount replays the run's events (they are recorded before delivery)
+    def on_run_batch(self, message: RunBatch) -> None:
+        if message.run_id != self.run_id or not self._ready:
+            return  # another run's, or on_mount replays the run's events (recorded before delivery)
+        events = message.events
         lines: list[tuple[str, str]] = []
         for event in events:
             if isinstance(event, OutputLine):
@@ -160,5 +163,5 @@ class ActionScreen(Screen[None]):
             self.dismiss(None)
 
     @property
-    def ops(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def ops(self) -> Console:
+        return cast("Console", self.app)

@@ -1,4 +1,5 @@
-"""The confirmation modal: the plan (exact commands, calls, requests per host), typed name when protected."""
+"""The confirmation modal: what a person decides on first (environment, hosts, from what to what,
+builds, restarts); the exact commands one key away (`v`); the typed name when protected."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from opsconsole.sanitize import clean
 
 
 def plan_text(plan: Plan) -> Text:
+    """Every exact command, call and request, per host."""
     text = Text()
     for host, steps in plan.by_host().items():
         text.append(f"{clean(host)}\n", style="bold underline")
@@ -23,6 +25,15 @@ def plan_text(plan: Plan) -> Text:
             marker = {"command": "$ ", "rpc": "rpc ", "api": "api ", "note": "# "}[step.kind]
             text.append(f"  {marker}", style="dim")
             text.append(clean(step.text, 2000) + "\n", style="italic dim" if step.kind == "note" else "")
+    return text
+
+
+def summary_text(plan: Plan) -> Text:
+    text = Text()
+    for line in plan.summary_lines:
+        indent = len(line) - len(line.lstrip(" "))
+        text.append(" " * indent + clean(line.lstrip(" "), 2000) + "\n", style="" if indent else "bold")
+    text.append("\nv shows the exact commands", style="dim")
     return text
 
 
@@ -37,15 +48,22 @@ class ConfirmScreen(ModalScreen[str | None]):
     ConfirmScreen #destructive { color: $error; text-style: bold; }
     ConfirmScreen #plan { height: 1fr; border: round $panel-lighten-2; }
     ConfirmScreen #buttons { height: 3; align: right middle; }
+    ConfirmScreen #why { color: $text-muted; height: auto; }
     ConfirmScreen Input { margin: 0 0 1 0; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="confirm_cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="confirm_cancel", tooltip="Cancel: nothing is changed"),
+        Binding("v", "toggle_commands", "Commands", id="confirm_commands", tooltip="Show the exact commands"),
+    ]
 
-    def __init__(self, action: Action, plan: Plan) -> None:
+    def __init__(self, action: Action, plan: Plan, confirmation: str | None = None) -> None:
+        from opsconsole.actions.runner import confirmation_for
+
         super().__init__()
         self.action_obj = action
         self.plan = plan
-        self.protected = action.env.protected
+        self.protected = (confirmation or confirmation_for(action)) == "typed"
+        self.showing_commands = False
 
     def compose(self) -> ComposeResult:
         env = self.action_obj.env
@@ -59,10 +77,13 @@ class ConfirmScreen(ModalScreen[str | None]):
                     Text("DESTRUCTIVE: this stops, removes or replaces something running"), id="destructive"
                 )
             with VerticalScroll(id="plan"):
-                yield Static(plan_text(self.plan))
+                yield Static(summary_text(self.plan), id="plan-text")
             if self.protected:
                 yield Label(Text(f"{env.name} is protected. Type its name to confirm:"))
-                yield Input(placeholder=env.name, id="typed")
+                yield Input(placeholder=f"type {env.name} here", id="typed")
+                yield Static(
+                    Text(f"Run stays disabled until the text above is exactly '{env.name}'"), id="why"
+                )
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(
@@ -79,8 +100,29 @@ class ConfirmScreen(ModalScreen[str | None]):
         else:
             self.query_one("#cancel", Button).focus()
 
+    def action_toggle_commands(self) -> None:
+        if self.protected and self.query_one("#typed", Input).has_focus:
+            return  # `v` is a letter of the name being typed
+        self.showing_commands = not self.showing_commands
+        text = plan_text(self.plan) if self.showing_commands else summary_text(self.plan)
+        self.query_one("#plan-text", Static).update(text)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_commands" and self.protected and self.query_one("#typed", Input).has_focus:
+            return False  # let the Input take the letter
+        return True
+
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one("#run", Button).disabled = event.value != self.action_obj.env.name
+        name = self.action_obj.env.name
+        ok = event.value == name
+        self.query_one("#run", Button).disabled = not ok
+        why = self.query_one("#why", Static)
+        if ok:
+            why.update(Text("press Enter or Run", style="bold"))
+        elif event.value and not name.startswith(event.value):
+            why.update(Text(f"'{clean(event.value, 60)}' is not '{name}': Run stays disabled", style="red"))
+        else:
+            why.update(Text(f"Run stays disabled until the text above is exactly '{name}'"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value == self.action_obj.env.name:

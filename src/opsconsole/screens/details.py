@@ -20,7 +20,7 @@ from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 
 if TYPE_CHECKING:
-    from opsconsole.app import OpsConsoleApp
+    from opsconsole.ui import Console
 
 
 def fields_text(title: str, fields: list[tuple[str, Any]]) -> Text:
@@ -60,8 +60,8 @@ class DetailsScreen(ModalScreen[None]):
         self.selection = selection
 
     @property
-    def ops(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def ops(self) -> Console:
+        return cast("Console", self.app)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():

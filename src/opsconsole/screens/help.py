@@ -1,4 +1,4 @@
-"""`?`: every key binding, with the keys in force (after the profile's [keymap])."""
+"""`?`: every key binding of every screen, with the keys in force (after the profile's [keymap])."""
 
 from __future__ import annotations
 
@@ -12,18 +12,6 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from opsconsole.keys import KEYS
-
-LOG_KEYS = (
-    ("end", "resume following (scrolling up pauses it)"),
-    ("/", "search; n / N next / previous match"),
-    ("f", "filter: show only matching lines"),
-    ("w", "wrap long lines"),
-    ("t", "timestamps"),
-    ("ctrl+s", "save the lines shown to a file"),
-    ("escape / q", "close (stops following)"),
-)
-
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
@@ -31,26 +19,36 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > VerticalScroll { width: 90; max-width: 98%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "close", "Close", id="help_close"),
+        Binding("escape,q,question_mark", "close", "Close", id="help_close", tooltip="Close help"),
     ]
 
     def compose(self) -> ComposeResult:
-        keymap = dict(self.app.profile.keymap) if hasattr(self.app, "profile") else {}
-        table = Table(title="Keys (remap them in the profile's [keymap] by id)", expand=True, show_edge=False)
-        table.add_column("key", style="bold", no_wrap=True)
-        table.add_column("id", style="dim")
-        table.add_column("what it does")
-        for spec in KEYS:
-            keys = keymap.get(spec.id, spec.keys).replace("question_mark", "?").replace("slash", "/")
-            table.add_row(keys, spec.id, spec.tooltip)
-        logs = Table(title="In the log viewer", expand=True, show_edge=False)
-        logs.add_column("key", style="bold", no_wrap=True)
-        logs.add_column("what it does")
-        for key, text in LOG_KEYS:
-            logs.add_row(key, text)
+        from opsconsole.screens.keymap import display_keys, screens
+
+        profile = getattr(self.app, "profile", None)
+        keymap = dict(profile.keymap) if profile is not None else {}
         with VerticalScroll():
-            yield Static(table)
-            yield Static(logs)
+            # titles are Text, never markup: "[keymap]" must show as written
+            yield Static(
+                Text(
+                    "Keys, by screen. Remap any of them by id in the profile's [keymap] table.", style="bold"
+                )
+            )
+            for title, items in screens():
+                table = Table(title=Text(title), expand=True, show_edge=False, title_justify="left")
+                table.add_column("key", style="bold", no_wrap=True)
+                table.add_column("id", style="dim")
+                table.add_column("what it does")
+                for binding in items:
+                    if not binding.id:
+                        continue
+                    keys = keymap.get(binding.id, binding.key)
+                    table.add_row(
+                        Text(display_keys(keys)),
+                        Text(binding.id),
+                        Text(binding.tooltip or binding.description),
+                    )
+                yield Static(table)
             yield Static(
                 Text(
                     "Actions that change something show their plan first; protected environments ask you to type their name.",

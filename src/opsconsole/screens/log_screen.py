@@ -15,11 +15,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine, OutputLines
+from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
 if TYPE_CHECKING:
-    from opsconsole.app import OpsConsoleApp, RunState
+    from opsconsole.runs import RunState
+    from opsconsole.ui import Console
 
 FLUSH_INTERVAL = 0.1
 
@@ -66,8 +68,8 @@ class LogScreen(Screen[None]):
         yield Footer()
 
     @property
-    def ops(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def ops(self) -> Console:
+        return cast("Console", self.app)
 
     @property
     def view(self) -> LogView:
@@ -78,8 +80,10 @@ class LogScreen(Screen[None]):
         self.view.focus()
         self._status()
 
-    def on_run_batch(self, events: list[Event]) -> None:
-        for event in events:
+    def on_run_batch(self, message: RunBatch) -> None:
+        if message.run_id != self.run_id:
+            return
+        for event in message.events:
             self.on_run_event(event)
 
     def on_run_event(self, event: Event) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -14,20 +13,26 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from opsconsole.keys import KEYS
+from opsconsole.actions.registry import action_keys
+from opsconsole.actions.targets import SELECTION_HINTS, selection_target
+from opsconsole.messages import SourceChanged
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
+from opsconsole.screens.rows import (
+    Results,
+    rows_containers,
+    rows_deploys,
+    rows_errors,
+    rows_health,
+    rows_processes,
+)
 from opsconsole.snapshot import SourceResult, has_sources
 from opsconsole.summary import summarize
-from opsconsole.widgets.pane import Pane, Row, age, cell, coarse_age
+from opsconsole.widgets.pane import Pane, Row, age
 
 if TYPE_CHECKING:
-    from opsconsole.app import OpsConsoleApp
-    from opsconsole.backends.docker_engine import ContainerInfo
-    from opsconsole.backends.health import HealthResult
-    from opsconsole.backends.releases import DeployState
-    from opsconsole.backends.sentry import IssuePage, SentryIssue
-    from opsconsole.backends.supervisor import ProcessInfo
+    from opsconsole.backends.sentry import IssuePage
+    from opsconsole.ui import Console
 
 PANES = (
     ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
@@ -43,23 +48,6 @@ PANE_SOURCES = {
     "errors": "sentry",
     "health": "health",
 }
-STATE_STYLES = {
-    "RUNNING": "green",
-    "STARTING": "yellow",
-    "STOPPED": "dim",
-    "STOPPING": "yellow",
-    "BACKOFF": "bold red",
-    "FATAL": "bold red",
-    "EXITED": "red",
-    "UNKNOWN": "red",
-    "running": "green",
-    "exited": "red",
-    "restarting": "bold red",
-    "dead": "bold red",
-    "healthy": "green",
-    "unhealthy": "bold red",
-    "starting": "yellow",
-}
 NOT_CONFIGURED_HELP = {
     "supervisor": 'Supervisor is not configured for this environment: add [environments.ENV.supervisor] url = "unix:///var/run/supervisor.sock"',
     "docker": 'Docker is not configured for this environment: add [environments.ENV.docker] url = "unix:///var/run/docker.sock"',
@@ -73,21 +61,47 @@ NOT_CONFIGURED_HELP = {
 }
 
 
-def fmt_bytes(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+# The screen's own keys; the action keys (D, R, r, s, l, p, x, i) come from the action registry.
+SCREEN_BINDINGS: list[BindingType] = [
+    Binding("enter", "details", "Details", show=False, id="details", tooltip="Details of the selection"),
+    Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the visible pane"),
+    Binding("e", "switch_env", "Env", id="switch_env", tooltip="Switch environment"),
+    Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh", tooltip="Refresh every source now"),
+    *[
+        Binding(str(n), f"pane({n - 1})", title, show=False, id=f"pane_{n}", tooltip=f"Show the {title} pane")
+        for n, (_pane, title, _columns) in enumerate(PANES, start=1)
+    ],
+    Binding("tab", "next_pane", "Next pane", show=False, id="next_pane", tooltip="Show the next pane"),
+    Binding("down,j", "cursor('down')", "Down", show=False, id="cursor_down", tooltip="Next row"),
+    Binding("up,k", "cursor('up')", "Up", show=False, id="cursor_up", tooltip="Previous row"),
+    Binding(
+        "pagedown,ctrl+d",
+        "cursor('page_down')",
+        "Page down",
+        show=False,
+        id="cursor_page_down",
+        tooltip="A page of rows down",
+    ),
+    Binding(
+        "pageup,ctrl+u",
+        "cursor('page_up')",
+        "Page up",
+        show=False,
+        id="cursor_page_up",
+        tooltip="A page of rows up",
+    ),
+    Binding("home,g", "cursor('top')", "First row", show=False, id="cursor_top", tooltip="First row"),
+    Binding("end,G", "cursor('bottom')", "Last row", show=False, id="cursor_bottom", tooltip="Last row"),
+    Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
+    Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole"),
+]
 
 
 def main_bindings() -> list[BindingType]:
+    """Action keys from the registry (one generic dispatch), then the screen's own."""
     return [
-        Binding(s.keys, s.id, s.description, show=s.show, tooltip=s.tooltip, id=s.id)
-        for s in KEYS
-        if s.id != "palette"
-    ]
+        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip) for k in action_keys()
+    ] + SCREEN_BINDINGS
 
 
 class Panes(Vertical):
@@ -120,8 +134,8 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     @property
-    def ops(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def ops(self) -> Console:
+        return cast("Console", self.app)
 
     @property
     def env(self) -> Environment | None:
@@ -181,6 +195,9 @@ class MainScreen(Screen[None]):
         # widget is much cheaper than a screen-wide breakpoint class that restyles every node
         self.query_one("#sidebar").display = event.size.width >= 110
 
+    def on_pane_ready(self, message: Pane.Ready) -> None:
+        self.render_pane(message.pane_id)
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:
             self.select_env(event.option.id)
@@ -194,8 +211,9 @@ class MainScreen(Screen[None]):
 
     # ---------------------------------------------------------------- rendering
 
-    def source_updated(self, env: str, key: tuple[str, ...]) -> None:
+    def on_source_changed(self, message: SourceChanged) -> None:
         """Results arrive in bursts (every source of every environment): redraw at most every 0.2 s."""
+        env, key = message.env, message.key
         if not self.is_mounted or self.query_one_optional("#envs") is None:
             return  # not composed yet, or closing: on_mount renders everything there is
         dirty = self.__dict__.setdefault("_dirty", {"envs": set(), "panes": set()})
@@ -305,7 +323,7 @@ class MainScreen(Screen[None]):
             pane.set_rows([])
             return
         errors = [r.error for _, r in results if r.error]
-        rows: list[Row] = getattr(self, f"_rows_{pane_id}")(results)
+        rows = self._rows(pane_id, results)
         newest = max(r.fetched_at for _, r in results)
         status = Text(f"{len(rows)} {pane_id if pane_id != 'errors' else 'issues'} · live")
         if self.ops.clock() - newest > self.ops.profile.defaults.refresh * 3:
@@ -321,6 +339,17 @@ class MainScreen(Screen[None]):
         pane.set_status(status, error=bool(errors) and not rows)
         pane.set_rows(rows)
 
+    def _rows(self, pane_id: str, results: Results) -> list[Row]:
+        if pane_id == "containers":
+            return rows_containers(results, self.ops.stats.get(self.ops.current_env or "", {}))
+        builder = {
+            "processes": rows_processes,
+            "deploys": rows_deploys,
+            "errors": rows_errors,
+            "health": rows_health,
+        }[pane_id]
+        return builder(results)
+
     def _configured(self, env: Environment, source: str) -> bool:
         return {
             "supervisor": env.supervisor is not None,
@@ -329,174 +358,6 @@ class MainScreen(Screen[None]):
             "sentry": env.sentry is not None,
             "health": bool(env.health),
         }[source]
-
-    def _rows_processes(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
-        rows = []
-        for key, result in results:
-            for proc in cast("list[ProcessInfo]", result.data or []):
-                uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
-                # supervisord's description repeats pid and uptime ("pid 12, uptime 0:05:01"), which
-                # would change every refresh: show it only when it says something else
-                detail = proc.spawnerr or ("" if proc.description.startswith("pid ") else proc.description)
-                rows.append(
-                    Row(
-                        f"{key[1]}|{proc.full_name}",
-                        [
-                            cell(key[1]),
-                            cell(proc.full_name),
-                            cell(proc.state, STATE_STYLES.get(proc.state, "")),
-                            cell(proc.pid or ""),
-                            cell(uptime),
-                            cell(detail, limit=80),
-                        ],
-                        ("process", key[1], proc),
-                    )
-                )
-        return rows
-
-    def _rows_containers(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
-        rows = []
-        env = self.ops.current_env or ""
-        for key, result in results:
-            stats = self.ops.stats.get(env, {}).get(key[1], {})
-            for container in cast("list[ContainerInfo]", result.data or []):
-                sample = stats.get(container.name)
-                measured = None if isinstance(sample, str) else sample  # a str says why there is none
-                cpu = (
-                    f"{measured.cpu_percent:.1f}"
-                    if measured is not None
-                    else ("…" if container.state == "running" else "")
-                )
-                mem = fmt_bytes(measured.memory_bytes) if measured is not None else ""
-                rows.append(
-                    Row(
-                        f"{key[1]}|{container.name}",
-                        [
-                            cell(key[1]),
-                            cell(container.name),
-                            cell(container.state, STATE_STYLES.get(container.state, "")),
-                            cell(container.health, STATE_STYLES.get(container.health, "")),
-                            cell(container.image, limit=40),
-                            cell(cpu),
-                            cell(mem),
-                        ],
-                        ("container", key[1], container),
-                    )
-                )
-        return rows
-
-    def _rows_deploys(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
-        rows = []
-        for key, result in results:
-            state = cast("DeployState | None", result.data)
-            if state is None:
-                continue
-            lock = ""
-            if state.lock:
-                lock = f"LOCKED by {state.lock.who} ({state.lock.why})"
-                if state.lock.stale and state.lock.heartbeat_age is not None:
-                    lock = f"STALE lock ({age(state.lock.heartbeat_age)} silent): {state.lock.who}; unlock it from the palette"
-            rows.append(
-                Row(
-                    f"{key[1]}|current",
-                    [
-                        cell(key[1], "bold"),
-                        cell(state.current or ("no deploys yet" if not state.exists else "none")),
-                        cell("current", "bold"),
-                        cell(""),
-                        cell(""),
-                        cell(lock, "bold red" if lock else ""),
-                        cell(""),
-                    ],
-                    ("deploy", key[1], state),
-                )
-            )
-            for n, warning in enumerate(state.warnings):
-                rows.append(
-                    Row(
-                        f"{key[1]}|warning|{n}",
-                        [
-                            cell(key[1], "dim"),
-                            cell("⚠ journal", "yellow"),
-                            cell(""),
-                            cell(""),
-                            cell(""),
-                            cell(warning.split(": skipped ", 1)[-1], "yellow"),
-                            cell(""),
-                        ],
-                        ("warning", key[1], warning),
-                    )
-                )
-            bad = state.bad_releases
-            for n, record in enumerate(state.recent(10)):
-                when = str(record.get("finished") or record.get("started") or "")
-                duration = ""
-                try:
-                    start = datetime.fromisoformat(str(record["started"]).replace("Z", "+00:00"))
-                    end = datetime.fromisoformat(str(record["finished"]).replace("Z", "+00:00"))
-                    duration = f" ({age((end - start).total_seconds())})"
-                except (KeyError, ValueError):
-                    pass
-                outcome = str(record.get("outcome", ""))
-                if record.get("event") == "deploy" and outcome == "success" and record.get("release") in bad:
-                    outcome = "success, marked bad"
-                rows.append(
-                    Row(
-                        f"{key[1]}|{n}|{record.get('release')}|{record.get('event')}",
-                        [
-                            cell(key[1], "dim"),
-                            cell(record.get("release")),
-                            cell(record.get("event")),
-                            cell(record.get("ref") or record.get("to") or ""),
-                            cell(record.get("who")),
-                            cell(outcome, "green" if outcome == "success" else "red"),
-                            cell(when.replace("T", " ")[:19] + duration),
-                        ],
-                        ("journal", key[1], record),
-                    )
-                )
-        return rows
-
-    def _rows_errors(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
-        rows = []
-        for _key, result in results:
-            page = cast("IssuePage | None", result.data)
-            for issue in page.issues if page else []:
-                level_style = {"fatal": "bold red", "error": "red", "warning": "yellow"}.get(issue.level, "")
-                rows.append(
-                    Row(
-                        issue.id,
-                        [
-                            cell(issue.short_id),
-                            cell(issue.level, level_style),
-                            cell(issue.title, limit=90),
-                            cell(issue.count),
-                            cell(issue.users),
-                            cell((issue.last_seen or "").replace("T", " ")[:19]),
-                        ],
-                        ("issue", "sentry", issue),
-                    )
-                )
-        return rows
-
-    def _rows_health(self, results: list[tuple[tuple[str, ...], SourceResult[Any]]]) -> list[Row]:
-        rows = []
-        for _key, result in results:
-            for check in cast("list[HealthResult]", result.data or []):
-                latency = f"{check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
-                rows.append(
-                    Row(
-                        check.url,
-                        [
-                            cell(check.url, limit=80),
-                            cell(check.status or "", "green" if check.ok else "red"),
-                            cell(latency),
-                            cell(check.error or "", "red"),
-                        ],
-                        ("health", "", check),
-                    )
-                )
-        return rows
 
     # ---------------------------------------------------------------- selection helpers
 
@@ -517,51 +378,31 @@ class MainScreen(Screen[None]):
 
     # ---------------------------------------------------------------- key actions
 
-    def action_deploy(self) -> None:
-        if env := self._need_env():
-            self.ops.request_action("deploy", env.name)
-
-    def action_rollback(self) -> None:
-        if env := self._need_env():
-            self.ops.request_action("rollback", env.name)
-
-    def action_purge(self) -> None:
-        if env := self._need_env():
-            self.ops.request_action("purge", env.name)
-
-    def _target_of_selection(self) -> tuple[str, str, Any] | None:
+    def action_act(self, key_id: str) -> None:
+        """Every action key: the registry says which action(s) it means and what it needs selected."""
+        key = next((k for k in action_keys() if k.id == key_id), None)
+        env = self._need_env()
+        if key is None or env is None:
+            return
+        if not key.selection:
+            self.ops.request_action(key.actions[0], env.name)
+            return
         selected = self.selection()
-        if selected is None or selected[0] not in ("process", "container"):
-            self.notify("select a process (1) or a container (2) first", severity="warning")
-            return None
+        if selected is None or selected[0] not in key.selection:
+            if key.selection_optional:
+                self._pick_log_file(env)
+                return
+            where = " or ".join(SELECTION_HINTS[kind] for kind in key.selection)
+            self.notify(f"select {where} first", severity="warning")
+            return
         kind, host, item = selected
-        name = f"supervisor:{item.full_name}" if kind == "process" else f"docker:{item.name}"
-        return name, host, item
+        action_id = key.pick(item)
+        options = {"lines": 200, "follow": True} if action_id == "logs" else {}
+        self.ops.request_action(
+            action_id, env.name, selection_target(kind, item), host=host or None, **options
+        )
 
-    def action_restart(self) -> None:
-        env = self._need_env()
-        target = self._target_of_selection()
-        if env and target:
-            self.ops.request_action("restart", env.name, target[0], host=target[1])
-
-    def action_start_stop(self) -> None:
-        env = self._need_env()
-        target = self._target_of_selection()
-        if env and target:
-            item = target[2]
-            running = item.state in ("RUNNING", "STARTING", "BACKOFF", "running", "restarting")
-            self.ops.request_action("stop" if running else "start", env.name, target[0], host=target[1])
-
-    def action_logs(self) -> None:
-        env = self._need_env()
-        if env is None:
-            return
-        selected = self.selection()
-        if selected and selected[0] in ("process", "container"):
-            kind, host, item = selected
-            name = f"supervisor:{item.full_name}" if kind == "process" else f"docker:{item.name}"
-            self.ops.request_action("logs", env.name, name, host=host, lines=200, follow=True)
-            return
+    def _pick_log_file(self, env: Environment) -> None:
         files = env.logs.files if env.logs else ()
         if not files:
             self.notify(
@@ -576,25 +417,6 @@ class MainScreen(Screen[None]):
                 self.ops.request_action("logs", env.name, f"file:{path}", lines=200, follow=True)
 
         self.app.push_screen(PickScreen("Log file to follow", [(p, p) for p in files]), picked)
-
-    def _sentry_issue(self) -> SentryIssue | None:
-        selected = self.selection()
-        if selected is None or selected[0] != "issue":
-            self.notify("select a Sentry issue in the Errors pane (4) first", severity="warning")
-            return None
-        return cast("SentryIssue", selected[2])
-
-    def action_resolve(self) -> None:
-        env = self._need_env()
-        issue = self._sentry_issue()
-        if env and issue:
-            self.ops.request_action("resolve", env.name, issue.id)
-
-    def action_ignore(self) -> None:
-        env = self._need_env()
-        issue = self._sentry_issue()
-        if env and issue:
-            self.ops.request_action("ignore", env.name, issue.id)
 
     def action_details(self) -> None:
         selected = self.selection()
@@ -621,31 +443,16 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(PickScreen("Switch environment", options), picked)
 
-    def _show_pane(self, index: int) -> None:
+    def action_pane(self, index: int) -> None:
         tabs = self.query_one_optional(TabbedContent)
         if tabs is not None:
             tabs.active = f"tab-{PANES[index][0]}"
-
-    def action_pane_1(self) -> None:
-        self._show_pane(0)
-
-    def action_pane_2(self) -> None:
-        self._show_pane(1)
-
-    def action_pane_3(self) -> None:
-        self._show_pane(2)
-
-    def action_pane_4(self) -> None:
-        self._show_pane(3)
-
-    def action_pane_5(self) -> None:
-        self._show_pane(4)
 
     def action_next_pane(self) -> None:
         tabs = self.query_one_optional(TabbedContent)
         active = (tabs.active if tabs is not None else None) or "tab-processes"
         ids = [f"tab-{p[0]}" for p in PANES]
-        self._show_pane((ids.index(active) + 1) % len(ids))
+        self.action_pane((ids.index(active) + 1) % len(ids))
 
     def action_refresh(self) -> None:
         self.ops.action_refresh()

@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from opsconsole.sanitize import clean
@@ -72,10 +73,14 @@ class Pane(Vertical):
         table.add_columns(*self.columns)
         yield table
 
+    @dataclass
+    class Ready(Message):
+        """Posted once mounted: the screen fills it (panes are built just after the first frame)."""
+
+        pane_id: str
+
     def on_mount(self) -> None:
-        render = getattr(self.screen, "render_pane", None)
-        if render is not None:
-            self.call_after_refresh(render, self.pane_id)
+        self.call_after_refresh(self.post_message, Pane.Ready(self.pane_id))
 
     @property
     def table(self) -> DataTable[Cell]:

@@ -1,0 +1,40 @@
+"""When to refresh an environment next: the profile's `refresh`, stretched while nothing changes.
+
+Plain Python (no Textual): the console asks it after each refresh, and tells it when a person
+touches a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+IDLE_BACKOFF = 4
+
+
+class RefreshSchedule:
+    """The interval doubles (up to IDLE_BACKOFF times `refresh`) for each refresh that changed
+    nothing; any change, or any key or click, brings it back to `refresh`."""
+
+    def __init__(self, refresh: float, backoff: int = IDLE_BACKOFF) -> None:
+        self.refresh = refresh
+        self.backoff = backoff
+        self._fingerprints: dict[str, Any] = {}
+        self._streaks: dict[str, int] = {}
+
+    def next_delay(self, env: str, results: Mapping[Any, Any]) -> float:
+        from opsconsole.summary import fingerprint
+
+        now = fingerprint(results)
+        same = self._fingerprints.get(env) == now
+        self._fingerprints[env] = now
+        self._streaks[env] = self._streaks.get(env, 0) + 1 if same else 0
+        return float(self.refresh * min(2 ** self._streaks[env], self.backoff))
+
+    @property
+    def idle(self) -> bool:
+        return any(self._streaks.values())
+
+    def touched(self) -> None:
+        """Someone is looking: the next refreshes come at the normal pace."""
+        self._streaks.clear()

@@ -1,0 +1,60 @@
+"""Every key binding of the console, read from the screens' own BINDINGS (the action keys among them
+come from the action registry): what help lists and what `[keymap]` may remap. No second list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class BindingInfo:
+    screen: str
+    id: str
+    keys: str
+    description: str
+    tooltip: str
+
+
+def screens() -> list[tuple[str, list[Binding]]]:
+    from opsconsole.app import OpsConsoleApp
+    from opsconsole.screens.action_screen import ActionScreen
+    from opsconsole.screens.confirm import ConfirmScreen
+    from opsconsole.screens.details import DetailsScreen
+    from opsconsole.screens.help import HelpScreen
+    from opsconsole.screens.log_screen import LogScreen
+    from opsconsole.screens.main import MainScreen
+    from opsconsole.screens.pick import PickScreen
+
+    found = []
+    for title, cls in (
+        ("Console", MainScreen),
+        ("Anywhere", OpsConsoleApp),
+        ("Log viewer", LogScreen),
+        ("Running action", ActionScreen),
+        ("Confirmation", ConfirmScreen),
+        ("Details", DetailsScreen),
+        ("Pickers", PickScreen),
+        ("Help", HelpScreen),
+    ):
+        found.append((title, [b for b in cls.BINDINGS if isinstance(b, Binding)]))
+    return found
+
+
+def bindings() -> list[BindingInfo]:
+    out = []
+    for title, items in screens():
+        for binding in items:
+            if binding.id:
+                out.append(BindingInfo(title, binding.id, binding.key, binding.description, binding.tooltip))
+    return out
+
+
+def binding_ids() -> set[str]:
+    return {b.id for b in bindings()}
+
+
+def display_keys(keys: str) -> str:
+    names = {"question_mark": "?", "slash": "/", "pagedown": "PgDn", "pageup": "PgUp"}
+    return ", ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))

@@ -1,0 +1,219 @@
+"""Pane rows from source results: pure functions (no screen, no app), one per pane."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from opsconsole.snapshot import SourceResult
+from opsconsole.widgets.pane import Row, age, cell, coarse_age
+
+if TYPE_CHECKING:
+    from opsconsole.backends.docker_engine import ContainerInfo
+    from opsconsole.backends.health import HealthResult
+    from opsconsole.backends.releases import DeployState
+    from opsconsole.backends.sentry import IssuePage
+    from opsconsole.backends.supervisor import ProcessInfo
+
+Results = list[tuple[tuple[str, ...], SourceResult[Any]]]
+
+STATE_STYLES = {
+    "RUNNING": "green",
+    "STARTING": "yellow",
+    "STOPPED": "dim",
+    "STOPPING": "yellow",
+    "BACKOFF": "bold red",
+    "FATAL": "bold red",
+    "EXITED": "red",
+    "UNKNOWN": "red",
+    "running": "green",
+    "exited": "red",
+    "restarting": "bold red",
+    "dead": "bold red",
+    "healthy": "green",
+    "unhealthy": "bold red",
+    "starting": "yellow",
+}
+
+
+def fmt_bytes(value: int) -> str:
+    """Always with a unit: 836 B, 836.0 KiB, 1.1 MiB, 2.0 GiB."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def rows_processes(results: Results) -> list[Row]:
+    rows = []
+    for key, result in results:
+        for proc in cast("list[ProcessInfo]", result.data or []):
+            uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
+            # supervisord's description repeats pid and uptime ("pid 12, uptime 0:05:01"), which
+            # would change every refresh: show it only when it says something else
+            detail = proc.spawnerr or ("" if proc.description.startswith("pid ") else proc.description)
+            rows.append(
+                Row(
+                    f"{key[1]}|{proc.full_name}",
+                    [
+                        cell(key[1]),
+                        cell(proc.full_name),
+                        cell(proc.state, STATE_STYLES.get(proc.state, "")),
+                        cell(proc.pid or ""),
+                        cell(uptime),
+                        cell(detail, limit=80),
+                    ],
+                    ("process", key[1], proc),
+                )
+            )
+    return rows
+
+
+def rows_containers(results: Results, stats_by_host: Mapping[str, Mapping[str, Any]]) -> list[Row]:
+    rows = []
+    for key, result in results:
+        stats = stats_by_host.get(key[1], {})
+        for container in cast("list[ContainerInfo]", result.data or []):
+            sample = stats.get(container.name)
+            measured = None if isinstance(sample, str) else sample  # a str says why there is none
+            cpu = (
+                f"{measured.cpu_percent:.1f}"
+                if measured is not None
+                else ("…" if container.state == "running" else "")
+            )
+            mem = fmt_bytes(measured.memory_bytes) if measured is not None else ""
+            rows.append(
+                Row(
+                    f"{key[1]}|{container.name}",
+                    [
+                        cell(key[1]),
+                        cell(container.name),
+                        cell(container.state, STATE_STYLES.get(container.state, "")),
+                        cell(container.health, STATE_STYLES.get(container.health, "")),
+                        cell(container.image, limit=40),
+                        cell(cpu),
+                        cell(mem),
+                    ],
+                    ("container", key[1], container),
+                )
+            )
+    return rows
+
+
+def rows_deploys(results: Results) -> list[Row]:
+    rows = []
+    for key, result in results:
+        state = cast("DeployState | None", result.data)
+        if state is None:
+            continue
+        lock = ""
+        if state.lock:
+            lock = f"LOCKED by {state.lock.who} ({state.lock.why})"
+            if state.lock.stale and state.lock.heartbeat_age is not None:
+                lock = f"STALE lock ({age(state.lock.heartbeat_age)} silent): {state.lock.who}; unlock it from the palette"
+        rows.append(
+            Row(
+                f"{key[1]}|current",
+                [
+                    cell(key[1], "bold"),
+                    cell(state.current or ("no deploys yet" if not state.exists else "none")),
+                    cell("current", "bold"),
+                    cell(""),
+                    cell(""),
+                    cell(lock, "bold red" if lock else ""),
+                    cell(""),
+                ],
+                ("deploy", key[1], state),
+            )
+        )
+        for n, warning in enumerate(state.warnings):
+            rows.append(
+                Row(
+                    f"{key[1]}|warning|{n}",
+                    [
+                        cell(key[1], "dim"),
+                        cell("⚠ journal", "yellow"),
+                        cell(""),
+                        cell(""),
+                        cell(""),
+                        cell(warning.split(": skipped ", 1)[-1], "yellow"),
+                        cell(""),
+                    ],
+                    ("warning", key[1], warning),
+                )
+            )
+        bad = state.bad_releases
+        for n, record in enumerate(state.recent(10)):
+            when = str(record.get("finished") or record.get("started") or "")
+            duration = ""
+            try:
+                start = datetime.fromisoformat(str(record["started"]).replace("Z", "+00:00"))
+                end = datetime.fromisoformat(str(record["finished"]).replace("Z", "+00:00"))
+                duration = f" ({age((end - start).total_seconds())})"
+            except (KeyError, ValueError):
+                pass
+            outcome = str(record.get("outcome", ""))
+            if record.get("event") == "deploy" and outcome == "success" and record.get("release") in bad:
+                outcome = "success, marked bad"
+            rows.append(
+                Row(
+                    f"{key[1]}|{n}|{record.get('release')}|{record.get('event')}",
+                    [
+                        cell(key[1], "dim"),
+                        cell(record.get("release")),
+                        cell(record.get("event")),
+                        cell(record.get("ref") or record.get("to") or ""),
+                        cell(record.get("who")),
+                        cell(outcome, "green" if outcome == "success" else "red"),
+                        cell(when.replace("T", " ")[:19] + duration),
+                    ],
+                    ("journal", key[1], record),
+                )
+            )
+    return rows
+
+
+def rows_errors(results: Results) -> list[Row]:
+    rows = []
+    for _key, result in results:
+        page = cast("IssuePage | None", result.data)
+        for issue in page.issues if page else []:
+            level_style = {"fatal": "bold red", "error": "red", "warning": "yellow"}.get(issue.level, "")
+            rows.append(
+                Row(
+                    issue.id,
+                    [
+                        cell(issue.short_id),
+                        cell(issue.level, level_style),
+                        cell(issue.title, limit=90),
+                        cell(issue.count),
+                        cell(issue.users),
+                        cell((issue.last_seen or "").replace("T", " ")[:19]),
+                    ],
+                    ("issue", "sentry", issue),
+                )
+            )
+    return rows
+
+
+def rows_health(results: Results) -> list[Row]:
+    rows = []
+    for _key, result in results:
+        for check in cast("list[HealthResult]", result.data or []):
+            latency = f"{check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
+            rows.append(
+                Row(
+                    check.url,
+                    [
+                        cell(check.url, limit=80),
+                        cell(check.status or "", "green" if check.ok else "red"),
+                        cell(latency),
+                        cell(check.error or "", "red"),
+                    ],
+                    ("health", "", check),
+                )
+            )
+    return rows

@@ -1,0 +1,47 @@
+"""What screens and widgets may use of the console app: a small protocol, so screens depend on
+this and not on `OpsConsoleApp` (no app <-> screens import cycle)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from opsconsole.profiles import Profile
+    from opsconsole.runs import Runs, RunState
+    from opsconsole.snapshot import Backends, SourceResult
+
+SourceKey = tuple[str, ...]
+
+
+class Console(Protocol):
+    profile: Profile
+    backends: Backends
+    read_only: bool
+    live: bool
+    log_lines: int
+    clock: Callable[[], float]
+    results: dict[str, dict[SourceKey, SourceResult[Any]]]
+    stats: dict[str, dict[str, dict[str, Any]]]
+    runs: Runs
+    current_env: str | None
+
+    @property
+    def screen(self) -> Screen[Any]: ...
+
+    def request_action(
+        self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
+    ) -> None: ...
+
+    def refresh_env(self, env_name: str) -> Any: ...
+
+    def action_refresh(self) -> None: ...
+
+    def show_run(self, state: RunState) -> None: ...
+
+    def save_text(self, path: Path, text: str) -> None: ...
+
+    def notify(self, message: str, **kwargs: Any) -> None: ...
