@@ -1,0 +1,201 @@
+"""Profiles: one TOML file per project, strictly validated into typed, immutable data.
+
+Errors name the file, the line and the key path (`profiles/x.toml:12: unknown key ...`), with a
+suggestion for near-misses. Every section is optional; a missing section is "not configured".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Collection
+from pathlib import Path
+
+from opsconsole import paths
+from opsconsole.errors import ProfileError, UsageError
+from opsconsole.profiles.convert import Problems, parse_host
+from opsconsole.profiles.locate import _line_for, locate_lines
+from opsconsole.profiles.model import (
+    LOCAL,
+    CacheConfig,
+    CustomAction,
+    Defaults,
+    DeployConfig,
+    DockerConfig,
+    Environment,
+    HostSpec,
+    LogsConfig,
+    PathKey,
+    Profile,
+    SecretRef,
+    SentryConfig,
+    SupervisorConfig,
+    suggest,
+)
+from opsconsole.profiles.schema import _convert_profile
+
+__all__ = [
+    "LOCAL",
+    "PathKey",
+    "SecretRef",
+    "HostSpec",
+    "Defaults",
+    "SupervisorConfig",
+    "DockerConfig",
+    "SentryConfig",
+    "DeployConfig",
+    "CacheConfig",
+    "LogsConfig",
+    "CustomAction",
+    "Environment",
+    "Profile",
+    "suggest",
+    "parse_host",
+    "parse_profile_text",
+    "load_profile",
+    "load",
+    "check_keymap",
+    "display_path",
+    "list_profiles",
+    "resolve_profile_path",
+    "search_dirs",
+    "locate_lines",
+]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def parse_profile_text(text: str, source: Path, name: str | None = None) -> Profile:
+    """Validate TOML text into a Profile; raises ProfileError with file:line messages."""
+    shown = display_path(source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if match:
+            reason = message[: match.start()].strip()
+            raise ProfileError(
+                [f"{shown}:{match.group(1)}:{match.group(2)}: invalid TOML: {reason}"]
+            ) from None
+        raise ProfileError([f"{shown}:1: invalid TOML: {message}"]) from None
+    problems = Problems()
+    profile = _convert_profile(data, name or source.stem, source, problems)
+    if profile is None:
+        index = locate_lines(text)
+        lines = sorted((_line_for(path, index), message) for path, message in problems.items)
+        raise ProfileError([f"{shown}:{line}: {message}" for line, message in lines])
+    return profile
+
+
+def check_keymap(profile: Profile, known: Collection[str]) -> None:
+    """Every `[keymap]` id must be a binding of the console (ids come from its screens, so this is
+    called by the console and `profile validate`); ProfileError with file:line otherwise."""
+    unknown = [b for b in profile.keymap if b not in known]
+    if not unknown:
+        return
+    try:
+        index = locate_lines(profile.path.read_text())
+    except OSError:
+        index = {}
+    shown = display_path(profile.path)
+    raise ProfileError(
+        [
+            f"{shown}:{_line_for(('keymap', b), index)}: unknown binding id 'keymap.{b}'{suggest(b, sorted(known))}"
+            " (the ids are listed by `?` in the console and in README's key table)"
+            for b in unknown
+        ]
+    )
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"profile file {path} does not exist", "No such profile") from None
+    except IsADirectoryError:
+        raise UsageError(f"profile {path} is a folder, not a profile file", "Not a profile file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read profile {path}: {exc.strerror or exc}", "Unreadable profile") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ProfileError([f"{display_path(path)}:{line}: the file is not valid UTF-8"]) from None
+    return parse_profile_text(text, path)
+
+
+def search_dirs() -> list[Path]:
+    return [Path.cwd() / "profiles", paths.config_dir()]
+
+
+def list_profiles() -> list[Path]:
+    """Every profile file that discovery can see, project folder first."""
+    found: list[Path] = []
+    for folder in search_dirs():
+        if folder.is_dir():
+            found.extend(sorted(folder.glob("*.toml")))
+    return found
+
+
+def resolve_profile_path(selector: str | None) -> Path:
+    """`--profile NAME|PATH`, else $OPSCONSOLE_PROFILE, else ./profiles/*.toml, else the config dir."""
+    selector = selector or os.environ.get("OPSCONSOLE_PROFILE") or None
+    if selector:
+        candidate = Path(selector).expanduser()
+        if candidate.is_dir():
+            raise UsageError(
+                f"profile {selector} is a folder, not a profile file: pass the .toml file inside it",
+                "Not a profile file",
+            )
+        if candidate.suffix == ".toml" or os.sep in selector or candidate.is_file():
+            if not candidate.is_file():
+                raise UsageError(f"profile file {selector} does not exist", "No such profile")
+            return candidate
+        for folder in search_dirs():
+            path = folder / f"{selector}.toml"
+            if path.is_file():
+                return path
+        names = sorted({p.stem for p in list_profiles()})
+        hint = suggest(selector, names)
+        known = ", ".join(names) or "none"
+        raise UsageError(
+            f"no profile named '{selector}'{hint}; looked in "
+            + ", ".join(str(d) for d in search_dirs())
+            + f" (profiles found: {known})",
+            "No such profile",
+        )
+    for folder in search_dirs():
+        if not folder.is_dir():
+            continue
+        candidates = sorted(folder.glob("*.toml"))
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            default = folder / "default.toml"
+            if default.is_file():
+                return default
+            listed = ", ".join(p.stem for p in candidates)
+            raise UsageError(
+                f"several profiles in {folder} ({listed}): choose one with --profile NAME "
+                "or OPSCONSOLE_PROFILE, or name one default.toml",
+                "Which profile?",
+            )
+    raise UsageError(
+        "no profile found: pass --profile PATH, set OPSCONSOLE_PROFILE, put one in ./profiles/, "
+        f"or create one with `opsconsole profile init NAME` (it goes to {paths.config_dir()})",
+        "No profile",
+    )
+
+
+def load(selector: str | None) -> Profile:
+    return load_profile(resolve_profile_path(selector))

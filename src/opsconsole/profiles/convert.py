@@ -1,0 +1,334 @@
+"""Converters of single profile values (strings, seconds, URLs, secrets, hosts, shared paths):
+each checks one value and records problems with the key path."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from opsconsole.profiles.model import (
+    LOCAL,
+    HostSpec,
+    PathKey,
+    SecretRef,
+    suggest,
+)
+
+# --------------------------------------------------------------------------- schema
+
+
+Converter = Callable[[Any, PathKey, "Problems"], Any]
+
+
+class Problems:
+    """Collects validation problems with their key paths; rendered with file:line at the end."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[PathKey, str]] = []
+
+    def add(self, path: PathKey, message: str) -> None:
+        self.items.append((path, message))
+
+
+def dotted(path: PathKey) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += ("." if out else "") + text
+    return out
+
+
+_TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "an array"}
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def string(value: Any, path: PathKey, problems: Problems) -> str | None:
+    if isinstance(value, str):
+        return value
+    problems.add(path, f"'{dotted(path)}' must be a string, not {type_name(value)}")
+    return None
+
+
+def nonempty_str(value: Any, path: PathKey, problems: Problems) -> str | None:
+    text = string(value, path, problems)
+    if text is not None and not text.strip():
+        problems.add(path, f"'{dotted(path)}' must not be empty")
+        return None
+    return text
+
+
+MAX_SECONDS = 3600.0
+MAX_COUNT = 10_000
+
+
+def positive_float(value: Any, path: PathKey, problems: Problems) -> float | None:
+    """Seconds: finite, 0 < t <= 3600 (inf would overflow timers, nan would disable every timeout)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.add(path, f"'{dotted(path)}' must be a number of seconds, not {type_name(value)}")
+        return None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        problems.add(
+            path,
+            f"'{dotted(path)}' must be a number of seconds above 0 and at most {MAX_SECONDS:g} (got {value})",
+        )
+        return None
+    return float(value)
+
+
+def positive_int(value: Any, path: PathKey, problems: Problems) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"'{dotted(path)}' must be an integer, not {type_name(value)}")
+        return None
+    if not 1 <= value <= MAX_COUNT:
+        problems.add(path, f"'{dotted(path)}' must be between 1 and {MAX_COUNT} (got {value})")
+        return None
+    return value
+
+
+def shared(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+    """Paths linked from `shared/` into each release: relative, inside the release, once each."""
+    items = str_list(value, path, problems)
+    if items is None:
+        return None
+    out: list[str] = []
+    ok = True
+    for index, item in enumerate(items):
+        where = f"'{dotted((*path, index))}'"
+        parts = [p for p in item.strip().split("/") if p not in ("", ".")]
+        if item.startswith("/") or item.startswith("~"):
+            problems.add(
+                (*path, index), f"{where}: '{item}' must be a path relative to the release, not absolute"
+            )
+            ok = False
+        elif ".." in parts:
+            problems.add((*path, index), f"{where}: '{item}' must stay inside the release (no '..')")
+            ok = False
+        elif not parts or any(c in item for c in "\n\r\t\0"):
+            problems.add((*path, index), f"{where}: '{item}' is not a file or folder name inside the release")
+            ok = False
+        elif parts[0] in ("REVISION", ".opsconsole"):
+            problems.add((*path, index), f"{where}: '{item}' is reserved by opsconsole")
+            ok = False
+        else:
+            normal = "/".join(parts)
+            if normal in out:
+                problems.add((*path, index), f"{where}: '{normal}' is listed twice")
+                ok = False
+            out.append(normal)
+    for a in out:  # "media" and "media/uploads": the second would be linked inside the first link
+        for b in out:
+            if b.startswith(a + "/"):
+                problems.add(path, f"'{dotted(path)}': '{b}' lies inside '{a}', which is already shared")
+                ok = False
+    return tuple(out) if ok else None
+
+
+def deploy_path(value: Any, path: PathKey, problems: Problems) -> str | None:
+    text = nonempty_str(value, path, problems)
+    if text is None:
+        return None
+    if any(c in text for c in "\n\r\0"):
+        problems.add(path, f"'{dotted(path)}' must be one line")
+        return None
+    if not (text.startswith("/") or text.startswith("~/")):
+        problems.add(
+            path,
+            f"'{dotted(path)}' must be absolute or start with '~/' (the SSH user's home on each host), "
+            f"got '{text}'",
+        )
+        return None
+    stripped = text.rstrip("/")
+    if stripped in ("", "~") or ".." in stripped.split("/"):
+        problems.add(path, f"'{dotted(path)}' must name a folder of its own (got '{text}')")
+        return None
+    return stripped
+
+
+def boolean(value: Any, path: PathKey, problems: Problems) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    problems.add(path, f"'{dotted(path)}' must be true or false, not {type_name(value)}")
+    return None
+
+
+def str_list(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+    if not isinstance(value, list):
+        problems.add(path, f"'{dotted(path)}' must be an array of strings, not {type_name(value)}")
+        return None
+    out: list[str] = []
+    for index, item in enumerate(value):
+        text = nonempty_str(item, (*path, index), problems)
+        if text is not None:
+            out.append(text)
+    return tuple(out)
+
+
+def secret(value: Any, path: PathKey, problems: Problems) -> SecretRef | None:
+    if isinstance(value, str):
+        problems.add(
+            path,
+            f"'{dotted(path)}' must name a secret, not hold one: write "
+            f'{{ secret = "NAME" }} and supply it with `opsconsole secret set NAME` '
+            "or the environment variable OPSCONSOLE_SECRET_NAME",
+        )
+        return None
+    if not isinstance(value, dict):
+        problems.add(path, f"'{dotted(path)}' must be {{ secret = \"NAME\" }}, not {type_name(value)}")
+        return None
+    for key in value:
+        if key != "secret":
+            problems.add((*path, key), f"unknown key '{dotted((*path, key))}'{suggest(key, ['secret'])}")
+    name = value.get("secret")
+    if name is None:
+        problems.add(path, f"'{dotted(path)}' must be {{ secret = \"NAME\" }}")
+        return None
+    text = nonempty_str(name, (*path, "secret"), problems)
+    if text is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text):
+        problems.add(
+            (*path, "secret"), f"secret name '{text}' may hold only letters, digits, '-', '_' and '.'"
+        )
+        return None
+    return SecretRef(text)
+
+
+def url(schemes: tuple[str, ...]) -> Converter:
+    def convert(value: Any, path: PathKey, problems: Problems) -> str | None:
+        text = nonempty_str(value, path, problems)
+        if text is None:
+            return None
+        if not any(text.startswith(f"{scheme}://") for scheme in schemes):
+            allowed = ", ".join(f"{s}://" for s in schemes)
+            problems.add(
+                path, f"'{dotted(path)}' must start with {allowed} (got '{_without_credentials(text)}')"
+            )
+            return None
+        if _has_credentials(text):
+            problems.add(
+                path,
+                f"'{dotted(path)}' carries credentials (user:password@): a profile never holds secrets. "
+                f"Remove them from the URL and name a secret instead ({_secret_hint(path)})",
+            )
+            return None
+        return text
+
+    return convert
+
+
+_SECRET_HINT = {
+    "url": 'e.g. supervisor.username plus supervisor.password = { secret = "NAME" }, or sentry.token = { secret = "NAME" }',
+    "health": "health URLs take no credentials: expose an unauthenticated health endpoint",
+    "*": 'e.g. password = { secret = "NAME" }',
+}
+
+
+def _secret_hint(path: PathKey) -> str:
+    key = next((str(p) for p in reversed(path) if isinstance(p, str)), "*")
+    return _SECRET_HINT.get(key, _SECRET_HINT["*"])
+
+
+def _has_credentials(url: str) -> bool:
+    rest = url.split("://", 1)[1] if "://" in url else url
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority
+
+
+def _without_credentials(url: str) -> str:
+    """The URL with any user:password@ cut out, for messages."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/?#@]*@", r"\1***@", url)
+
+
+def url_list(schemes: tuple[str, ...]) -> Converter:
+    one = url(schemes)
+
+    def convert(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            problems.add(path, f"'{dotted(path)}' must be an array of URLs, not {type_name(value)}")
+            return None
+        out = [one(item, (*path, i), problems) for i, item in enumerate(value)]
+        return tuple(x for x in out if x is not None)
+
+    return convert
+
+
+_HOST_RE = re.compile(
+    r"^(?:(?P<user>[^@\s/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?$"
+)
+
+
+def parse_host(raw: str) -> HostSpec:
+    """Parse `local` or `[user@]host[:port]`; raises ValueError with the reason."""
+    if raw == LOCAL:
+        return HostSpec(raw=LOCAL, hostname=LOCAL)
+    match = _HOST_RE.match(raw)
+    if not match:
+        raise ValueError(f'\'{raw}\' is not a host: use "local" or "[user@]host[:port]"')
+    port = int(match.group("port")) if match.group("port") else None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} in '{raw}' is out of range")
+    hostname = match.group("host").strip("[]")
+    return HostSpec(raw=raw, hostname=hostname, user=match.group("user"), port=port)
+
+
+def hosts(value: Any, path: PathKey, problems: Problems) -> tuple[HostSpec, ...] | None:
+    items = str_list(value, path, problems)
+    if items is None:
+        return None
+    hosts: list[HostSpec] = []
+    seen: dict[tuple[str, str | None, int | None], str] = {}
+    for index, raw in enumerate(items):
+        try:
+            spec = parse_host(raw)
+        except ValueError as exc:
+            problems.add((*path, index), f"'{dotted((*path, index))}': {exc}")
+            continue
+        key = (spec.hostname.lower(), spec.user, spec.port)
+        if key in seen:
+            problems.add(
+                (*path, index),
+                f"'{dotted((*path, index))}': '{raw}' is the same host as '{seen[key]}' (each host once per "
+                "environment: a deploy would be refused by its own lock)",
+            )
+            continue
+        seen[key] = raw
+        hosts.append(spec)
+    return tuple(hosts)
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def restart(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+    items = str_list(value, path, problems)
+    if items is None:
+        return None
+    for index, item in enumerate(items):
+        kind, sep, name = item.partition(":")
+        if (
+            sep
+            and kind in ("supervisor", "docker")
+            and not NAME_RE.match(name.replace(":", "").replace("*", "x"))
+        ):
+            problems.add((*path, index), f"'{dotted((*path, index))}': '{name}' is not a valid {kind} name")
+    return items

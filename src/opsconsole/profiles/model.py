@@ -1,0 +1,178 @@
+"""The typed profile: frozen dataclasses for environments, hosts and each source's settings."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opsconsole.errors import UsageError
+
+LOCAL = "local"
+PathKey = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- typed profile
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A reference to a secret by name; the value comes from the environment or the keyring."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"<secret {self.name}>"
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """`local`, or an SSH target `[user@]host[:port]` (user and port fall back to defaults/ssh_config)."""
+
+    raw: str
+    hostname: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.raw == LOCAL
+
+    @property
+    def label(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class Defaults:
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    timeout: float = 5.0
+    refresh: float = 5.0
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    url: str = "unix:///var/run/supervisor.sock"
+    username: str | None = None
+    password: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    url: str = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class SentryConfig:
+    organization: str
+    project: str
+    token: SecretRef
+    url: str = "https://sentry.io"
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    path: str
+    repo: str
+    branch: str = "main"
+    keep_releases: int = 5
+    shared: tuple[str, ...] = ()
+    build: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    purge: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CustomAction:
+    name: str
+    command: str
+    title: str = ""
+    confirm: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    hosts: tuple[HostSpec, ...] = ()
+    color: str | None = None
+    description: str | None = None
+    protected: bool = False
+    read_only: bool = False
+    health: tuple[str, ...] = ()
+    supervisor: SupervisorConfig | None = None
+    docker: DockerConfig | None = None
+    sentry: SentryConfig | None = None
+    deploy: DeployConfig | None = None
+    cache: CacheConfig | None = None
+    logs: LogsConfig | None = None
+    actions: tuple[CustomAction, ...] = ()
+
+    def host(self, raw: str) -> HostSpec:
+        for host in self.hosts:
+            if raw in (host.raw, host.hostname):
+                return host
+        known = ", ".join(h.raw for h in self.hosts) or "none"
+        raise UsageError(f"environment '{self.name}' has no host '{raw}' (hosts: {known})", "Unknown host")
+
+    def action(self, name: str) -> CustomAction:
+        for action in self.actions:
+            if action.name == name:
+                return action
+        known = ", ".join(a.name for a in self.actions) or "none"
+        raise UsageError(
+            f"environment '{self.name}' has no custom action '{name}' (actions: {known})", "Unknown action"
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    project_name: str
+    description: str | None = None
+    defaults: Defaults = field(default_factory=Defaults)
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+    keymap: Mapping[str, str] = field(default_factory=dict)
+
+    def env(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.environments) or "none"
+            hint = suggest(name, list(self.environments))
+            raise UsageError(
+                f"profile '{self.name}' has no environment '{name}'{hint} (environments: {known})",
+                "Unknown environment",
+            ) from None
+
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """Every secret the profile names, with the key path that names it."""
+        refs: list[tuple[str, SecretRef]] = []
+        for env in self.environments.values():
+            if env.supervisor and env.supervisor.password:
+                refs.append((f"environments.{env.name}.supervisor.password", env.supervisor.password))
+            if env.sentry:
+                refs.append((f"environments.{env.name}.sentry.token", env.sentry.token))
+        return refs
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,249 @@
+"""Strict validation of profile TOML into the typed model: converters per key, the table schema,
+and problems collected with their key paths (file:line is added by the loader)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# --------------------------------------------------------------------------- schema
+from opsconsole.profiles.convert import (
+    Converter,
+    Problems,
+    boolean,
+    deploy_path,
+    dotted,
+    hosts,
+    nonempty_str,
+    positive_float,
+    positive_int,
+    restart,
+    secret,
+    shared,
+    str_list,
+    string,
+    type_name,
+    url,
+    url_list,
+)
+from opsconsole.profiles.model import (
+    CacheConfig,
+    CustomAction,
+    Defaults,
+    DeployConfig,
+    DockerConfig,
+    Environment,
+    LogsConfig,
+    PathKey,
+    Profile,
+    SentryConfig,
+    SupervisorConfig,
+    suggest,
+)
+
+
+@dataclass(frozen=True)
+class Key:
+    convert: Converter
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    keys: Mapping[str, Key | Table | TableArray]
+    build: Callable[..., Any]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TableArray:
+    item: Table
+    required: bool = False
+
+
+_SCHEMES_SUPERVISOR = ("unix", "http", "https")
+_SCHEMES_DOCKER = ("unix", "tcp", "http", "https")
+_SCHEMES_HTTP = ("http", "https")
+
+SUPERVISOR = Table(
+    {"url": Key(url(_SCHEMES_SUPERVISOR)), "username": Key(nonempty_str), "password": Key(secret)},
+    SupervisorConfig,
+)
+DOCKER = Table({"url": Key(url(_SCHEMES_DOCKER))}, DockerConfig)
+SENTRY = Table(
+    {
+        "url": Key(url(_SCHEMES_HTTP)),
+        "organization": Key(nonempty_str, required=True),
+        "project": Key(nonempty_str, required=True),
+        "environment": Key(nonempty_str),
+        "token": Key(secret, required=True),
+    },
+    SentryConfig,
+)
+DEPLOY = Table(
+    {
+        "path": Key(deploy_path, required=True),
+        "repo": Key(nonempty_str, required=True),
+        "branch": Key(nonempty_str),
+        "keep_releases": Key(positive_int),
+        "shared": Key(shared),
+        "build": Key(str_list),
+        "restart": Key(restart),
+    },
+    DeployConfig,
+)
+CACHE = Table({"purge": Key(str_list)}, CacheConfig)
+LOGS = Table({"files": Key(str_list)}, LogsConfig)
+
+
+def _action_name(value: Any, path: PathKey, problems: Problems) -> str | None:
+    text = nonempty_str(value, path, problems)
+    if text is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text):
+        problems.add(
+            path, f"'{dotted(path)}': action names use lower-case letters, digits, '-' and '_' (got '{text}')"
+        )
+        return None
+    return text
+
+
+ACTION = Table(
+    {
+        "name": Key(_action_name, required=True),
+        "title": Key(string),
+        "command": Key(nonempty_str, required=True),
+        "confirm": Key(boolean),
+    },
+    CustomAction,
+)
+ENVIRONMENT = Table(
+    {
+        "hosts": Key(hosts),
+        "color": Key(nonempty_str),
+        "description": Key(string),
+        "protected": Key(boolean),
+        "read_only": Key(boolean),
+        "health": Key(url_list(_SCHEMES_HTTP)),
+        "supervisor": SUPERVISOR,
+        "docker": DOCKER,
+        "sentry": SENTRY,
+        "deploy": DEPLOY,
+        "cache": CACHE,
+        "logs": LOGS,
+        "actions": TableArray(ACTION),
+    },
+    Environment,
+)
+PROJECT = Table({"name": Key(nonempty_str), "description": Key(string)}, dict)
+DEFAULTS = Table(
+    {
+        "user": Key(nonempty_str),
+        "identity_file": Key(nonempty_str),
+        "known_hosts": Key(nonempty_str),
+        "timeout": Key(positive_float),
+        "refresh": Key(positive_float),
+    },
+    Defaults,
+)
+
+
+def _convert_table(data: Any, schema: Table, path: PathKey, problems: Problems) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        problems.add(path, f"'{dotted(path)}' must be a table, not {type_name(data)}")
+        return None
+    out: dict[str, Any] = {}
+    ok = True
+    for key, value in data.items():
+        spec = schema.keys.get(key)
+        key_path = (*path, key)
+        if spec is None:
+            problems.add(key_path, f"unknown key '{dotted(key_path)}'{suggest(key, list(schema.keys))}")
+            ok = False
+            continue
+        if isinstance(spec, Key):
+            converted = spec.convert(value, key_path, problems)
+        elif isinstance(spec, Table):
+            table = _convert_table(value, spec, key_path, problems)
+            converted = None if table is None else spec.build(**table)
+        else:
+            converted = _convert_array(value, spec, key_path, problems)
+        if converted is None:
+            ok = False
+        else:
+            out[key] = converted
+    for key, spec in schema.keys.items():
+        if spec.required and key not in data:
+            problems.add(path, f"'{dotted(path)}' is missing the required key '{key}'")
+            ok = False
+    return out if ok else None
+
+
+def _convert_array(data: Any, spec: TableArray, path: PathKey, problems: Problems) -> tuple[Any, ...] | None:
+    if not isinstance(data, list):
+        problems.add(path, f"'{dotted(path)}' must be an array of tables ([[{dotted(path)}]])")
+        return None
+    items = []
+    for index, item in enumerate(data):
+        table = _convert_table(item, spec.item, (*path, index), problems)
+        if table is not None:
+            items.append(spec.item.build(**table))
+    return tuple(items) if len(items) == len(data) else None
+
+
+def _convert_environment(name: str, data: Any, problems: Problems) -> Environment | None:
+    path: PathKey = ("environments", name)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        problems.add(path, f"environment name '{name}' may hold only letters, digits, '-' and '_'")
+        return None
+    table = _convert_table(data, ENVIRONMENT, path, problems)
+    if table is None:
+        return None
+    seen: set[str] = set()
+    for index, action in enumerate(table.get("actions", ())):
+        if action.name in seen:
+            problems.add((*path, "actions", index, "name"), f"custom action '{action.name}' is defined twice")
+            return None
+        seen.add(action.name)
+    return Environment(name=name, **table)
+
+
+def _convert_profile(data: dict[str, Any], name: str, source: Path, problems: Problems) -> Profile | None:
+    allowed = ["project", "defaults", "environments", "keymap"]
+    for key in data:
+        if key not in allowed:
+            problems.add((key,), f"unknown key '{key}'{suggest(key, allowed)}")
+    project = _convert_table(data.get("project", {}), PROJECT, ("project",), problems) or {}
+    defaults_table = _convert_table(data.get("defaults", {}), DEFAULTS, ("defaults",), problems)
+    defaults = Defaults(**defaults_table) if defaults_table is not None else Defaults()
+    environments: dict[str, Environment] = {}
+    envs = data.get("environments", {})
+    if not isinstance(envs, dict):
+        problems.add(("environments",), f"'environments' must be a table, not {type_name(envs)}")
+    else:
+        for env_name, env_data in envs.items():
+            env = _convert_environment(env_name, env_data, problems)
+            if env is not None:
+                environments[env_name] = env
+    keymap: dict[str, str] = {}
+    raw_keymap = data.get("keymap", {})
+    if not isinstance(raw_keymap, dict):
+        problems.add(("keymap",), f"'keymap' must be a table, not {type_name(raw_keymap)}")
+    else:
+        # which ids exist is the console's to say (its screens' bindings): see check_keymap
+        for binding, keys in raw_keymap.items():
+            text = nonempty_str(keys, ("keymap", binding), problems)
+            if text is not None:
+                keymap[binding] = text
+    if problems.items:
+        return None
+    return Profile(
+        name=name,
+        path=source,
+        project_name=project.get("name", name),
+        description=project.get("description"),
+        defaults=defaults,
+        environments=environments,
+        keymap=keymap,
+    )
