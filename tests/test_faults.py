@@ -27,7 +27,8 @@ from opsconsole.actions.base import ActionContext, Outcome, StepStarted, Target
 from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.hostdeploy import HostDeploy
 from opsconsole.actions.runner import ActionRun
-from opsconsole.backends.hosts import HostError, SshHost, make_host
+from opsconsole.backends.hosts import HostError, make_host
+from opsconsole.backends.ssh import SshHost
 from opsconsole.backends.supervisor import SupervisorClient
 from opsconsole.errors import ExitCode, ProfileError
 from opsconsole.profiles import Defaults, SupervisorConfig, load_profile, parse_host, parse_profile_text

@@ -70,7 +70,7 @@ class ActionsProvider(Provider):
                 )
         show_pane = getattr(screen, "action_pane", None)
         if show_pane is not None:
-            from opsconsole.screens.main import PANES
+            from opsconsole.screens.rows import PANES
 
             for index, (_pane, title, _columns) in enumerate(PANES):
                 entries.append(

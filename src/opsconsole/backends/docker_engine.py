@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from opsconsole.backends.hosts import Host, HostError, SshHost, describe_error
+from opsconsole.backends.hosts import Host, HostError, describe_error
+from opsconsole.backends.ssh import SshHost
 from opsconsole.errors import OpsError, UsageError
 from opsconsole.profiles import DockerConfig
 

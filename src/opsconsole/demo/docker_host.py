@@ -12,9 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from opsconsole.errors import OpsError
+
+IMAGE = "opsconsole-demo/busybox:latest"
 
 
 @dataclass(frozen=True)
@@ -81,3 +89,30 @@ def find_engine(ping: Callable[[str], None]) -> tuple[str | None, str]:
             continue
         return candidate.url, f"Docker Engine at {candidate.url} ({candidate.source})"
     return None, "no Docker Engine answered; tried " + "; ".join(tried)
+
+
+def ensure_image(client: Any) -> None:
+    """The demo's image, imported from a busybox rootfs (no registry needed)."""
+    import docker
+
+    try:
+        client.images.get(IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(busybox):
+        raise OpsError("busybox is not installed (apt-get install busybox-static)", "No busybox")
+    with tempfile.TemporaryDirectory() as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        (rootfs / "www").mkdir()
+        (rootfs / "tmp").mkdir()
+        (rootfs / "www" / "index.html").write_text("<h1>demo static</h1>\n")
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        for applet in ("sh", "sleep", "echo", "httpd", "wget", "cat", "ls"):
+            os.symlink("busybox", rootfs / "bin" / applet)
+        archive = Path(tmp) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        client.api.import_image_from_data(archive.read_bytes(), repository=IMAGE.split(":")[0], tag="latest")

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import xmlrpc.client
@@ -30,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsconsole.demo.docker_host import IMAGE, ensure_image
 from opsconsole.errors import OpsError
 
 FILES = Path(__file__).parent / "files"
 TEMPLATE = Path(__file__).resolve().parents[3] / "profiles" / "demo.toml"
 DEMO_LABEL = "opsconsole.demo"
-IMAGE = "opsconsole-demo/busybox:latest"
 
 
 def free_port() -> int:
@@ -321,7 +320,7 @@ class Sandbox:
         try:
             for stale in client.containers.list(all=True, filters={"label": DEMO_LABEL}):
                 stale.remove(force=True)
-            self._ensure_image(client)
+            ensure_image(client)
             labels = {DEMO_LABEL: str(self.root), "com.docker.compose.project": "demo-shop"}
             web = client.containers.run(
                 IMAGE,
@@ -351,34 +350,6 @@ class Sandbox:
             self.docker_note = f"could not start the demo containers: {exc}"
         finally:
             client.close()
-
-    @staticmethod
-    def _ensure_image(client: Any) -> None:
-        import docker
-
-        try:
-            client.images.get(IMAGE)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        busybox = shutil.which("busybox") or "/bin/busybox"
-        if not os.path.exists(busybox):
-            raise OpsError("busybox is not installed (apt-get install busybox-static)", "No busybox")
-        with tempfile.TemporaryDirectory() as tmp:
-            rootfs = Path(tmp) / "rootfs"
-            (rootfs / "bin").mkdir(parents=True)
-            (rootfs / "www").mkdir()
-            (rootfs / "tmp").mkdir()
-            (rootfs / "www" / "index.html").write_text("<h1>demo static</h1>\n")
-            shutil.copy2(busybox, rootfs / "bin" / "busybox")
-            for applet in ("sh", "sleep", "echo", "httpd", "wget", "cat", "ls"):
-                os.symlink("busybox", rootfs / "bin" / applet)
-            archive = Path(tmp) / "rootfs.tar"
-            with tarfile.open(archive, "w") as tar:
-                tar.add(rootfs, arcname=".")
-            client.api.import_image_from_data(
-                archive.read_bytes(), repository=IMAGE.split(":")[0], tag="latest"
-            )
 
     def start_web(self) -> None:
         proxy = xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(str(self.socket_path)))

@@ -19,6 +19,9 @@ from opsconsole.messages import SourceChanged
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 from opsconsole.screens.rows import (
+    NOT_CONFIGURED_HELP,
+    PANE_SOURCES,
+    PANES,
     Results,
     rows_containers,
     rows_deploys,
@@ -33,33 +36,6 @@ from opsconsole.widgets.pane import Pane, Row, age
 if TYPE_CHECKING:
     from opsconsole.backends.sentry import IssuePage
     from opsconsole.ui import Console
-
-PANES = (
-    ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
-    ("containers", "Containers", ("host", "name", "state", "health", "image", "CPU%", "memory")),
-    ("deploys", "Deploys", ("host", "release", "event", "ref", "who", "outcome", "when")),
-    ("errors", "Errors", ("issue", "level", "title", "count", "users", "last seen")),
-    ("health", "Health", ("url", "status", "latency", "error")),
-)
-PANE_SOURCES = {
-    "processes": "supervisor",
-    "containers": "docker",
-    "deploys": "deploys",
-    "errors": "sentry",
-    "health": "health",
-}
-NOT_CONFIGURED_HELP = {
-    "supervisor": 'Supervisor is not configured for this environment: add [environments.ENV.supervisor] url = "unix:///var/run/supervisor.sock"',
-    "docker": 'Docker is not configured for this environment: add [environments.ENV.docker] url = "unix:///var/run/docker.sock"',
-    "deploys": "Deploys are not configured: add [environments.ENV.deploy] with path, repo, build and restart",
-    "sentry": (
-        "Sentry is not connected: add [environments.ENV.sentry] with url, organization, project and "
-        'token = { secret = "sentry-token" }, then `opsconsole secret set sentry-token` '
-        "(or set OPSCONSOLE_SECRET_SENTRY_TOKEN)"
-    ),
-    "health": 'No health checks: add health = ["https://.../healthz"] to the environment',
-}
-
 
 # The screen's own keys; the action keys (D, R, r, s, l, p, x, i) come from the action registry.
 SCREEN_BINDINGS: list[BindingType] = [

@@ -18,6 +18,32 @@ if TYPE_CHECKING:
 
 Results = list[tuple[tuple[str, ...], SourceResult[Any]]]
 
+PANES = (
+    ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
+    ("containers", "Containers", ("host", "name", "state", "health", "image", "CPU%", "memory")),
+    ("deploys", "Deploys", ("host", "release", "event", "ref", "who", "outcome", "when")),
+    ("errors", "Errors", ("issue", "level", "title", "count", "users", "last seen")),
+    ("health", "Health", ("url", "status", "latency", "error")),
+)
+PANE_SOURCES = {
+    "processes": "supervisor",
+    "containers": "docker",
+    "deploys": "deploys",
+    "errors": "sentry",
+    "health": "health",
+}
+NOT_CONFIGURED_HELP = {
+    "supervisor": 'Supervisor is not configured for this environment: add [environments.ENV.supervisor] url = "unix:///var/run/supervisor.sock"',
+    "docker": 'Docker is not configured for this environment: add [environments.ENV.docker] url = "unix:///var/run/docker.sock"',
+    "deploys": "Deploys are not configured: add [environments.ENV.deploy] with path, repo, build and restart",
+    "sentry": (
+        "Sentry is not connected: add [environments.ENV.sentry] with url, organization, project and "
+        'token = { secret = "sentry-token" }, then `opsconsole secret set sentry-token` '
+        "(or set OPSCONSOLE_SECRET_SENTRY_TOKEN)"
+    ),
+    "health": 'No health checks: add health = ["https://.../healthz"] to the environment',
+}
+
 STATE_STYLES = {
     "RUNNING": "green",
     "STARTING": "yellow",
