@@ -200,8 +200,7 @@ def test_two_deploys_then_rollback(
         ("deploy", "success"),
         ("deploy", "success"),
         ("rollback", "success"),
-        ("rollback", "refused"),  # started, found nothing to roll back to: recorded, nothing changed
-    ]
+    ]  # "nothing to roll back to" is found while preparing the plan: refused before any run starts
     assert all(a["user"] and "@" in a["user"] and a["environment"] == "staging" and a["plan"] for a in lines)
 
 

@@ -68,12 +68,20 @@ class Plan:
         """The summary, then every exact command, call and request per host."""
         lines = [self.render_summary(), "Exact steps:" if self.summary_lines else ""]
         lines = [line for line in lines if line]
-        for host, steps in self.by_host().items():
-            lines.append(f"  {host}:")
-            for step in steps:
-                marker = {"command": "$", "rpc": "rpc", "api": "api", "note": "#"}[step.kind]
-                lines.append(f"    {marker} {step.text}")
+        for host, step in self.step_lines():
+            lines.append(f"  {host}:" if step is None else f"    {MARKERS[step.kind]} {step.text}")
         return "\n".join(lines)
+
+    def step_lines(self) -> list[tuple[str, PlanStep | None]]:
+        """Per host: a heading (step None), then its steps; both renderings walk this."""
+        out: list[tuple[str, PlanStep | None]] = []
+        for host, steps in self.by_host().items():
+            out.append((host, None))
+            out.extend((host, step) for step in steps)
+        return out
+
+
+MARKERS = {"command": "$", "rpc": "rpc", "api": "api", "note": "#"}
 
 
 # ------------------------------------------------------------------------ events
@@ -131,6 +139,43 @@ class Outcome:
 
 Event = StepStarted | StepFinished | OutputLine | OutputLines | HostResult | Notice | Outcome
 Emit = Callable[[Event], None]
+
+HostStatus = Literal["running", "failed", "done", "FAILED"]
+
+
+@dataclass(frozen=True)
+class Described:
+    """An event as every front end shows it: output lines, or one line of text about a host (with the
+    host's new status and step when it changes), or a notice. The one place events are told apart."""
+
+    host: str = ""
+    lines: tuple[str, ...] = ()  # output of the host's commands, as they came
+    text: str = ""  # a line about the run ("▶ build", "✗ build: exit 2", "! lock broken")
+    status: HostStatus | None = None
+    step: str | None = None
+    notice: bool = False
+
+
+def describe(event: Event) -> Described | None:
+    """None for the Outcome (each front end ends in its own way)."""
+    if isinstance(event, OutputLines):
+        return Described(event.host, lines=event.lines)
+    if isinstance(event, OutputLine):
+        return Described(event.host, lines=(event.line,))
+    if isinstance(event, StepStarted):
+        return Described(event.host, text=f"▶ {event.step}", status="running", step=event.step)
+    if isinstance(event, StepFinished):
+        if event.ok:
+            return Described(
+                event.host, text=f"✓ {event.step}" + (f": {event.detail}" if event.detail else "")
+            )
+        return Described(event.host, text=f"✗ {event.step}: {event.detail}", status="failed", step=event.step)
+    if isinstance(event, HostResult):
+        mark: HostStatus = "done" if event.ok else "FAILED"
+        return Described(event.host, text=f"{mark}: {event.message}", status=mark, step=event.message)
+    if isinstance(event, Notice):
+        return Described(text=f"! {event.message}", notice=True)
+    return None
 
 
 def whoami() -> str:

@@ -16,7 +16,7 @@ from opsconsole.actions.base import (
     StepStarted,
 )
 from opsconsole.actions.commands import MIRROR, journal_command, q, switch_command
-from opsconsole.backends.hosts import Cancelled, Host
+from opsconsole.backends.hosts import Cancelled, CommandFailed, Host
 from opsconsole.backends.releases import (
     STATE_DIR,
     DeployState,
@@ -127,10 +127,9 @@ class HostDeploy:
             self.emit(StepFinished(self.name, label, False, exc.message))
             raise
         if not result.ok:
-            tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-            detail = f"{label} failed (exit {result.exit_code})" + (": " + " | ".join(tail) if tail else "")
-            self.emit(StepFinished(self.name, label, False, detail))
-            raise OpsError(f"{self.name}: {detail}", "Step failed")
+            failure = CommandFailed(self.name, label, result, "Step failed")
+            self.emit(StepFinished(self.name, label, False, failure.message.split(": ", 1)[1]))
+            raise failure
         self.emit(StepFinished(self.name, label, True))
         return result.stdout
 
@@ -166,17 +165,23 @@ class HostDeploy:
 # ------------------------------------------------------------------------ restart targets
 
 
+def restart_kind(target: str) -> tuple[str, str]:
+    """A restart target: ("supervisor", NAME), ("docker", NAME), or ("command", the shell command)."""
+    kind, sep, name = target.partition(":")
+    return (kind, name) if sep and kind in ("supervisor", "docker") else ("command", target)
+
+
 def restart_steps(env: Environment, spec: HostSpec, config: DeployConfig) -> list[PlanStep]:
     steps = []
     for target in config.restart:
-        kind, sep, name = target.partition(":")
-        if sep and kind == "supervisor":
+        kind, name = restart_kind(target)
+        if kind == "supervisor":
             steps.append(
                 PlanStep(
                     spec.raw, "rpc", f"supervisor.stopProcess({name}) then supervisor.startProcess({name})"
                 )
             )
-        elif sep and kind == "docker":
+        elif kind == "docker":
             steps.append(PlanStep(spec.raw, "api", f"POST /containers/{name}/restart"))
         else:
             steps.append(
@@ -199,11 +204,11 @@ def run_restarts(
     for target in config.restart:
         label = f"restart {target}"
         emit(StepStarted(spec.raw, label))
-        kind, sep, name = target.partition(":")
+        kind, name = restart_kind(target)
         try:
-            if sep and kind == "supervisor":
+            if kind == "supervisor":
                 detail = "; ".join(backends.supervisor(env, spec).restart(name))
-            elif sep and kind == "docker":
+            elif kind == "docker":
                 detail = backends.docker(env, spec).restart(name)
             else:
                 result = host.run(
@@ -213,7 +218,7 @@ def run_restarts(
                     timeout=max(host.timeout, 120.0),
                 )
                 if not result.ok:
-                    raise OpsError(f"{spec.raw}: `{target}` exited with {result.exit_code}", "Restart failed")
+                    raise CommandFailed(spec.raw, f"`{target}`", result, "Restart failed")
                 detail = "ok"
         except OpsError as exc:
             emit(StepFinished(spec.raw, label, False, exc.message))

@@ -20,6 +20,7 @@ from opsconsole.actions.base import (
     StepStarted,
 )
 from opsconsole.actions.targets import parse_target
+from opsconsole.backends.hosts import CommandFailed
 from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
 from opsconsole.profiles import HostSpec
 
@@ -121,37 +122,34 @@ class RestartAction(_Operate):
     description: ClassVar[str] = "Restart a supervisor process/group/all or a container"
 
 
-class StartAction(_Operate):
-    id: ClassVar[str] = "start"
-    title: ClassVar[str] = "Start"
+class _StartStop(_Operate):
+    """`s` starts what is down and stops what is up: two actions, one key."""
+
     key: ClassVar[str | None] = "s"
     key_id: ClassVar[str | None] = "start_stop"
     key_label: ClassVar[str] = "Start/stop"
     tooltip: ClassVar[str] = "Start or stop the selected process or container"
     selection: ClassVar[tuple[str, ...]] = ("process", "container")
+    starts: ClassVar[bool]
 
     @classmethod
     def applies_to(cls, item: Any) -> bool:
-        return not is_running(item)
+        return is_running(item) != cls.starts
 
+
+class StartAction(_StartStop):
+    id: ClassVar[str] = "start"
+    title: ClassVar[str] = "Start"
     verb: ClassVar[str] = "start"
+    starts: ClassVar[bool] = True
     description: ClassVar[str] = "Start a supervisor process/group/all or a container"
 
 
-class StopAction(_Operate):
+class StopAction(_StartStop):
     id: ClassVar[str] = "stop"
     title: ClassVar[str] = "Stop"
-    key: ClassVar[str | None] = "s"
-    key_id: ClassVar[str | None] = "start_stop"
-    key_label: ClassVar[str] = "Start/stop"
-    tooltip: ClassVar[str] = "Start or stop the selected process or container"
-    selection: ClassVar[tuple[str, ...]] = ("process", "container")
-
-    @classmethod
-    def applies_to(cls, item: Any) -> bool:
-        return is_running(item)
-
     verb: ClassVar[str] = "stop"
+    starts: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
     description: ClassVar[str] = "Stop a supervisor process/group/all or a container"
 
@@ -181,12 +179,7 @@ class _ShellOnHosts(Action):
                     timeout=max(host.timeout, 300.0),
                 )
                 if not result.ok:
-                    tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
-                    raise OpsError(
-                        f"{spec.raw}: `{command}` exited with {result.exit_code}"
-                        + (f": {tail[0]}" if tail else ""),
-                        "Command failed",
-                    )
+                    raise CommandFailed(spec.raw, f"`{command}`", result)
             return f"{len(self.commands())} command(s) ok"
 
         return per_host(self.hosts, work, emit, self.title.lower())

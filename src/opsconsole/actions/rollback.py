@@ -240,20 +240,7 @@ class RollbackAction(Action):
                         "run": self.ctx.run_id,
                     }
                 )
-            part.journal(
-                {
-                    "event": "rollback",
-                    "from": state.current,
-                    "to": target,
-                    "release": target,
-                    "who": self.ctx.user,
-                    "run": self.ctx.run_id,
-                    "forced": self.force,
-                    "started": when,
-                    "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "outcome": "success",
-                }
-            )
+            part.journal(self._record(state, target, when, "success", forced=self.force))
             failures += run_restarts(self.ctx.backends, self.env, part.spec, self.config, emit, hold)
             results[part.name] = f"releases/{target}"
             emit(HostResult(part.name, True, f"current -> releases/{target} (was {state.current})"))
@@ -264,6 +251,22 @@ class RollbackAction(Action):
         return Outcome(
             True, f"rolled back to releases/{target} on {len(parts)} host(s)", ExitCode.OK, results
         )
+
+    def _record(
+        self, state: DeployState, target: str, when: str, outcome: str, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "event": "rollback",
+            "from": state.current,
+            "to": target,
+            "release": target,
+            "who": self.ctx.user,
+            "run": self.ctx.run_id,
+            "started": when,
+            "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "outcome": outcome,
+            **extra,
+        }
 
     def _undo(
         self,
@@ -301,18 +304,9 @@ class RollbackAction(Action):
             )
             try:
                 part.journal(
-                    {
-                        "event": "rollback",
-                        "from": state.current,
-                        "to": target,
-                        "release": target,
-                        "who": self.ctx.user,
-                        "run": self.ctx.run_id,
-                        "started": when,
-                        "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "outcome": "failed",
-                        "error": f"switch failed on {failed.name}: {exc.message}",
-                    }
+                    self._record(
+                        state, target, when, "failed", error=f"switch failed on {failed.name}: {exc.message}"
+                    )
                 )
             except OpsError:
                 pass

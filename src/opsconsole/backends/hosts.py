@@ -33,14 +33,16 @@ class HostError(UnreachableError):
     """The host could not be reached or the transport failed (exit code 4)."""
 
 
+def failure_message(host: str, what: str, result: CommandResult) -> str:
+    """The one way a failed command is told: `web-1: WHAT exited with 2: last | lines | of stderr`."""
+    tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+    detail = " | ".join(tail)[:500]
+    return f"{host}: {what} exited with {result.exit_code}" + (f": {detail}" if detail else "")
+
+
 class CommandFailed(OpsError):
-    def __init__(self, host: str, command: str, result: CommandResult) -> None:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        detail = ("; ".join(tail))[:500]
-        super().__init__(
-            f"{host}: `{command}` exited with {result.exit_code}" + (f": {detail}" if detail else ""),
-            "Command failed",
-        )
+    def __init__(self, host: str, what: str, result: CommandResult, title: str = "Command failed") -> None:
+        super().__init__(failure_message(host, what, result), title)
         self.result = result
 
 
@@ -167,7 +169,7 @@ class Host:
 
     def _checked(self, command: str, result: CommandResult, check: bool) -> CommandResult:
         if check and not result.ok:
-            raise CommandFailed(self.name, command, result)
+            raise CommandFailed(self.name, f"`{command}`", result)
         return result
 
 

@@ -19,14 +19,10 @@ from opsconsole.actions.base import (
     Action,
     ActionContext,
     Event,
-    HostResult,
     Notice,
     Outcome,
-    OutputLine,
-    OutputLines,
-    StepFinished,
-    StepStarted,
     Target,
+    describe,
 )
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, Prepared
@@ -108,35 +104,20 @@ class Printer:
         self(Notice(message))
 
     def _print(self, event: Event) -> None:
-        out = sys.stdout
-        if isinstance(event, OutputLines):
-            if self.raw_lines:
-                lead = f"{event.host}: " if self.prefix else ""
+        seen = describe(event)
+        if seen is None:
+            return
+        if seen.lines:
+            if self.raw_lines:  # `logs`: the lines themselves, prefixed by host only with several
+                lead = f"{seen.host}: " if self.prefix else ""
             else:
-                lead = f"  {event.host} | "
-            text = "".join(f"{lead}{clean(line)}\n" for line in event.lines)
-            out.write(text)
-            out.flush()
-        elif isinstance(event, OutputLine):
-            line = clean(event.line)
-            if self.raw_lines:
-                print(f"{event.host}: {line}" if self.prefix else line, file=out, flush=True)
-            else:
-                print(f"  {event.host} | {line}", file=out, flush=True)
-        elif isinstance(event, StepStarted):
-            print(f"[{event.host}] {clean(event.step)} ...", file=out, flush=True)
-        elif isinstance(event, StepFinished):
-            mark = "ok" if event.ok else "FAILED"
-            detail = f": {clean(event.detail)}" if event.detail else ""
-            print(f"[{event.host}] {clean(event.step)}: {mark}{detail}", file=out, flush=True)
-        elif isinstance(event, HostResult):
-            print(
-                f"[{event.host}] {'done' if event.ok else 'FAILED'}: {clean(event.message)}",
-                file=out,
-                flush=True,
-            )
-        elif isinstance(event, Notice):
-            print(f"! {clean(event.message)}", file=sys.stderr, flush=True)
+                lead = f"  {seen.host} | "
+            sys.stdout.write("".join(f"{lead}{clean(line)}\n" for line in seen.lines))
+            sys.stdout.flush()
+        elif seen.notice:
+            print(clean(seen.text), file=sys.stderr, flush=True)
+        else:
+            print(f"[{seen.host}] {clean(seen.text)}", flush=True)
 
 
 def _ask(action: Action, prepared: Prepared) -> tuple[bool, str | None]:

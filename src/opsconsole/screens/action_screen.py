@@ -14,13 +14,8 @@ from textual.widgets import Button, DataTable, Footer, Static
 
 from opsconsole.actions.base import (
     Event,
-    HostResult,
-    Notice,
     Outcome,
-    OutputLine,
-    OutputLines,
-    StepFinished,
-    StepStarted,
+    describe,
 )
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
@@ -29,6 +24,9 @@ from opsconsole.widgets.log_view import LogView
 if TYPE_CHECKING:
     from opsconsole.runs import RunState
     from opsconsole.ui import Console
+
+
+HOST_STYLES = {"running": "yellow", "failed": "bold red", "done": "green", "FAILED": "bold red"}
 
 
 class ActionScreen(Screen[None]):
@@ -97,14 +95,11 @@ class ActionScreen(Screen[None]):
     def on_run_batch(self, message: RunBatch) -> None:
         if message.run_id != self.run_id or not self._ready:
             return  # another run's, or on_mount replays the run's events (recorded before delivery)
-        events = message.events
-        lines: list[tuple[str, str]] = []
-        for event in events:
-            if isinstance(event, OutputLine):
-                lines.append((event.line, event.host))
-                continue
-            if isinstance(event, OutputLines):
-                lines.extend((line, event.host) for line in event.lines)
+        lines: list[tuple[str, str]] = []  # consecutive output goes to the log in one call
+        for event in message.events:
+            seen = describe(event)
+            if seen is not None and seen.lines:
+                lines.extend((line, seen.host) for line in seen.lines)
                 continue
             if lines:
                 self.query_one(LogView).append_many(lines)
@@ -115,24 +110,15 @@ class ActionScreen(Screen[None]):
 
     def on_run_event(self, event: Event) -> None:
         log = self.query_one(LogView)
-        if isinstance(event, OutputLine):
-            log.append(event.line, event.host)
-        elif isinstance(event, StepStarted):
-            self._set_host(event.host, Text("running", style="yellow"), event.step)
-            log.append(f"▶ {event.step}", event.host)
-        elif isinstance(event, StepFinished):
-            if not event.ok:
-                self._set_host(event.host, Text("failed", style="bold red"), event.step)
-                log.append(f"✗ {event.step}: {event.detail}", event.host)
-        elif isinstance(event, HostResult):
-            self._set_host(
-                event.host,
-                Text("done" if event.ok else "FAILED", style="green" if event.ok else "bold red"),
-                event.message,
-            )
-        elif isinstance(event, Notice):
-            log.append(f"! {event.message}")
-        elif isinstance(event, Outcome):
+        seen = describe(event)
+        if seen is not None:
+            if seen.lines:
+                log.append_many([(line, seen.host) for line in seen.lines])
+            elif seen.text and not seen.text.startswith("✓"):
+                log.append(seen.text, seen.host)
+            if seen.status is not None:
+                self._set_host(seen.host, Text(seen.status, style=HOST_STYLES[seen.status]), seen.step)
+        if isinstance(event, Outcome):
             summary = self.query_one("#summary", Static)
             elapsed = (self.state.finished or time.monotonic()) - self.state.started
             summary.update(Text(f"{'✓' if event.ok else '✗'} {clean(event.message, 2000)} ({elapsed:.1f}s)"))

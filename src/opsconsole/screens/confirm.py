@@ -12,19 +12,19 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from opsconsole.actions.base import Action, Plan
+from opsconsole.actions.base import MARKERS, Action, Plan
 from opsconsole.sanitize import clean
 
 
 def plan_text(plan: Plan) -> Text:
     """Every exact command, call and request, per host."""
     text = Text()
-    for host, steps in plan.by_host().items():
-        text.append(f"{clean(host)}\n", style="bold underline")
-        for step in steps:
-            marker = {"command": "$ ", "rpc": "rpc ", "api": "api ", "note": "# "}[step.kind]
-            text.append(f"  {marker}", style="dim")
-            text.append(clean(step.text, 2000) + "\n", style="italic dim" if step.kind == "note" else "")
+    for host, step in plan.step_lines():
+        if step is None:
+            text.append(f"{clean(host)}\n", style="bold underline")
+            continue
+        text.append(f"  {MARKERS[step.kind]} ", style="dim")
+        text.append(clean(step.text, 2000) + "\n", style="italic dim" if step.kind == "note" else "")
     return text
 
 

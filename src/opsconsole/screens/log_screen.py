@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from opsconsole.actions.base import Event, HostResult, Notice, Outcome, OutputLine, OutputLines
+from opsconsole.actions.base import Event, Outcome, describe
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
@@ -87,15 +87,11 @@ class LogScreen(Screen[None]):
             self.on_run_event(event)
 
     def on_run_event(self, event: Event) -> None:
-        if isinstance(event, OutputLines):
-            host = event.host
-            self._pending.extend((line, host) for line in event.lines)
-        elif isinstance(event, OutputLine):
-            self._pending.append((event.line, event.host))
-        elif isinstance(event, Notice):
-            self._pending.append((f"[opsconsole] {event.message}", ""))
-        elif isinstance(event, HostResult) and not event.ok:
-            self._pending.append((f"[opsconsole] {event.message}", event.host))
+        seen = describe(event)
+        if seen is not None and seen.lines:
+            self._pending.extend((line, seen.host) for line in seen.lines)
+        elif seen is not None and (seen.notice or seen.status == "FAILED"):
+            self._pending.append((f"[opsconsole] {seen.text.lstrip('! ')}", seen.host))
         elif isinstance(event, Outcome):
             self._flush()
             self.ended = event.message if not event.ok else "the log ended"
