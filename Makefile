@@ -19,8 +19,9 @@ test: $(STAMP)
 	scripts/with-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	scripts/with-services.sh $(BIN)/python -m bench.run

@@ -323,7 +323,8 @@ def bench_startup(cfg: Config, tmp: Path) -> None:
     profile.write_text("\n".join(lines) + "\n")
     bare = tmp / "bare.py"
     bare.write_text(BARE_APP)
-    ours, base = [], []
+    ours: list[float] = []
+    base: list[float] = []
     for _ in range(cfg.startup_runs):
         for argv, sink in (([OPSCONSOLE, "--profile", str(profile)], ours), ([PYTHON, str(bare), "3"], base)):
             term = Terminal(argv)

@@ -20,6 +20,7 @@ import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 IMAGE = "opsconsole-test/busybox:latest"
 TEST_LABEL = "opsconsole.test"
@@ -103,7 +104,7 @@ class Supervisord:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def proxy(self) -> xmlrpc.client.ServerProxy:
+    def proxy(self) -> Any:  # XML-RPC answers are untyped (typeshed says "marshallable")
         return xmlrpc.client.ServerProxy(
             f"http://{self.username}:{self.password}@127.0.0.1:{self.http_port}/RPC2"
         )

@@ -209,7 +209,7 @@ class SentryServer:
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
-        self.httpd.handle_error = lambda request, address: None  # a client that timed out and left
+        self.httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign] # a client that left
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

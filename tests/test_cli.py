@@ -86,8 +86,19 @@ def test_status_stats_with_a_running_container(run_cli: Any, tmp_path: Path, doc
         )
         done = run_cli("--profile", str(profile), "status", "--json", "--stats")
         assert done.returncode == 0, done.stderr
-        containers = json.loads(done.stdout)["environments"]["staging"]["hosts"]["local"]["docker"]["containers"]
+        containers = json.loads(done.stdout)["environments"]["staging"]["hosts"]["local"]["docker"][
+            "containers"
+        ]
         ours = next(c for c in containers if c["name"] == container.name)
         assert ours["memory_bytes"] > 0 and ours["cpu_percent"] >= 0
     finally:
         container.remove(force=True)
+
+
+def test_readme_lists_every_key_binding() -> None:
+    """README's key tables name every binding id of every screen (they are what `[keymap]` takes)."""
+    from opsconsole.screens.keymap import bindings
+
+    readme = (REPO / "README.md").read_text()
+    missing = [b.id for b in bindings() if b.screen != "Help" and f"`{b.id}`" not in readme]
+    assert missing == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import TabbedContent
 
 import harness
 from conftest import write_profile
@@ -143,9 +144,9 @@ async def test_filter_and_pane_keys(console_profile: Path) -> None:
         assert pane_keys(app, "processes") == ["local|web:web_0", "local|web:web_1"]
         await pilot.press("enter")
         await pilot.press("2")
-        assert app.screen.query_one("TabbedContent").active == "tab-containers"
+        assert app.screen.query_one(TabbedContent).active == "tab-containers"
         await pilot.press("tab")
-        assert app.screen.query_one("TabbedContent").active == "tab-deploys"
+        assert app.screen.query_one(TabbedContent).active == "tab-deploys"
         await pilot.press("question_mark")
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "HelpScreen"
@@ -283,7 +284,7 @@ url = "{supervisord.unix_url}"
             ("1", "processes"),
         ):
             await pilot.press(key)
-            assert app.screen.query_one("TabbedContent").active == f"tab-{tab}"
+            assert app.screen.query_one(TabbedContent).active == f"tab-{tab}"
         assert ("supervisor", dead) not in app.results["staging"]  # keys were handled during the wait
         await wait_until(
             pilot, lambda: ("supervisor", dead) in app.results["staging"], timeout=15, what="timeout"
@@ -362,3 +363,78 @@ token = {{ secret = "sentry-token" }}
         await wait_until(
             pilot, lambda: "shop/cart.py:42 in checkout" in str(body.render()), what="stack trace"
         )
+
+
+async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_profile: Path) -> None:
+    """One binding of each screen, remapped in `[keymap]`, works on its new key (and not on its old)."""
+    from opsconsole.screens.details import DetailsScreen
+    from opsconsole.screens.help import HelpScreen
+    from opsconsole.screens.pick import PickScreen
+
+    remap = {
+        "cursor_down": "f5",
+        "palette": "f6",
+        "log_wrap": "f7",
+        "log_close": "f8",
+        "action_close": "f9",
+        "confirm_cancel": "f10",
+        "details_close": "f11",
+        "pick_cancel": "f12",
+        "help_close": "ctrl+f",
+        "switch_env": "ctrl+o",
+        "help": "ctrl+g",
+    }
+    text = console_profile.read_text() + "\n[keymap]\n" + "".join(f'{k} = "{v}"\n' for k, v in remap.items())
+    app = make_app(load_profile(write_profile(tmp_path, text, name="remapped")))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: len(pane_keys(app, "processes")) >= 3, what="processes")
+        table = app.screen.query_one("#processes", Pane).table
+        table.move_cursor(row=0)
+        await pilot.press("j")  # the old key no longer moves...
+        assert table.cursor_row == 0
+        await pilot.press("f5")  # ...the new one does
+        assert table.cursor_row == 1
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: not isinstance(app.screen, HelpScreen), what="help closed")
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, PickScreen), what="environment picker")
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, PickScreen)  # escape was remapped away
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: not isinstance(app.screen, PickScreen), what="picker closed")
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="palette")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: type(app.screen).__name__ != "CommandPalette", what="palette closed")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="details")
+        await pilot.press("f11")
+        await wait_until(pilot, lambda: not isinstance(app.screen, DetailsScreen), what="details closed")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), what="log viewer")
+        view = app.screen.query_one(LogView)
+        wrapped = view.wrap
+        await pilot.press("f7")
+        assert view.wrap != wrapped
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: not isinstance(app.screen, LogScreen), what="log closed")
+        app.screen.select_env("production")  # type: ignore[attr-defined]
+        await pilot.press("D")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("f10")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="cancelled")
+        app.screen.select_env("staging")  # type: ignore[attr-defined]
+        await pilot.press("ctrl+p")  # the app's default palette key was remapped away
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ != "CommandPalette"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="palette")
+        await pilot.press(*"Touch the canary")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="action screen")
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ActionScreen), what="action closed")

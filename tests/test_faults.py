@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from opsconsole.backends.supervisor import SupervisorClient
 from opsconsole.errors import ExitCode, ProfileError
 from opsconsole.profiles import Defaults, SupervisorConfig, load_profile, parse_host, parse_profile_text
 from opsconsole.snapshot import Backends, collect
+from opsconsole.widgets.pane import Pane
 from test_actions import git
 
 pytestmark = pytest.mark.faults
@@ -102,6 +104,10 @@ build = {json.dumps(build)}
     )
 
 
+def _shows(pane: Pane, text: str) -> bool:
+    return text in str(pane.status_text)
+
+
 def run(profile_path: Path, action_id: str = "deploy", **options: Any) -> tuple[Outcome, list[Any], Backends]:
     profile = load_profile(profile_path)
     backends = Backends(profile)
@@ -151,7 +157,8 @@ url = "{supervisord.unix_url}"
     errors = {host: hs.supervisor.error for host, hs in snap.hosts.items()}
     assert errors["local"] is None and errors[sshd.host] is None
     assert snap.hosts["local"].supervisor.data and snap.hosts[sshd.host].supervisor.data
-    assert errors[dead] is not None and errors[dead].startswith(f"{dead}: ") and "timed out" in errors[dead]
+    dead_error = errors[dead]
+    assert dead_error is not None and dead_error.startswith(f"{dead}: ") and "timed out" in dead_error
     assert errors[refused] == f"{refused}: ssh: connection refused"
     assert (
         errors["root@db.unresolvable.invalid"]
@@ -385,7 +392,7 @@ url = "unix://{proxy.path}"
                 pilot, lambda: f"local|{container.name}" in pane_keys(app, "containers"), what="containers"
             )
             proxy.stop()
-            pane = app.screen.query_one("#containers")
+            pane = app.screen.query_one("#containers", Pane)
             await wait_until(
                 pilot, lambda: "✗ local: docker" in str(pane.status_text), timeout=15, what="error shown"
             )  # type: ignore[attr-defined]
@@ -433,14 +440,12 @@ token = {{ secret = "sentry-token" }}
     ]
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("4")
-        pane = app.screen.query_one("#errors")
+        pane = app.screen.query_one("#errors", Pane)
         await wait_until(pilot, lambda: "1 issues" in str(pane.status_text), what="issues")  # type: ignore[attr-defined]
         for forced, expected in cases:
             sentry_server.force(forced)
             app.refresh_env("staging")
-            await wait_until(
-                pilot, lambda expected=expected: expected in str(pane.status_text), what=expected
-            )  # type: ignore[attr-defined]
+            await wait_until(pilot, partial(_shows, pane, expected), what=expected)
         sentry_server.force(Forced(429, b"{}", {"Retry-After": "0.1"}))
         app.refresh_env("staging")
         await wait_until(

@@ -116,7 +116,15 @@ def test_keymap_ids_come_from_the_console_screens(tmp_path: Path, run_cli: Any) 
     from opsconsole.screens.keymap import binding_ids
 
     ids = binding_ids()
-    assert {"deploy", "start_stop", "log_wrap", "action_cancel", "confirm_cancel", "palette", "cursor_down"} <= ids
+    assert {
+        "deploy",
+        "start_stop",
+        "log_wrap",
+        "action_cancel",
+        "confirm_cancel",
+        "palette",
+        "cursor_down",
+    } <= ids
     good = tmp_path / "good.toml"
     good.write_text("[keymap]\n" + "".join(f'{i} = "f{n % 12 + 1}"\n' for n, i in enumerate(sorted(ids))))
     assert run_cli("profile", "validate", str(good)).returncode == 0

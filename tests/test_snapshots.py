@@ -49,8 +49,13 @@ def test_confirmation_modal_protected(snap_compare: Any) -> None:
         # what the hosts would answer (the snapshot asks no host, and no DNS)
         state = DeployState("web-3", "/srv/shop", True, "20251120T093000Z", ["20251120T093000Z"])
         state.history.append(
-            {"event": "deploy", "release": "20251120T093000Z", "ref": "v1.4.2", "commit": "9f1c2d3e4b5a6978",
-             "outcome": "success"}
+            {
+                "event": "deploy",
+                "release": "20251120T093000Z",
+                "ref": "v1.4.2",
+                "commit": "9f1c2d3e4b5a6978",
+                "outcome": "success",
+            }
         )
         action = app.make_action("deploy", "production", release="20251126T100000Z")
         with mock.patch("opsconsole.actions.deploy.read_states", return_value={"web-3": state}):

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
 from textual.app import App
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 
 from opsconsole.errors import OpsError
 from opsconsole.messages import RunBatch, RunsPending, SourceChanged, SourceUpdated, StatsUpdated
 from opsconsole.profiles import Profile
 from opsconsole.refresh import RefreshSchedule
 from opsconsole.runs import Runs, RunState
+from opsconsole.screens.keymap import APP_BINDINGS
 from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
 
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
@@ -49,18 +50,7 @@ class OpsConsoleApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit", tooltip="Quit opsconsole"),
-        Binding(
-            "ctrl+p",
-            "command_palette",
-            "Palette",
-            show=False,
-            priority=True,
-            id="palette",
-            tooltip="Command palette: every action, environment and pane",
-        ),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
     COMMANDS = App.COMMANDS | {_actions_provider}
     COMMAND_PALETTE_BINDING = ""  # the binding above (id "palette") opens it, remappable
 

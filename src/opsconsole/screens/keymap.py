@@ -17,8 +17,22 @@ class BindingInfo:
     tooltip: str
 
 
+# The app's own keys (anywhere): here, so that screens never import the app.
+APP_BINDINGS: tuple[Binding, ...] = (
+    Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit", tooltip="Quit opsconsole"),
+    Binding(
+        "ctrl+p",
+        "command_palette",
+        "Palette",
+        show=False,
+        priority=True,
+        id="palette",
+        tooltip="Command palette: every action, environment and pane",
+    ),
+)
+
+
 def screens() -> list[tuple[str, list[Binding]]]:
-    from opsconsole.app import OpsConsoleApp
     from opsconsole.screens.action_screen import ActionScreen
     from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.screens.details import DetailsScreen
@@ -30,7 +44,7 @@ def screens() -> list[tuple[str, list[Binding]]]:
     found = []
     for title, cls in (
         ("Console", MainScreen),
-        ("Anywhere", OpsConsoleApp),
+        ("Anywhere", APP_BINDINGS),
         ("Log viewer", LogScreen),
         ("Running action", ActionScreen),
         ("Confirmation", ConfirmScreen),
@@ -38,7 +52,8 @@ def screens() -> list[tuple[str, list[Binding]]]:
         ("Pickers", PickScreen),
         ("Help", HelpScreen),
     ):
-        found.append((title, [b for b in cls.BINDINGS if isinstance(b, Binding)]))
+        items = cls if isinstance(cls, tuple) else cls.BINDINGS
+        found.append((title, [b for b in items if isinstance(b, Binding)]))
     return found
 
 
