@@ -438,3 +438,78 @@ async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_p
         await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="action screen")
         await pilot.press("f9")
         await wait_until(pilot, lambda: not isinstance(app.screen, ActionScreen), what="action closed")
+
+
+def test_memory_always_carries_a_unit() -> None:
+    from opsconsole.screens.rows import fmt_bytes
+
+    assert [fmt_bytes(v) for v in (836, 856_064, 1_153_434, 3 * 1024**3)] == [
+        "836 B",
+        "836.0 KiB",
+        "1.1 MiB",
+        "3.0 GiB",
+    ]
+
+
+async def test_cells_that_outgrow_their_column_widen_it(tmp_path: Path, console_profile: Path) -> None:
+    """A value that grows on refresh ("…" then "836.0 KiB") is shown whole, never cut to its old width."""
+    from opsconsole.widgets.pane import Row, cell
+
+    app = make_app(load_profile(console_profile), live=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query_one_optional("#containers", Pane) is not None, what="panes")
+        pane = app.screen.query_one("#containers", Pane)
+        cells = ["local", "web", "running", "healthy", "busybox", "…", "…"]
+        pane.set_rows([Row("local|web", [cell(c) for c in cells], None)])
+        await pilot.pause()
+        pane.set_rows([Row("local|web", [cell(c) for c in [*cells[:5], "12.5", "836.0 KiB"]], None)])
+        await pilot.pause()
+        memory = list(pane.table.columns.values())[6]
+        assert memory.content_width >= len("836.0 KiB")
+
+
+async def test_action_screen_shows_whole_steps_and_no_cancel_after_the_end(
+    tmp_path: Path, console_profile: Path
+) -> None:
+    app = make_app(load_profile(console_profile), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.request_action("run", "staging", "touch")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="action screen")
+        await wait_until(pilot, lambda: all(r.outcome is not None for r in app.runs), what="the run's end")
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert not screen.query_one("#cancel-run").display
+        footer = app.export_screenshot()
+        assert "Cancel action" not in footer
+        table = screen.query_one("#hosts")
+        step = str(table.get_row("local")[2])  # type: ignore[attr-defined]
+        assert len(step) > 4 and list(table.columns.values())[2].content_width >= len(step)  # type: ignore[attr-defined]
+
+
+async def test_a_refresh_that_raises_shows_why_and_comes_back(
+    console_profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception in a refresh is shown in the panes, and the next refresh still comes."""
+    import opsconsole.app as app_module
+
+    real = app_module.env_tasks  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def flaky(backends: Any, env: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:  # the first refresh of each environment blows up
+            raise RuntimeError("boom in a source")
+        return real(backends, env)
+
+    monkeypatch.setattr(app_module, "env_tasks", flaky)
+    profile = load_profile(console_profile)
+    app = make_app(profile)
+    app.schedule.refresh = 0.5  # re-armed quickly, so the test sees the next refresh
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: "refresh of staging failed: RuntimeError: boom in a source"
+            in str(app.screen.query_one("#processes", Pane).status_text),
+            what="the error in the pane",
+        )
+        await wait_until(pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="recovery")
