@@ -285,7 +285,8 @@ class Sshd:
                 pass
 
 
-def make_sshd(root: Path, private_dir: Path | None = None) -> Sshd:
+def make_sshd(root: Path, private_dir: Path | None = None, max_sessions: int | None = 100) -> Sshd:
+    """A loopback sshd; `max_sessions=None` keeps sshd's own default (MaxSessions 10)."""
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise ServiceUnavailable("ssh-keygen is not installed (apt-get install openssh-client)")
@@ -311,7 +312,7 @@ def make_sshd(root: Path, private_dir: Path | None = None) -> Sshd:
             KbdInteractiveAuthentication no
             AllowTcpForwarding yes
             AllowStreamLocalForwarding yes
-            MaxSessions 100
+            {f"MaxSessions {max_sessions}" if max_sessions else "# MaxSessions: sshd's default (10)"}
             MaxStartups 100:30:200
             Subsystem sftp internal-sftp
             AcceptEnv LANG LC_*

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import harness
+from conftest import write_profile
 from opsconsole.backends.hosts import CommandFailed, HostError, make_host
 from opsconsole.profiles import Defaults, parse_host
 
@@ -81,3 +83,81 @@ def test_ssh_config_alias_is_honoured(
 
     host = json.loads(done.stdout)["environments"]["s"]["hosts"]["shop-web"]
     assert host["supervisor"]["error"] is None and host["supervisor"]["processes"]
+
+
+SESSIONS = ""  # (set to "max_sessions = 100\n" to see the test fail as the console did before)
+
+
+async def test_four_environments_on_one_default_sshd_never_exhaust_its_sessions(
+    tmp_path: Path, supervisord: harness.Supervisord, docker_engine: Any
+) -> None:
+    """Small teams run staging and production side by side on one server. Four environments on one
+    default-configured sshd (MaxSessions 10), each with Supervisor, Docker and deploys, refreshing
+    every second, Containers shown (stats sampled), and a deploy from the console: sshd never has
+    to refuse a session, and the deploy succeeds."""
+    import asyncio
+
+    from textual.widgets import Button
+
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from opsconsole.screens.action_screen import ActionScreen
+    from opsconsole.screens.confirm import ConfirmScreen
+    from test_actions import git
+
+    server = harness.make_sshd(tmp_path / "default-sshd", max_sessions=None)
+    server.start()
+    try:
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        (repo / "app.py").write_text("print('hi')\n")
+        git(repo, "add", ".")
+        git(repo, "commit", "-q", "-m", "one")
+        envs = ""
+        for name in ("staging", "production", "qa", "demo"):
+            envs += f"""
+[environments.{name}]
+hosts = ["{server.host}"]
+[environments.{name}.supervisor]
+url = "{supervisord.unix_url}"
+[environments.{name}.docker]
+url = "unix:///var/run/docker.sock"
+[environments.{name}.deploy]
+path = "{tmp_path}/srv/{name}"
+repo = "{repo}"
+build = ["echo built"]
+"""
+        profile = write_profile(
+            tmp_path,
+            f'[defaults]\nknown_hosts = "{server.known_hosts}"\nidentity_file = "{server.client_key}"\n'
+            f"timeout = 10\nrefresh = 1.0\n{SESSIONS}{envs}",
+        )
+        app = make_app(load_profile(profile))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("2")  # Containers: stats are sampled on every refresh
+            for env in ("production", "qa", "demo"):
+                app.refresh_env(env)
+            await asyncio.sleep(6)  # several rounds of every source of every environment
+            await pilot.press("D")
+            for _ in range(100):
+                if isinstance(app.screen, ConfirmScreen):
+                    break
+                await pilot.pause(0.1)
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.pause(0.2)
+            app.screen.query_one("#run", Button).press()
+            for _ in range(600):
+                if any(r.outcome is not None for r in app.runs):
+                    break
+                await pilot.pause(0.1)
+            runs = list(app.runs)
+            notes = [n.message for n in app._notifications]  # type: ignore[attr-defined]
+            assert len(runs) == 1, (type(app.screen).__name__, notes)
+            (run,) = runs
+            assert isinstance(app.screen, ActionScreen)
+            assert run.outcome is not None and run.outcome.ok, run.outcome
+        log = (server.root / "sshd.log").read_text()
+        assert "no more sessions" not in log, log[-2000:]
+    finally:
+        server.stop()

@@ -348,17 +348,13 @@ def _make_adapter_class() -> Any:
             self.ssh_timeout = timeout
 
         def connect(self) -> None:
-            transport = self.ssh_host.connection().client.get_transport()
-            if transport is None or not transport.is_active():
-                raise HostError(f"{self.ssh_host.name}: ssh: connection lost", "Unreachable")
-            channel = transport.open_session(timeout=self.ssh_timeout)
-            channel.settimeout(self.ssh_timeout)
-            channel.exec_command(self.command)
-            self.sock = channel
+            # a leased session: it counts against the host's SSH session budget until closed
+            self.sock = self.ssh_host.open_exec(self.command)
 
     class DialStdioPool(urllib3.connectionpool.HTTPConnectionPool):
         def __init__(self, host: SshHost, command: str, timeout: float) -> None:
-            super().__init__("localhost", timeout=timeout, maxsize=8)
+            # few kept-open dial-stdio sessions: they share the host's SSH session budget
+            super().__init__("localhost", timeout=timeout, maxsize=2)
             self.ssh_host = host
             self.command = command
             self.ssh_timeout = timeout

@@ -89,6 +89,11 @@ def describe_error(host: str, what: str, exc: BaseException, timeout: float) -> 
         "No existing session" in str(exc) or "protocol banner" in str(exc)
     ):
         return f"{host}: {what}: timed out after {timeout:g} s waiting for the SSH server to answer"
+    if isinstance(exc, paramiko.ChannelException) and exc.code == 2:
+        return (
+            f"{host}: {what}: sshd refused a new session (MaxSessions, 10 by default, is reached); "
+            "opsconsole keeps below defaults.max_sessions (8): lower it to fit the server's MaxSessions"
+        )
     if isinstance(exc, paramiko.AuthenticationException):
         return f"{host}: ssh: authentication failed ({exc}); check the user, identity_file and ssh-agent"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):

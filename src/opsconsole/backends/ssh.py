@@ -6,6 +6,7 @@ import io
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,16 @@ class SshHost(Host):
         self.spec = spec
         self.defaults = defaults
         self.timeout = timeout
+        self.max_sessions = max(1, min(defaults.max_sessions, 100))
         self._lock = threading.Lock()
-        self._connection: Any = None
+        self._free = threading.Condition(self._lock)
+        self._links: list[_Link] = []
         self._failure: tuple[float, HostError] | None = None
+
+    @property
+    def _connection(self) -> Any:
+        """The first open connection (tests cut it to simulate a dropped link)."""
+        return self._links[0].connection if self._links else None
 
     @property
     def known_hosts(self) -> Path:
@@ -98,35 +106,83 @@ class SshHost(Host):
             transport.set_keepalive(15)
         return connection
 
-    def connection(self) -> Any:
-        with self._lock:
-            conn = self._connection
-            if conn is not None and conn.is_connected:
-                return conn
-            if conn is not None:
-                conn.close()
-            self._connection = None
-            # Callers that queued behind a failed attempt get its error at once instead of each
-            # waiting out another timeout; a fresh attempt is made once the failure is `timeout` old.
-            if self._failure is not None and time.monotonic() - self._failure[0] < self.timeout:
-                raise self._failure[1]
-            try:
-                self._connection = self._connect()
-            except HostError as exc:
-                self._failure = (time.monotonic(), exc)
-                raise
-            except Exception as exc:
-                error = self.error("ssh", exc)
-                self._failure = (time.monotonic(), error)
-                raise error from None
-            self._failure = None
-            return self._connection
+    def _open_link(self) -> _Link:
+        """A new connection (under the lock). Callers that queued behind a failed attempt get its
+        error at once instead of each waiting out another timeout; a fresh attempt is made once the
+        failure is `timeout` old."""
+        if self._failure is not None and time.monotonic() - self._failure[0] < self.timeout:
+            raise self._failure[1]
+        try:
+            link = _Link(self._connect())
+        except HostError as exc:
+            self._failure = (time.monotonic(), exc)
+            raise
+        except Exception as exc:
+            error = self.error("ssh", exc)
+            self._failure = (time.monotonic(), error)
+            raise error from None
+        self._failure = None
+        self._links.append(link)
+        return link
 
-    def _transport(self) -> Any:
-        transport = self.connection().client.get_transport()
-        if transport is None or not transport.is_active():
-            raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-        return transport
+    def _lease(self) -> _Link:
+        """A session slot on a connection: every user (commands, the Supervisor bridge, Docker's
+        dial-stdio, log followers) shares `max_sessions` per connection, kept below sshd's
+        MaxSessions; when every connection is full a second one is opened (up to MAX_LINKS), else
+        the caller waits for a slot (up to the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        with self._free:
+            while True:
+                for link in list(self._links):
+                    if not link.alive and link.sessions == 0:
+                        link.close()
+                        self._links.remove(link)
+                for link in self._links:
+                    if link.alive and link.sessions < self.max_sessions:
+                        link.sessions += 1
+                        return link
+                if sum(1 for link in self._links if link.alive) < MAX_LINKS:
+                    link = self._open_link()
+                    link.sessions += 1
+                    return link
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HostError(
+                        f"{self.name}: ssh: all {self.max_sessions * MAX_LINKS} sessions ({self.max_sessions} on each "
+                        f"of {MAX_LINKS} connections) stayed busy for {self.timeout:g} s; raise "
+                        "defaults.max_sessions if the server's MaxSessions allows it",
+                        "SSH busy",
+                    )
+                self._free.wait(left)
+
+    def _release(self, link: _Link) -> None:
+        with self._free:
+            link.sessions -= 1
+            self._free.notify()
+
+    def connection(self) -> Any:
+        """An open connection, for callers that manage no channel of their own."""
+        link = self._lease()
+        self._release(link)
+        return link.connection
+
+    def open_exec(self, command: str) -> Any:
+        """An exec channel on a leased session slot; closing it gives the slot back."""
+        link = self._lease()
+        try:
+            transport = link.connection.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
+            channel = transport.open_session(timeout=self.timeout)
+            channel.settimeout(self.timeout)
+            channel.exec_command(command)
+        except HostError:
+            self._release(link)
+            raise
+        except Exception as exc:
+            self._release(link)
+            raise self.error("ssh", exc) from None
+        return _LeasedChannel(channel, lambda: self._release(link))
 
     def run(
         self,
@@ -137,7 +193,21 @@ class SshHost(Host):
         cancel: threading.Event | None = None,
         check: bool = False,
     ) -> CommandResult:
-        connection = self.connection()
+        link = self._lease()
+        try:
+            return self._run_on(link.connection, command, timeout, on_line, cancel, check)
+        finally:
+            self._release(link)
+
+    def _run_on(
+        self,
+        connection: Any,
+        command: str,
+        timeout: float | None,
+        on_line: LineCallback | None,
+        cancel: threading.Event | None,
+        check: bool,
+    ) -> CommandResult:
         out = _LineSplitter("out", on_line or (lambda _s, _l: None))
         err = _LineSplitter("err", on_line or (lambda _s, _l: None))
         try:
@@ -172,19 +242,14 @@ class SshHost(Host):
         return self._checked(command, CommandResult(int(result.exited), result.stdout, result.stderr), check)
 
     def open_unix(self, path: str) -> Stream:
-        try:
-            channel = self._transport().open_session(timeout=self.timeout)
-            channel.settimeout(self.timeout)
-            channel.exec_command(unix_bridge_command(path))
-        except HostError:
-            raise
-        except Exception as exc:
-            raise self.error("ssh", exc) from None
-        return _BridgeChannel(channel, self.name, path)
+        return _BridgeChannel(self.open_exec(unix_bridge_command(path)), self.name, path)
 
     def open_tcp(self, host: str, port: int) -> Stream:
         try:
-            channel = self._transport().open_channel(
+            transport = self.connection().client.get_transport()
+            if transport is None or not transport.is_active():
+                raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
+            channel = transport.open_channel(
                 "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.timeout
             )
         except HostError:
@@ -200,11 +265,56 @@ class SshHost(Host):
         if not self._lock.acquire(timeout=0.1):
             return
         try:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            for link in self._links:
+                link.close()
+            self._links = []
         finally:
             self._lock.release()
+
+
+MAX_LINKS = 4  # connections per host at most; each carries up to `max_sessions` sessions
+
+
+class _Link:
+    """One SSH connection and how many of its sessions are in use."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.sessions = 0
+
+    @property
+    def alive(self) -> bool:
+        transport = self.connection.client.get_transport()
+        return bool(self.connection.is_connected and transport is not None and transport.is_active())
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+class _LeasedChannel:
+    """A paramiko channel whose close() also gives its session slot back (once)."""
+
+    def __init__(self, channel: Any, release: Callable[[], None]) -> None:
+        self._channel = channel
+        self._release: Callable[[], None] | None = release
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+    def close(self) -> None:
+        try:
+            self._channel.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+    def __del__(self) -> None:
+        if self._release is not None:  # dropped without close (a pool discarding it)
+            self.close()
 
 
 class _BridgeChannel:

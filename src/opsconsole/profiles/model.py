@@ -51,6 +51,7 @@ class Defaults:
     known_hosts: str | None = None
     timeout: float = 5.0
     refresh: float = 5.0
+    max_sessions: int = 8  # SSH sessions at once per connection (sshd's MaxSessions is 10 by default)
 
 
 @dataclass(frozen=True)

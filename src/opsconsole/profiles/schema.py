@@ -144,6 +144,7 @@ DEFAULTS = Table(
         "known_hosts": Key(nonempty_str),
         "timeout": Key(positive_float),
         "refresh": Key(positive_float),
+        "max_sessions": Key(positive_int),
     },
     Defaults,
 )
