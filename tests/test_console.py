@@ -213,13 +213,13 @@ async def test_protected_deploy_needs_the_typed_name(
         await pilot.press(*"prod")
         assert run_button.disabled  # type: ignore[attr-defined]
         await pilot.press(*"uction")
-        assert not run_button.disabled  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: not run_button.disabled, what="Run enabled")  # type: ignore[attr-defined]
         await pilot.press("enter")
         await wait_until(
             pilot, lambda: any(r.outcome is not None for r in app.runs.values()), timeout=60, what="deploy"
         )
         (run,) = app.runs.values()
-        assert run.outcome is not None and run.outcome.ok, run.outcome.message
+        assert run.outcome is not None and run.outcome.ok, run.outcome
         assert (tmp_path / "srv" / "current").is_symlink()
         events = [type(e).__name__ for e in run.events]
         assert "OutputLine" in events and "HostResult" in events

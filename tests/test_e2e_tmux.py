@@ -111,3 +111,61 @@ def test_console_in_tmux_shows_real_processes_and_answers_keys(tmux_console: Tmu
     while tmux_console.alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not tmux_console.alive()
+
+
+NAMES = ("burst", "counter", "idle", "sleeper", "web_0", "web_1")
+
+
+def _row_order(screen: str) -> list[str]:
+    order: list[str] = []
+    for line in screen.splitlines():
+        for name in NAMES:
+            if f"{name}:" in line or f":{name}" in line:
+                if name not in order:
+                    order.append(name)
+                break
+    return order
+
+
+def _wait_gone(session: Tmux, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text in session.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text not in session.screen(), session.screen()
+
+
+def test_cursor_keys_move_the_selection_and_actions_use_it(tmux_console: Tmux) -> None:
+    """In a real terminal: Down and j move the row cursor (also after 1, tab, and a closed modal),
+    and `r` acts on the selected (third) row, not the first."""
+    screen = tmux_console.wait_for("web:web_1")
+    order = _row_order(screen)
+    assert len(order) == 6, screen
+    tmux_console.keys("?")
+    tmux_console.wait_for("Keys, by screen")
+    tmux_console.keys("Escape")
+    _wait_gone(tmux_console, "Keys, by screen")
+    tmux_console.keys("tab")
+    tmux_console.keys("1")
+    time.sleep(0.3)
+    tmux_console.keys("Down")
+    tmux_console.keys("j")
+    time.sleep(0.3)
+    tmux_console.keys("r")
+    screen = tmux_console.wait_for("Restart supervisor:")
+    third = order[2]
+    assert f"Restart supervisor:{third}:{third}" in screen or f"Restart supervisor:web:{third}" in screen, screen
+    tmux_console.keys("Escape")
+    _wait_gone(tmux_console, "Restart supervisor:")
+    tmux_console.keys("G")  # last row
+    time.sleep(0.3)
+    tmux_console.keys("r")
+    screen = tmux_console.wait_for("Restart supervisor:")
+    assert f"supervisor:web:{order[-1]}" in screen, screen
+    tmux_console.keys("Escape")
+    _wait_gone(tmux_console, "Restart supervisor:")
+    tmux_console.keys("g")  # first row
+    time.sleep(0.3)
+    tmux_console.keys("r")
+    screen = tmux_console.wait_for("Restart supervisor:")
+    assert f"supervisor:{order[0]}:{order[0]}" in screen, screen
+    tmux_console.keys("Escape")

@@ -20,7 +20,14 @@ from textual.app import App
 from textual.binding import BindingType
 
 from opsconsole.errors import OpsError
-from opsconsole.messages import RunBatch, RunsPending, SourceChanged, SourceUpdated, StatsUpdated
+from opsconsole.messages import (
+    RunBatch,
+    RunsChanged,
+    RunsPending,
+    SourceChanged,
+    SourceUpdated,
+    StatsUpdated,
+)
 from opsconsole.profiles import Profile
 from opsconsole.refresh import RefreshSchedule
 from opsconsole.runs import Runs, RunState
@@ -266,6 +273,7 @@ class OpsConsoleApp(App[None]):
         state = self.runs.add(run)
         self._flush_timer.resume()
         self._drive_run(state)
+        self._to_screens(RunsChanged)
         if show:
             self.show_run(state)
         return state
@@ -294,6 +302,7 @@ class OpsConsoleApp(App[None]):
         for state, batch in self.runs.take():
             if state.outcome is not None and state.outcome in batch:
                 self._announce(state)
+                self._to_screens(RunsChanged)
                 if state.action.changes and self.live:
                     self.refresh_env(state.action.env.name)
             self._to_screens(partial(RunBatch, state.id, batch))
@@ -313,6 +322,18 @@ class OpsConsoleApp(App[None]):
                 severity="information" if outcome.ok else "error",
                 timeout=8 if outcome.ok else 20,
             )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Toasts carry text from profiles and errors: never parsed as markup (`[deploy]` stays)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def save_text(self, path: Path, text: str) -> None:
         from opsconsole.atomic import write_atomic

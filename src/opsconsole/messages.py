@@ -40,6 +40,10 @@ class RunBatch(Message, bubble=False):
     events: list[Any]
 
 
+class RunsChanged(Message, bubble=False):
+    """To screens: a run started or ended (the header counts running actions)."""
+
+
 class RunsPending(Message):
     """Action events are waiting in their runs' buffers (coalesced: one in the queue is enough)."""
 

@@ -211,6 +211,13 @@ def has_sources(env: Environment) -> bool:
     return bool(hosted or env.sentry or env.health)
 
 
+def expected_keys(env: Environment, source: str) -> list[tuple[str, ...]]:
+    """The results a source owes once everyone has answered: one per host, or one for the environment."""
+    if source in ("sentry", "health"):
+        return [(source,)]
+    return [(source, h.raw) for h in env.hosts]
+
+
 def env_tasks(
     backends: Backends, env: Environment, stats: bool = False
 ) -> dict[tuple[str, ...], Callable[[], Any]]:

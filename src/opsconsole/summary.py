@@ -20,6 +20,7 @@ class EnvSummary:
     locked_by: str | None = None
     errors: int = 0
     loaded: bool = False
+    causes: tuple[tuple[str, int], ...] = ()  # errors by cause class: ("timed out", 2), ...
 
     @property
     def ok(self) -> bool:
@@ -43,9 +44,29 @@ class EnvSummary:
             out.append(f"{self.health_failing} checks failing")
         if self.locked_by:
             out.append(f"locked by {self.locked_by}")
-        if self.errors:
+        if self.causes:
+            out.extend(f"{n} {cause}" if n > 1 else cause for cause, n in self.causes)
+        elif self.errors:
             out.append(f"{self.errors} unreachable")
         return out
+
+
+CAUSES = (
+    ("secret missing", ("secret '",)),
+    ("auth failed", ("authentication failed", "401", "403")),
+    ("host key", ("host key",)),
+    ("timed out", ("timed out",)),
+    ("unreachable", ("connection refused", "cannot resolve", "connection lost", "unreachable", "no route")),
+)
+
+
+def cause_of(error: str) -> str:
+    """The class of an error, as the environment list names it."""
+    text = error.lower()
+    for cause, needles in CAUSES:
+        if any(n in text for n in needles):
+            return cause
+    return "error"
 
 
 DOWN_STATES = {"FATAL", "BACKOFF", "EXITED", "UNKNOWN", "STOPPING"}
@@ -55,9 +76,12 @@ def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
     down = unhealthy = failing = errors = 0
     sentry_open: int | None = None
     locked_by = None
+    causes: dict[str, int] = {}
     for key, result in results.items():
         if result.error:
             errors += 1
+            cause = cause_of(result.error)
+            causes[cause] = causes.get(cause, 0) + 1
             continue
         data = result.data
         if data is None:
@@ -76,7 +100,16 @@ def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
             failing += sum(1 for h in data if not h.ok)
         elif source == "deploys" and data.lock is not None:
             locked_by = data.lock.who
-    return EnvSummary(down, unhealthy, sentry_open, failing, locked_by, errors, loaded=bool(results))
+    return EnvSummary(
+        down,
+        unhealthy,
+        sentry_open,
+        failing,
+        locked_by,
+        errors,
+        loaded=bool(results),
+        causes=tuple(causes.items()),
+    )
 
 
 def _stable(item: Any) -> Any:

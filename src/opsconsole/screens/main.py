@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from opsconsole.actions.registry import action_keys
 from opsconsole.actions.targets import SELECTION_HINTS, selection_target
-from opsconsole.messages import SourceChanged
+from opsconsole.messages import RunsChanged, SourceChanged
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 from opsconsole.screens.rows import (
@@ -29,7 +29,7 @@ from opsconsole.screens.rows import (
     rows_health,
     rows_processes,
 )
-from opsconsole.snapshot import SourceResult, has_sources
+from opsconsole.snapshot import SourceResult, expected_keys, has_sources
 from opsconsole.summary import summarize
 from opsconsole.widgets.pane import Pane, Row, age
 
@@ -68,8 +68,24 @@ SCREEN_BINDINGS: list[BindingType] = [
     ),
     Binding("home,g", "cursor('top')", "First row", show=False, id="cursor_top", tooltip="First row"),
     Binding("end,G", "cursor('bottom')", "Last row", show=False, id="cursor_bottom", tooltip="Last row"),
+    Binding(
+        "escape",
+        "clear_filter",
+        "Clear filter",
+        show=False,
+        id="clear_filter",
+        tooltip="Clear the visible pane's filter",
+    ),
+    Binding(
+        "a",
+        "show_runs",
+        "Running",
+        show=False,
+        id="show_runs",
+        tooltip="Reopen a running action's screen (its output, per-host status, cancel)",
+    ),
     Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole"),
+    Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole (asks first while an action runs)"),
 ]
 
 
@@ -255,20 +271,29 @@ class MainScreen(Screen[None]):
             text.append("  READ-ONLY ", style="bold black on cyan")
         if env.protected:
             text.append("  PROTECTED ", style="bold black on yellow")
+        running = len(self._running_actions())
+        if running:
+            text.append(f"  {running} running (a) ", style="bold black on yellow")
         refresh = self.ops.profile.defaults.refresh
         now = self.ops.clock()
         for source in ("supervisor", "docker", "deploys", "sentry", "health"):
-            results = self._results(source)
-            if not results:
+            if not self._configured(env, source):
                 continue
+            results = self._results(source)
+            expected = len(expected_keys(env, source))
             errors = sum(1 for _, r in results if r.error)
-            oldest = min(r.fetched_at for _, r in results)
-            stale = now - oldest > refresh * 3
-            # freshness as a state, not a clock: nothing on screen changes while nothing changes
+            # never green before everyone answered: pending is `…`, partial is "1/2"
             if errors:
                 text.append(f"  {source} ✗{errors}", style="red")
-            elif stale:
-                text.append(f"  {source} {age(now - oldest)} old", style="yellow")
+            elif not results:
+                text.append(f"  {source} …", style="dim")
+            elif len(results) < expected:
+                text.append(f"  {source} {len(results)}/{expected} …", style="yellow")
+            elif now - min(r.fetched_at for _, r in results) > refresh * 3:
+                # freshness as a state, not a clock: nothing on screen changes while nothing changes
+                text.append(
+                    f"  {source} {age(now - min(r.fetched_at for _, r in results))} old", style="yellow"
+                )
             else:
                 text.append(f"  {source} ✓", style="green")
         self._set_header(text)
@@ -301,7 +326,20 @@ class MainScreen(Screen[None]):
         errors = [r.error for _, r in results if r.error]
         rows = self._rows(pane_id, results)
         newest = max(r.fetched_at for _, r in results)
-        status = Text(f"{len(rows)} {pane_id if pane_id != 'errors' else 'issues'} · live")
+        expected = len(expected_keys(env, source))
+        answered = len(results) - len(errors)
+        noun = pane_id if pane_id != "errors" else "issues"
+        if errors and not rows:
+            status = Text("")  # never "0 issues · live" above its own error
+        elif answered < expected:
+            status = Text(f"{len(rows)} {noun} · {answered} of {expected} hosts")
+            if len(results) < expected:
+                status.append(f" · waiting for {expected - len(results)}…", style="dim")
+        else:
+            status = Text(f"{len(rows)} {noun} · live")
+        filtered = self._filter_note(pane_id, rows)
+        if filtered:
+            status.append(filtered, style="cyan")
         if self.ops.clock() - newest > self.ops.profile.defaults.refresh * 3:
             status.append(f" · STALE ({age(self.ops.clock() - newest)} old)", style="yellow")
         for _, result in results:
@@ -309,11 +347,18 @@ class MainScreen(Screen[None]):
                 for note in cast("IssuePage", result.data).notes:
                     status.append("\n" + clean(note), style="yellow")
         for error in errors:
-            status.append("\n✗ " + clean(error or ""), style="bold red")
+            status.append(("\n" if status.plain else "") + "✗ " + clean(error or ""), style="bold red")
         if not rows and not errors:
             status.append(" · nothing here")
         pane.set_status(status, error=bool(errors) and not rows)
         pane.set_rows(rows)
+
+    def _filter_note(self, pane_id: str, rows: list[Row]) -> str:
+        """`· 1 of 4 shown, filter "work"` while a filter is on (escape clears it)."""
+        pane = self.query_one_optional(f"#{pane_id}", Pane)
+        if pane is None or not pane.filter_text:
+            return ""
+        return f' · {pane.shown_count} of {len(rows)} shown, filter "{clean(pane.filter_text, 40)}" (escape clears)'
 
     def _rows(self, pane_id: str, results: Results) -> list[Row]:
         if pane_id == "containers":
@@ -403,6 +448,9 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(DetailsScreen(env, selected))
 
+    def action_clear_filter(self) -> None:
+        self.focused_pane().clear_filter()
+
     def action_filter(self) -> None:
         self.focused_pane().open_filter()
 
@@ -438,8 +486,48 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(HelpScreen())
 
+    def on_runs_changed(self, _message: RunsChanged) -> None:
+        self.render_header()
+
+    def _running_actions(self) -> list[Any]:
+        return [s for s in self.ops.runs.running() if s.action.id != "logs"]
+
+    def action_show_runs(self) -> None:
+        running = self._running_actions() or list(self.ops.runs)[-1:]
+        if not running:
+            self.notify("no action has run yet", severity="warning")
+            return
+        if len(running) == 1:
+            self.ops.show_run(running[0])
+            return
+        from opsconsole.screens.pick import PickScreen
+
+        def picked(run_id: str | None) -> None:
+            if run_id:
+                self.ops.show_run(self.ops.runs[int(run_id)])
+
+        self.app.push_screen(PickScreen("Running actions", [(str(s.id), s.title) for s in running]), picked)
+
     def action_quit(self) -> None:
-        self.app.exit()
+        changing = [s for s in self._running_actions() if s.action.changes]
+        if not changing:
+            self.app.exit()
+            return
+        from opsconsole.screens.pick import PickScreen
+
+        what = changing[0].title if len(changing) == 1 else f"{len(changing)} actions"
+
+        def picked(answer: str | None) -> None:
+            if answer == "quit":
+                self.app.exit()  # run_console cancels them and waits for their clean-up
+
+        self.app.push_screen(
+            PickScreen(
+                f"{what} is running: quitting cancels it (its clean-up runs first).",
+                [("stay", "Stay (keep it running)"), ("quit", "Quit and cancel it")],
+            ),
+            picked,
+        )
 
     def action_cursor(self, where: str) -> None:
         """Cursor keys move the visible pane's table (tables take no focus; see PaneTable)."""

@@ -52,7 +52,7 @@ class Pane(Vertical):
 
     DEFAULT_CSS = """
     Pane { height: 1fr; }
-    Pane > .pane-status { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
+    Pane > .pane-status { height: auto; max-height: 12; color: $text-muted; padding: 0 1; }
     Pane > .pane-status.-error { color: $error; }
     Pane > Input { display: none; height: 3; }
     Pane > Input.-visible { display: block; }
@@ -65,6 +65,7 @@ class Pane(Vertical):
         self.columns = list(columns)
         self.rows: list[Row] = []
         self.filter_text = ""
+        self.shown_count = 0
         self.status_text = Text("loading…")
 
     def compose(self) -> ComposeResult:
@@ -104,6 +105,7 @@ class Pane(Vertical):
         selected = self.selected_key()
         needle = self.filter_text.lower()
         shown = [r for r in self.rows if not needle or any(needle in str(c).lower() for c in r.cells)]
+        self.shown_count = len(shown)
         current = [str(k.value) for k in table.rows]
         wanted = [r.key for r in shown]
         if current == wanted:
@@ -152,6 +154,20 @@ class Pane(Vertical):
         event.stop()
         self.filter_text = event.value
         self._render_rows()
+        self.post_message(Pane.Ready(self.pane_id))  # the screen redraws the status: "1 of 4 shown"
+
+    def clear_filter(self) -> bool:
+        """Drop the filter (escape on the console); False when there was none."""
+        if not self.filter_text:
+            return False
+        self.filter_text = ""
+        box = self.query_one_optional(Input)
+        if box is not None:
+            box.value = ""
+            box.remove_class("-visible")
+        self._render_rows()
+        self.post_message(Pane.Ready(self.pane_id))
+        return True
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
