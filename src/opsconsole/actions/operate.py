@@ -188,6 +188,7 @@ class _ShellOnHosts(Action):
 class PurgeAction(_ShellOnHosts):
     id: ClassVar[str] = "purge"
     title: ClassVar[str] = "Purge cache"
+    key_label: ClassVar[str] = "Purge"
     key: ClassVar[str | None] = "p"
     tooltip: ClassVar[str] = "Run the environment's cache purge commands"
     destructive: ClassVar[bool] = True

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 SCREEN_BINDINGS: list[BindingType] = [
     Binding("enter", "details", "Details", show=False, id="details", tooltip="Details of the selection"),
     Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the visible pane"),
-    Binding("e", "switch_env", "Env", id="switch_env", tooltip="Switch environment"),
+    Binding("e", "switch_env", "Env", show=False, id="switch_env", tooltip="Switch environment"),
     Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh", tooltip="Refresh every source now"),
     *[
         Binding(str(n), f"pane({n - 1})", title, show=False, id=f"pane_{n}", tooltip=f"Show the {title} pane")
@@ -123,7 +123,7 @@ class MainScreen(Screen[None]):
                 yield Static("Environments", classes="sidebar-title")
                 yield EnvList(id="envs")
             yield Vertical(id="panes-holder")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def ops(self) -> Console:
@@ -186,6 +186,26 @@ class MainScreen(Screen[None]):
         # the environment list hides below 110 columns (`e` picks an environment there); toggling one
         # widget is much cheaper than a screen-wide breakpoint class that restyles every node
         self.query_one("#sidebar").display = event.size.width >= 110
+        narrow = event.size.width < 110
+        if narrow != getattr(self, "_narrow", None):
+            self._narrow = narrow
+            self.render_header()
+
+    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # the footer offers the keys that act on this pane's rows
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer shows the keys that apply to the visible pane (like k9s); they still work
+        everywhere else and say what to select."""
+        if action != "act" or not parameters:
+            return True
+        key = next((k for k in action_keys() if k.id == parameters[0]), None)
+        if key is None or not key.selection or key.selection_optional:
+            return True
+        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
+        tabs = self.query_one_optional(TabbedContent)
+        active = ((tabs.active if tabs is not None else None) or "tab-processes")[len("tab-") :]
+        return True if kinds.get(active) in key.selection else False  # False hides it
 
     def on_pane_ready(self, message: Pane.Ready) -> None:
         self.render_pane(message.pane_id)
@@ -265,8 +285,12 @@ class MainScreen(Screen[None]):
         if env is None:
             self.query_one("#header", Static).update(text)
             return
-        text.append(" ▸ ")
+        if not getattr(self, "_narrow", False):
+            text.append(" ▸ ")
         text.append(f" {env.name} ", style=f"bold reverse {env.color}" if env.color else "bold reverse")
+        others = self._others_summary(env.name)
+        if others:
+            text.append(others[0], style=others[1])
         if self.ops.read_only or env.read_only:
             text.append("  READ-ONLY ", style="bold black on cyan")
         if env.protected:
@@ -276,27 +300,42 @@ class MainScreen(Screen[None]):
             text.append(f"  {running} running (a) ", style="bold black on yellow")
         refresh = self.ops.profile.defaults.refresh
         now = self.ops.clock()
+        narrow = getattr(self, "_narrow", False)
+        short = {"supervisor": "sup", "docker": "dock", "deploys": "dep", "sentry": "err", "health": "http"}
+        gap = " " if narrow else "  "
         for source in ("supervisor", "docker", "deploys", "sentry", "health"):
             if not self._configured(env, source):
                 continue
+            label = short[source] if narrow else source
             results = self._results(source)
             expected = len(expected_keys(env, source))
             errors = sum(1 for _, r in results if r.error)
             # never green before everyone answered: pending is `…`, partial is "1/2"
             if errors:
-                text.append(f"  {source} ✗{errors}", style="red")
+                text.append(f"{gap}{label} ✗{errors}", style="red")
             elif not results:
-                text.append(f"  {source} …", style="dim")
+                text.append(f"{gap}{label} …", style="dim")
             elif len(results) < expected:
-                text.append(f"  {source} {len(results)}/{expected} …", style="yellow")
+                text.append(f"{gap}{label} {len(results)}/{expected}…", style="yellow")
             elif now - min(r.fetched_at for _, r in results) > refresh * 3:
                 # freshness as a state, not a clock: nothing on screen changes while nothing changes
-                text.append(
-                    f"  {source} {age(now - min(r.fetched_at for _, r in results))} old", style="yellow"
-                )
+                oldest = min(r.fetched_at for _, r in results)
+                text.append(f"{gap}{label} {age(now - oldest)} old", style="yellow")
             else:
-                text.append(f"  {source} ✓", style="green")
+                text.append(f"{gap}{label} ✓", style="green")
         self._set_header(text)
+
+    def _others_summary(self, current: str) -> tuple[str, str] | None:
+        """`  2 others: 1 ✗` when the environment list is hidden (below 110 columns)."""
+        if not getattr(self, "_narrow", False):
+            return None
+        others = [n for n in self.ops.profile.environments if n != current]
+        if not others:
+            return None
+        bad = sum(1 for n in others if not summarize(self.ops.results.get(n, {})).ok)
+        loaded = sum(1 for n in others if summarize(self.ops.results.get(n, {})).loaded)
+        state = f"{bad} ✗" if bad else ("all ✓" if loaded == len(others) else "…")
+        return f" {len(others)} other{'s' if len(others) > 1 else ''}: {state} ", "red" if bad else "dim"
 
     def _set_header(self, text: Text) -> None:
         if getattr(self, "_header_text", None) != text:
