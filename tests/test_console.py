@@ -114,7 +114,9 @@ async def test_panes_fill_from_real_supervisord_and_restart_changes_pid(
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         shown = app.screen.query_one("#plan-text")
         # the summary a person decides on comes first; the exact calls are one key away
-        assert "Restart supervisor:sleeper:sleeper in staging on local" in str(shown.render())
+        summary = str(shown.render())
+        assert "Restart supervisor:sleeper:sleeper in staging: a change" in summary
+        assert f"local: now RUNNING, pid {before}, up " in summary  # decided on the current state
         assert "supervisor.stopProcess" not in str(shown.render())
         await pilot.press("v")
         assert "supervisor.stopProcess(sleeper:sleeper)" in str(shown.render())

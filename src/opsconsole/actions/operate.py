@@ -22,6 +22,7 @@ from opsconsole.actions.base import (
 from opsconsole.actions.targets import parse_target
 from opsconsole.backends.hosts import CommandFailed
 from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
+from opsconsole.human import duration
 from opsconsole.profiles import HostSpec
 
 RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "running", "restarting"})
@@ -85,6 +86,37 @@ class _Operate(Action):
             raise UsageError(f"environment '{self.env.name}' has no [supervisor] section", "Not configured")
         if self.kind == "docker" and self.env.docker is None:
             raise UsageError(f"environment '{self.env.name}' has no [docker] section", "Not configured")
+
+    def summary(self) -> list[str]:
+        """What is being changed and its state now, so the person decides on facts: `supervisor:web
+        on web-1 (now RUNNING, pid 4100, up 1 h 5 min)`."""
+        lines = [
+            f"{self.title} {self.target.name} in {self.env.name}: a change, on {len(self.hosts)} host(s)"
+        ]
+        for spec in self.hosts:
+            lines.append(f"  {spec.raw}: now {self._state_now(spec)}")
+        return lines
+
+    def _state_now(self, spec: HostSpec) -> str:
+        try:
+            if self.kind == "supervisor":
+                if self.name in ("all",) or self.name.endswith(":*"):
+                    procs = self.ctx.backends.supervisor(self.env, spec).processes()
+                    up = sum(1 for p in procs if p.running)
+                    return f"{up} of {len(procs)} processes running"
+                proc = self.ctx.backends.supervisor(self.env, spec).process(self.name)
+                parts = [proc.state] + ([f"pid {proc.pid}"] if proc.pid else [])
+                if proc.uptime:
+                    parts.append(f"up {duration(proc.uptime)}")
+                return ", ".join(parts)
+            found = [c for c in self.ctx.backends.docker(self.env, spec).containers() if c.name == self.name]
+            if not found:
+                return f"no container named {self.name}"
+            return f"{found[0].state}" + (
+                f", {found[0].health}" if found[0].health not in ("", "none") else ""
+            )
+        except OpsError as exc:
+            return f"unknown ({exc.message})"
 
     def plan(self) -> Plan:
         steps = []

@@ -21,6 +21,7 @@ from typing import Any
 
 from opsconsole.backends.hosts import Host
 from opsconsole.errors import OpsError
+from opsconsole.human import duration
 from opsconsole.profiles import DeployConfig
 
 STATE_DIR = ".opsconsole"
@@ -43,15 +44,6 @@ def rq(path: str) -> str:
     return shlex.quote(path)
 
 
-def age_text(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 @dataclass(frozen=True)
 class LockInfo:
     who: str
@@ -69,7 +61,7 @@ class LockInfo:
         text = f"held by {self.who} since {self.when}" + (f" ({self.why})" if self.why else "")
         if self.stale and self.heartbeat_age is not None:
             text += (
-                f"; STALE: no heartbeat for {age_text(self.heartbeat_age)}, the deploy that took it "
+                f"; STALE: no heartbeat for {duration(self.heartbeat_age)}, the deploy that took it "
                 "is most likely dead"
             )
         return text

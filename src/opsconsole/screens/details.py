@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.console import Group
+from rich.json import JSON
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -16,6 +19,7 @@ from textual.widgets import Static
 
 from opsconsole.backends.sentry import SentryEvent
 from opsconsole.errors import OpsError
+from opsconsole.human import duration
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 
@@ -23,12 +27,50 @@ if TYPE_CHECKING:
     from opsconsole.ui import Console
 
 
+TIME_KEYS = {"start", "stop", "now", "started", "finished", "first_seen", "last_seen", "started_at", "mtime"}
+
+
+def show_time(value: Any, now: float | None = None) -> str:
+    """`14:02:11, 45 min ago` (local time) for epoch seconds and ISO times; other values unchanged."""
+    from datetime import UTC, datetime
+
+    when: datetime | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 1e9:
+        when = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in "T ":
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    if when is None:
+        return str(value)
+    seconds = (now if now is not None else time.time()) - when.timestamp()
+    local = when.astimezone()
+    day = "" if abs(seconds) < 20 * 3600 else local.strftime("%Y-%m-%d ")
+    ago = "in the future" if seconds < 0 else f"{duration(seconds)} ago"
+    return f"{day}{local.strftime('%H:%M:%S %Z')}, {ago}"
+
+
 def fields_text(title: str, fields: list[tuple[str, Any]]) -> Text:
     text = Text(title + "\n\n", style="bold")
     for key, value in fields:
         text.append(f"{key:>16}  ", style="dim")
-        text.append(clean(str(value), 500) + "\n")
+        shown = show_time(value) if key in TIME_KEYS and value else str(value)
+        text.append(clean(shown, 500) + "\n")
     return text
+
+
+def inert(data: Any) -> Any:
+    """Every string in `data` neutralised (escape sequences, controls), for pretty-printing."""
+    if isinstance(data, str):
+        return clean(data, 2000)
+    if isinstance(data, dict):
+        return {clean(str(k), 200): inert(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [inert(v) for v in data]
+    return data
 
 
 def event_text(event: SentryEvent) -> Text:
@@ -96,17 +138,25 @@ class DetailsScreen(ModalScreen[None]):
         try:
             if kind == "container":
                 data = self.ops.backends.docker(self.env, self.env.host(host)).inspect(item.name)
-                extra = Text("\ndocker inspect\n", style="bold") + Text(
-                    clean(json.dumps(data, indent=2, default=str)[:200_000], 200_000)
+                pretty = JSON.from_data(inert(json.loads(json.dumps(data, default=str))), indent=2)
+                self.app.call_from_thread(
+                    self.query_one("#details-body", Static).update,
+                    Group(self._initial_done(), Text("\ndocker inspect", style="bold"), pretty),
                 )
+                return
             else:
                 event = asyncio.run(self.ops.backends.sentry(self.env).latest_event(item.id))
                 extra = Text("\n") + event_text(event)
         except OpsError as exc:
             extra = Text(f"\n{clean(exc.message)}", style="bold red")
+        self.app.call_from_thread(
+            self.query_one("#details-body", Static).update, self._initial_done() + extra
+        )
+
+    def _initial_done(self) -> Text:
+        """The fields, without the "loading…" line."""
         base = self._initial()
-        base = base[: len(base.plain) - len(base.plain.split("\n")[-1])]
-        self.app.call_from_thread(self.query_one("#details-body", Static).update, base + extra)
+        return base[: len(base.plain) - len(base.plain.split("\n")[-1])]
 
     def action_close(self) -> None:
         self.dismiss(None)

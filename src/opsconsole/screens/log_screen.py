@@ -110,8 +110,16 @@ class LogScreen(Screen[None]):
         parts.append("following" if view.follow else "PAUSED: end resumes")
         if view.filter_text:
             parts.append(f"filter '{clean(view.filter_text)}': {len(view.visible_indices())} shown")
-        if view.search_text:
-            parts.append(f"search '{clean(view.search_text)}'")
+        position = view.match_position()
+        if position is not None:
+            n, total = position
+            parts.append(
+                f"search '{clean(view.search_text)}' {n}/{total}"
+                if total
+                else f"search '{clean(view.search_text)}': no match"
+            )
+        if view.timestamps:
+            parts.append("times: the line's own, else arrival (↓)")
         if view.wrap:
             parts.append("wrap")
         status = Text(" · ".join(parts))

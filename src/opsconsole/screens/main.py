@@ -14,23 +14,25 @@ from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from opsconsole.actions.registry import action_keys
-from opsconsole.actions.targets import SELECTION_HINTS, selection_target
-from opsconsole.messages import RunsChanged, SourceChanged
+from opsconsole.messages import SourceChanged
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
+from opsconsole.screens.env_label import env_label, others_summary
+from opsconsole.screens.main_keys import MainKeys
 from opsconsole.screens.rows import (
+    ALL_COLUMNS,
     NOT_CONFIGURED_HELP,
     PANE_SOURCES,
     PANES,
     Results,
+    rows_all,
     rows_containers,
     rows_deploys,
     rows_errors,
     rows_health,
     rows_processes,
 )
-from opsconsole.snapshot import SourceResult, expected_keys, has_sources
-from opsconsole.summary import summarize
+from opsconsole.snapshot import SourceResult, expected_keys
 from opsconsole.widgets.pane import Pane, Row, age
 
 if TYPE_CHECKING:
@@ -47,6 +49,14 @@ SCREEN_BINDINGS: list[BindingType] = [
         Binding(str(n), f"pane({n - 1})", title, show=False, id=f"pane_{n}", tooltip=f"Show the {title} pane")
         for n, (_pane, title, _columns) in enumerate(PANES, start=1)
     ],
+    Binding(
+        "0",
+        "pane_all",
+        "All",
+        show=False,
+        id="pane_all",
+        tooltip="Every environment at once: processes, containers and errors in one table",
+    ),
     Binding("tab", "next_pane", "Next pane", show=False, id="next_pane", tooltip="Show the next pane"),
     Binding("down,j", "cursor('down')", "Down", show=False, id="cursor_down", tooltip="Next row"),
     Binding("up,k", "cursor('up')", "Up", show=False, id="cursor_up", tooltip="Previous row"),
@@ -75,6 +85,22 @@ SCREEN_BINDINGS: list[BindingType] = [
         show=False,
         id="clear_filter",
         tooltip="Clear the visible pane's filter",
+    ),
+    Binding(
+        "y",
+        "copy_name",
+        "Copy name",
+        show=False,
+        id="copy_name",
+        tooltip="Copy the selected row's name (process, container, issue, release) to the clipboard",
+    ),
+    Binding(
+        "colon",
+        "command_line",
+        "Command",
+        show=False,
+        id="command_line",
+        tooltip="Command line, as in k9s: :ENV, :PANE, :deploy, :logs NAME, :restart NAME (tab completes)",
     ),
     Binding(
         "a",
@@ -106,13 +132,15 @@ class Panes(Vertical):
             for index, (pane_id, title, columns) in enumerate(PANES):
                 with TabPane(f"{index + 1} {title}", id=f"tab-{pane_id}"):
                     yield Pane(pane_id, columns)
+            with TabPane("0 All", id="tab-all"):
+                yield Pane("all", ALL_COLUMNS)
 
 
 class EnvList(OptionList, can_focus=False):
     """Environments: click one, or press `e` (no focus, so arrow keys always move the pane's rows)."""
 
 
-class MainScreen(Screen[None]):
+class MainScreen(MainKeys, Screen[None]):
     CSS_PATH = "main.tcss"
     BINDINGS: ClassVar[list[BindingType]] = main_bindings()
 
@@ -160,24 +188,7 @@ class MainScreen(Screen[None]):
             envs.highlighted = highlighted
 
     def _env_label(self, env: Environment) -> Text:
-        summary = summarize(self.ops.results.get(env.name, {}))
-        color = env.color or "white"
-        label = Text("● ", style=color)
-        label.append(env.name, style="bold")
-        if env.protected:
-            label.append(" [protected]", style="yellow")
-        if env.read_only or self.ops.read_only:
-            label.append(" [ro]", style="cyan")
-        if not has_sources(env):
-            label.append("\n  no sources configured", style="dim")
-        elif summary.loaded:
-            badges = summary.badges()
-            label.append(
-                "\n  " + (", ".join(badges) if badges else "all good"), style="red" if badges else "green"
-            )
-        else:
-            label.append("\n  loading…", style="dim")
-        return label
+        return env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only)
 
     def _mount_panes(self) -> None:
         self.query_one("#panes-holder").mount(Panes())
@@ -190,22 +201,6 @@ class MainScreen(Screen[None]):
         if narrow != getattr(self, "_narrow", None):
             self._narrow = narrow
             self.render_header()
-
-    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
-        self.refresh_bindings()  # the footer offers the keys that act on this pane's rows
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The footer shows the keys that apply to the visible pane (like k9s); they still work
-        everywhere else and say what to select."""
-        if action != "act" or not parameters:
-            return True
-        key = next((k for k in action_keys() if k.id == parameters[0]), None)
-        if key is None or not key.selection or key.selection_optional:
-            return True
-        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
-        tabs = self.query_one_optional(TabbedContent)
-        active = ((tabs.active if tabs is not None else None) or "tab-processes")[len("tab-") :]
-        return True if kinds.get(active) in key.selection else False  # False hides it
 
     def on_pane_ready(self, message: Pane.Ready) -> None:
         self.render_pane(message.pane_id)
@@ -232,6 +227,7 @@ class MainScreen(Screen[None]):
         dirty["envs"].add(env)
         if env == self.ops.current_env:
             dirty["panes"].update(p for p, source in PANE_SOURCES.items() if key[0] == source)
+        dirty["panes"].add("all")
         if not self.__dict__.get("_redraw_pending"):
             self._redraw_pending = True
             self.set_timer(0.2, self._redraw_dirty)
@@ -265,11 +261,10 @@ class MainScreen(Screen[None]):
         self.render_header()
         for pane_id, _title, _columns in PANES:
             self.render_pane(pane_id)
+        self.render_pane("all")
 
     def _check_stale(self) -> None:
-        self.render_header()
-        for pane_id, _title, _columns in PANES:
-            self.render_pane(pane_id)
+        self.render_all()
 
     def _results(self, source: str) -> list[tuple[tuple[str, ...], SourceResult[Any]]]:
         env = self.ops.current_env
@@ -329,13 +324,7 @@ class MainScreen(Screen[None]):
         """`  2 others: 1 ✗` when the environment list is hidden (below 110 columns)."""
         if not getattr(self, "_narrow", False):
             return None
-        others = [n for n in self.ops.profile.environments if n != current]
-        if not others:
-            return None
-        bad = sum(1 for n in others if not summarize(self.ops.results.get(n, {})).ok)
-        loaded = sum(1 for n in others if summarize(self.ops.results.get(n, {})).loaded)
-        state = f"{bad} ✗" if bad else ("all ✓" if loaded == len(others) else "…")
-        return f" {len(others)} other{'s' if len(others) > 1 else ''}: {state} ", "red" if bad else "dim"
+        return others_summary(self.ops.results, [n for n in self.ops.profile.environments if n != current])
 
     def _set_header(self, text: Text) -> None:
         if getattr(self, "_header_text", None) != text:
@@ -347,6 +336,15 @@ class MainScreen(Screen[None]):
         if pane is None or not pane.is_mounted:
             return  # not built yet (see compose): it renders itself when mounted
         env = self.env
+        if pane_id == "all":
+            rows = rows_all(self.ops.results, self.ops.stats)
+            envs = len(self.ops.profile.environments)
+            pane.set_status(
+                f"{len(rows)} rows across {envs} environment(s): processes, containers, open errors"
+                + self._filter_note("all", rows)
+            )
+            pane.set_rows(rows)
+            return
         if env is None:
             pane.set_status("no environment")
             pane.set_rows([])
@@ -428,154 +426,17 @@ class MainScreen(Screen[None]):
 
     def selection(self) -> tuple[str, str, Any] | None:
         data = self.focused_pane().selected()
-        return cast("tuple[str, str, Any] | None", data)
+        return None if data is None else cast("tuple[str, str, Any]", tuple(data[:3]))
+
+    def selection_env(self) -> Environment | None:
+        """The environment the selected row belongs to (the `0` view mixes them)."""
+        data = self.focused_pane().selected()
+        if isinstance(data, tuple) and len(data) == 4:
+            return self.ops.profile.env(str(data[3]))
+        return self.env
 
     def _need_env(self) -> Environment | None:
         env = self.env
         if env is None:
             self.notify("no environment selected", severity="warning")
         return env
-
-    # ---------------------------------------------------------------- key actions
-
-    def action_act(self, key_id: str) -> None:
-        """Every action key: the registry says which action(s) it means and what it needs selected."""
-        key = next((k for k in action_keys() if k.id == key_id), None)
-        env = self._need_env()
-        if key is None or env is None:
-            return
-        if not key.selection:
-            self.ops.request_action(key.actions[0], env.name)
-            return
-        selected = self.selection()
-        if selected is None or selected[0] not in key.selection:
-            if key.selection_optional:
-                self._pick_log_file(env)
-                return
-            where = " or ".join(SELECTION_HINTS[kind] for kind in key.selection)
-            self.notify(f"select {where} first", severity="warning")
-            return
-        kind, host, item = selected
-        action_id = key.pick(item)
-        options = {"lines": 200, "follow": True} if action_id == "logs" else {}
-        self.ops.request_action(
-            action_id, env.name, selection_target(kind, item), host=host or None, **options
-        )
-
-    def _pick_log_file(self, env: Environment) -> None:
-        files = env.logs.files if env.logs else ()
-        if not files:
-            self.notify(
-                "select a process or container, or add [logs] files = [...] to the environment",
-                severity="warning",
-            )
-            return
-        from opsconsole.screens.pick import PickScreen
-
-        def picked(path: str | None) -> None:
-            if path:
-                self.ops.request_action("logs", env.name, f"file:{path}", lines=200, follow=True)
-
-        self.app.push_screen(PickScreen("Log file to follow", [(p, p) for p in files]), picked)
-
-    def action_details(self) -> None:
-        selected = self.selection()
-        env = self.env
-        if selected is None or env is None:
-            return
-        from opsconsole.screens.details import DetailsScreen
-
-        self.app.push_screen(DetailsScreen(env, selected))
-
-    def action_clear_filter(self) -> None:
-        self.focused_pane().clear_filter()
-
-    def action_filter(self) -> None:
-        self.focused_pane().open_filter()
-
-    def action_switch_env(self) -> None:
-        from opsconsole.screens.pick import PickScreen
-
-        options = [(name, self._env_label(env)) for name, env in self.ops.profile.environments.items()]
-        if not options:
-            return
-
-        def picked(name: str | None) -> None:
-            if name:
-                self.select_env(name)
-
-        self.app.push_screen(PickScreen("Switch environment", options), picked)
-
-    def action_pane(self, index: int) -> None:
-        tabs = self.query_one_optional(TabbedContent)
-        if tabs is not None:
-            tabs.active = f"tab-{PANES[index][0]}"
-
-    def action_next_pane(self) -> None:
-        tabs = self.query_one_optional(TabbedContent)
-        active = (tabs.active if tabs is not None else None) or "tab-processes"
-        ids = [f"tab-{p[0]}" for p in PANES]
-        self.action_pane((ids.index(active) + 1) % len(ids))
-
-    def action_refresh(self) -> None:
-        self.ops.action_refresh()
-
-    def action_help(self) -> None:
-        from opsconsole.screens.help import HelpScreen
-
-        self.app.push_screen(HelpScreen())
-
-    def on_runs_changed(self, _message: RunsChanged) -> None:
-        self.render_header()
-
-    def _running_actions(self) -> list[Any]:
-        return [s for s in self.ops.runs.running() if s.action.id != "logs"]
-
-    def action_show_runs(self) -> None:
-        running = self._running_actions() or list(self.ops.runs)[-1:]
-        if not running:
-            self.notify("no action has run yet", severity="warning")
-            return
-        if len(running) == 1:
-            self.ops.show_run(running[0])
-            return
-        from opsconsole.screens.pick import PickScreen
-
-        def picked(run_id: str | None) -> None:
-            if run_id:
-                self.ops.show_run(self.ops.runs[int(run_id)])
-
-        self.app.push_screen(PickScreen("Running actions", [(str(s.id), s.title) for s in running]), picked)
-
-    def action_quit(self) -> None:
-        changing = [s for s in self._running_actions() if s.action.changes]
-        if not changing:
-            self.app.exit()
-            return
-        from opsconsole.screens.pick import PickScreen
-
-        what = changing[0].title if len(changing) == 1 else f"{len(changing)} actions"
-
-        def picked(answer: str | None) -> None:
-            if answer == "quit":
-                self.app.exit()  # run_console cancels them and waits for their clean-up
-
-        self.app.push_screen(
-            PickScreen(
-                f"{what} is running: quitting cancels it (its clean-up runs first).",
-                [("stay", "Stay (keep it running)"), ("quit", "Quit and cancel it")],
-            ),
-            picked,
-        )
-
-    def action_cursor(self, where: str) -> None:
-        """Cursor keys move the visible pane's table (tables take no focus; see PaneTable)."""
-        table = self.focused_pane().table
-        {
-            "up": table.action_cursor_up,
-            "down": table.action_cursor_down,
-            "page_up": table.action_page_up,
-            "page_down": table.action_page_down,
-            "top": table.action_scroll_top,
-            "bottom": table.action_scroll_bottom,
-        }[where]()

@@ -7,6 +7,7 @@ rendered, and a very long line is cut for display (the full line stays in the bu
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +24,18 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from opsconsole.sanitize import split_sgr, strip_escapes
+
+# A line that starts with its own time: ISO 8601 / RFC 3339, syslog ("Nov 26 14:02:11"), or a
+# bracketed one ("[2026-11-26 14:02:11,123]"), as most loggers and Docker's timestamps write them.
+_OWN_TIME = re.compile(
+    r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}|\d{2}:\d{2}:\d{2})"
+)
+
+
+def own_timestamp(text: str) -> str | None:
+    match = _OWN_TIME.match(text)
+    return match.group(1) if match else None
+
 
 DISPLAY_LIMIT = 4000  # characters of one line rendered; the rest shows as "… (N more)"
 
@@ -126,8 +139,9 @@ class LogView(ScrollView, can_focus=True):
 
     def _prefix(self, line: LogLine) -> str:
         out = ""
-        if self.timestamps:
-            out += line.received.strftime("%H:%M:%S ")
+        if self.timestamps and not own_timestamp(line.text):
+            # the line's own time, when it starts with one, is already there; else when it arrived
+            out += line.received.strftime("%H:%M:%S ") + "↓ "
         if self.show_host and line.host:
             out += f"{line.host} "
         return out
@@ -222,6 +236,17 @@ class LogView(ScrollView, can_focus=True):
         self.scroll_end(animate=False)
 
     # ----------------------------------------------------------------- search
+
+    def match_position(self) -> tuple[int, int] | None:
+        """(n, total): the current match is the n-th of `total` lines that match the search."""
+        if not self.search_text:
+            return None
+        needle = self.search_text.lower()
+        visible = self.visible_indices()
+        matches = [pos for pos, index in enumerate(visible) if needle in self.lines[index].text.lower()]
+        if self.search_index is None or self.search_index not in matches:
+            return (0, len(matches))
+        return (matches.index(self.search_index) + 1, len(matches))
 
     def search(self, text: str, forward: bool = True) -> bool:
         """Move to the next (or previous) line containing `text`; True when one was found."""

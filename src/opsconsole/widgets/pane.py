@@ -66,6 +66,8 @@ class Pane(Vertical):
         self.rows: list[Row] = []
         self.filter_text = ""
         self.shown_count = 0
+        self.sort_column: int | None = None
+        self.sort_reverse = False
         self.status_text = Text("loading…")
 
     def compose(self) -> ComposeResult:
@@ -100,15 +102,21 @@ class Pane(Vertical):
         self.rows = rows
         self._render_rows()
 
-    def _render_rows(self) -> None:
+    def _render_rows(self, force: bool = False) -> None:
         table = self.table
         selected = self.selected_key()
         needle = self.filter_text.lower()
         shown = [r for r in self.rows if not needle or any(needle in str(c).lower() for c in r.cells)]
+        if self.sort_column is not None:
+            by = self.sort_column
+            shown.sort(
+                key=lambda r: sort_key(r.cells[by] if by < len(r.cells) else ""),
+                reverse=self.sort_reverse,
+            )
         self.shown_count = len(shown)
         current = [str(k.value) for k in table.rows]
         wanted = [r.key for r in shown]
-        if current == wanted:
+        if current == wanted and not force:
             for row in shown:  # same rows: update changed cells only (no flicker, few bytes)
                 for column, value in zip(table.columns, row.cells, strict=False):
                     if str(table.get_cell(row.key, column)) != str(value):
@@ -156,6 +164,19 @@ class Pane(Vertical):
         self._render_rows()
         self.post_message(Pane.Ready(self.pane_id))  # the screen redraws the status: "1 of 4 shown"
 
+    def sort_by(self, column: int) -> str:
+        """Sort by a column (again: the other way); returns what is shown, e.g. "state ↓"."""
+        if self.sort_column == column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = column, False
+        self._render_rows(force=True)
+        return f"{self.columns[column]} {'↑' if self.sort_reverse else '↓'}"
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.notify(f"sorted by {self.sort_by(event.column_index)}", timeout=2)
+
     def clear_filter(self) -> bool:
         """Drop the filter (escape on the console); False when there was none."""
         if not self.filter_text:
@@ -182,6 +203,18 @@ class Pane(Vertical):
             else:
                 self.query_one(Input).value = ""
                 self.close_filter()
+
+
+def sort_key(value: Cell) -> tuple[int, float, str]:
+    """Numbers as numbers ("12.5", "4100", "836.0 KiB" by its number), then text."""
+    text = str(value).strip()
+    head = text.split(" ", 1)[0].rstrip("%")
+    try:
+        number = float(head)
+    except ValueError:
+        return (1, 0.0, text.lower())
+    scale = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}.get(text.split(" ")[-1], 1)
+    return (0, number * scale, "")
 
 
 def coarse_age(seconds: float) -> str:

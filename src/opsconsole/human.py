@@ -1,0 +1,14 @@
+"""Durations as people read them: "45 s", "12 min", "3 h 5 min", "2 d 4 h"."""
+
+from __future__ import annotations
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"

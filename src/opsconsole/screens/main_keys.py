@@ -1,0 +1,321 @@
+"""The main screen's keys: one generic dispatch for the registry's action keys, the `:` command
+line, sorting, copying, panes, cursor, running actions and quitting. A mixin of MainScreen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import events
+from textual.widgets import TabbedContent
+
+from opsconsole.actions.registry import ACTIONS, action_keys
+from opsconsole.actions.targets import SELECTION_HINTS, selection_target
+from opsconsole.messages import RunsChanged
+from opsconsole.screens.rows import PANES
+from opsconsole.widgets.pane import Pane
+
+if TYPE_CHECKING:
+    from opsconsole.profiles import Environment
+    from opsconsole.ui import Console
+
+
+def row_name(kind: str, item: Any) -> str:
+    """The name `y` copies: a process's group:name, a container's name, an issue's short id..."""
+    if kind == "process":
+        return str(item.full_name)
+    if kind == "container":
+        return str(item.name)
+    if kind == "issue":
+        return str(item.short_id)
+    if kind == "journal":
+        return str(item.get("release", ""))
+    if kind == "deploy":
+        return str(item.current or "")
+    if kind == "health":
+        return str(item.url)
+    return str(item)
+
+
+class MainKeys:
+    """Needs from the screen: `ops`, `env`, `selection()`, `focused_pane()`, `select_env()`,
+    `render_header()`, and Textual's `app`, `notify`, `query_one_optional`."""
+
+    if TYPE_CHECKING:
+        app: Any
+
+        @property
+        def ops(self) -> Console: ...
+        @property
+        def env(self) -> Environment | None: ...
+        def _need_env(self) -> Environment | None: ...
+        def _env_label(self, env: Environment) -> Any: ...
+        def selection(self) -> tuple[str, str, Any] | None: ...
+        def selection_env(self) -> Environment | None: ...
+        def focused_pane(self) -> Pane: ...
+        def select_env(self, name: str) -> None: ...
+        def render_header(self) -> None: ...
+        def refresh_bindings(self) -> None: ...
+        def notify(self, message: str, **kwargs: Any) -> None: ...
+        def query_one_optional(self, selector: Any, expect_type: Any = None) -> Any: ...
+
+    # ---------------------------------------------------------------- key actions
+
+    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # the footer offers the keys that act on this pane's rows
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer shows the keys that apply to the visible pane (like k9s); they still work
+        everywhere else and say what to select."""
+        if action != "act" or not parameters:
+            return True
+        key = next((k for k in action_keys() if k.id == parameters[0]), None)
+        if key is None or not key.selection or key.selection_optional:
+            return True
+        tabs = self.query_one_optional(TabbedContent)
+        active = ((tabs.active if tabs is not None else None) or "tab-processes")[len("tab-") :]
+        if active == "all":
+            return True  # every kind of row is there
+        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
+        return True if kinds.get(active) in key.selection else False  # False hides it
+
+    def action_act(self, key_id: str) -> None:
+        """Every action key: the registry says which action(s) it means and what it needs selected."""
+        key = next((k for k in action_keys() if k.id == key_id), None)
+        env = self._need_env()
+        if key is None or env is None:
+            return
+        if not key.selection:
+            self.ops.request_action(key.actions[0], env.name)
+            return
+        selected = self.selection()
+        if selected is None or selected[0] not in key.selection:
+            if key.selection_optional:
+                self._pick_log_file(env)
+                return
+            where = " or ".join(SELECTION_HINTS[kind] for kind in key.selection)
+            self.notify(f"select {where} first", severity="warning")
+            return
+        kind, host, item = selected
+        action_id = key.pick(item)
+        options = {"lines": 200, "follow": True} if action_id == "logs" else {}
+        home = self.selection_env() or env  # in the `0` view, the row's own environment
+        self.ops.request_action(
+            action_id, home.name, selection_target(kind, item), host=host or None, **options
+        )
+
+    def _pick_log_file(self, env: Environment) -> None:
+        files = env.logs.files if env.logs else ()
+        if not files:
+            self.notify(
+                "select a process or container, or add [logs] files = [...] to the environment",
+                severity="warning",
+            )
+            return
+        from opsconsole.screens.pick import PickScreen
+
+        def picked(path: str | None) -> None:
+            if path:
+                self.ops.request_action("logs", env.name, f"file:{path}", lines=200, follow=True)
+
+        self.app.push_screen(PickScreen("Log file to follow", [(p, p) for p in files]), picked)
+
+    def action_details(self) -> None:
+        selected = self.selection()
+        env = self.env
+        if selected is None or env is None:
+            return
+        from opsconsole.screens.details import DetailsScreen
+
+        self.app.push_screen(DetailsScreen(env, selected))
+
+    def action_copy_name(self) -> None:
+        selected = self.selection()
+        if selected is None:
+            self.notify("nothing selected", severity="warning")
+            return
+        kind, _host, item = selected
+        name = row_name(kind, item)
+        self.app.copy_to_clipboard(name)
+        self.notify(f"copied {name}", timeout=2)
+
+    def on_key(self, event: events.Key) -> None:
+        """Shift + a column's first letter sorts the visible pane by it (again: the other way),
+        when that letter is no key of its own (D, R and G are)."""
+        char = event.character or ""
+        if len(char) != 1 or not char.isupper() or char in ("D", "R", "G"):
+            return
+        pane = self.focused_pane()
+        for index, column in enumerate(pane.columns):
+            if column.upper().startswith(char):
+                event.stop()
+                self.notify(f"sorted by {pane.sort_by(index)}", timeout=2)
+                return
+
+    def action_command_line(self) -> None:
+        from opsconsole.screens.command_line import CommandLine
+
+        self.app.push_screen(CommandLine(self.command_words()), self.run_command)
+
+    def command_words(self) -> list[str]:
+        """What `:` completes: environments, panes, actions, and `ACTION NAME` for the visible rows."""
+        words = list(self.ops.profile.environments)
+        words += [pane for pane, _title, _columns in PANES]
+        words += [a for k in action_keys() for a in k.actions] + ["unlock", "quit", "help"]
+        names = []
+        for pane_id in ("processes", "containers"):
+            pane = self.query_one_optional(f"#{pane_id}", Pane)
+            for row in pane.rows if pane is not None else []:
+                kind, _host, item = row.data
+                names.append(item.full_name if kind == "process" else item.name)
+        for verb in ("logs", "restart", "start", "stop"):
+            words += [f"{verb} {n}" for n in names]
+        return list(dict.fromkeys(words))
+
+    def run_command(self, line: str | None) -> None:
+        """`:prod`, `:errors`, `:deploy`, `:logs worker`, `:restart web:web_0`, `:quit`."""
+        if not line:
+            return
+        word, _, arg = line.strip().lstrip(":").partition(" ")
+        arg = arg.strip()
+        envs = list(self.ops.profile.environments)
+        panes = [p for p, _t, _c in PANES]
+        match = [n for n in envs if n == word] or [n for n in envs if n.startswith(word)]
+        if word in panes:
+            self.action_pane(panes.index(word))
+        elif word in ("0", "all"):
+            self.action_pane_all()
+        elif match and not arg:
+            self.select_env(match[0])
+        elif word in ("q", "quit"):
+            self.action_quit()
+        elif word == "help":
+            self.action_help()
+        elif word in ACTIONS and self.env is not None:
+            if not arg:
+                if ACTIONS[word].target_arg:
+                    self.notify(f":{word} needs a name, e.g. :{word} worker", severity="warning")
+                    return
+                self.ops.request_action(word, self.env.name)
+                return
+            target = self._find_target(arg)
+            if target is None:
+                self.notify(f"no process or container matches '{arg}' here", severity="warning")
+                return
+            kind, host, item = target
+            options = {"lines": 200, "follow": True} if word == "logs" else {}
+            self.ops.request_action(word, self.env.name, selection_target(kind, item), host=host, **options)
+        else:
+            self.notify(f"unknown command ':{line}' (tab completes; ? lists keys)", severity="warning")
+
+    def _find_target(self, name: str) -> tuple[str, str, Any] | None:
+        """The process or container of the visible environment named (or ending in) `name`."""
+        for pane_id in ("processes", "containers"):
+            pane = self.query_one_optional(f"#{pane_id}", Pane)
+            for row in pane.rows if pane is not None else []:
+                kind, host, item = row.data
+                full = item.full_name if kind == "process" else item.name
+                if name in (full, full.split(":")[-1]) or full.endswith(name):
+                    return kind, host, item
+        return None
+
+    def action_clear_filter(self) -> None:
+        self.focused_pane().clear_filter()
+
+    def action_filter(self) -> None:
+        self.focused_pane().open_filter()
+
+    def action_switch_env(self) -> None:
+        from opsconsole.screens.pick import PickScreen
+
+        options = [(name, self._env_label(env)) for name, env in self.ops.profile.environments.items()]
+        if not options:
+            return
+
+        def picked(name: str | None) -> None:
+            if name:
+                self.select_env(name)
+
+        self.app.push_screen(PickScreen("Switch environment", options), picked)
+
+    def action_pane(self, index: int) -> None:
+        tabs = self.query_one_optional(TabbedContent)
+        if tabs is not None:
+            tabs.active = f"tab-{PANES[index][0]}"
+
+    def action_next_pane(self) -> None:
+        tabs = self.query_one_optional(TabbedContent)
+        active = (tabs.active if tabs is not None else None) or "tab-processes"
+        ids = [f"tab-{p[0]}" for p in PANES] + ["tab-all"]
+        following = ids[(ids.index(active) + 1) % len(ids)] if active in ids else ids[0]
+        if following == "tab-all":
+            self.action_pane_all()
+        else:
+            self.action_pane(ids.index(following))
+
+    def action_pane_all(self) -> None:
+        tabs = self.query_one_optional(TabbedContent)
+        if tabs is not None:
+            tabs.active = "tab-all"
+
+    def action_refresh(self) -> None:
+        self.ops.action_refresh()
+
+    def action_help(self) -> None:
+        from opsconsole.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+    def on_runs_changed(self, _message: RunsChanged) -> None:
+        self.render_header()
+
+    def _running_actions(self) -> list[Any]:
+        return [s for s in self.ops.runs.running() if s.action.id != "logs"]
+
+    def action_show_runs(self) -> None:
+        running = self._running_actions() or list(self.ops.runs)[-1:]
+        if not running:
+            self.notify("no action has run yet", severity="warning")
+            return
+        if len(running) == 1:
+            self.ops.show_run(running[0])
+            return
+        from opsconsole.screens.pick import PickScreen
+
+        def picked(run_id: str | None) -> None:
+            if run_id:
+                self.ops.show_run(self.ops.runs[int(run_id)])
+
+        self.app.push_screen(PickScreen("Running actions", [(str(s.id), s.title) for s in running]), picked)
+
+    def action_quit(self) -> None:
+        changing = [s for s in self._running_actions() if s.action.changes]
+        if not changing:
+            self.app.exit()
+            return
+        from opsconsole.screens.pick import PickScreen
+
+        what = changing[0].title if len(changing) == 1 else f"{len(changing)} actions"
+
+        def picked(answer: str | None) -> None:
+            if answer == "quit":
+                self.app.exit()  # run_console cancels them and waits for their clean-up
+
+        self.app.push_screen(
+            PickScreen(
+                f"{what} is running: quitting cancels it (its clean-up runs first).",
+                [("stay", "Stay (keep it running)"), ("quit", "Quit and cancel it")],
+            ),
+            picked,
+        )
+
+    def action_cursor(self, where: str) -> None:
+        """Cursor keys move the visible pane's table (tables take no focus; see PaneTable)."""
+        table = self.focused_pane().table
+        {
+            "up": table.action_cursor_up,
+            "down": table.action_cursor_down,
+            "page_up": table.action_page_up,
+            "page_down": table.action_page_down,
+            "top": table.action_scroll_top,
+            "bottom": table.action_scroll_bottom,
+        }[where]()
