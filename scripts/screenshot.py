@@ -1,6 +1,6 @@
 """Regenerate docs/screenshot.svg: the console on the demo sandbox, saved by Textual's screenshot feature.
 
-    .venv/bin/python scripts/screenshot.py
+.venv/bin/python scripts/screenshot.py
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def main() -> None:
         profile_path = sandbox.start()
         profile = load_profile(profile_path)
         backends = Backends(profile)
-        ActionRun(DeployAction(ActionContext(profile, backends), Target(env="sandbox")), approved=True).run_to_end()
+        ActionRun(
+            DeployAction(ActionContext(profile, backends), Target(env="sandbox")), approved=True
+        ).run_to_end()
         backends.close()
         time.sleep(3)
         asyncio.run(shoot(profile_path))

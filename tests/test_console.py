@@ -459,7 +459,9 @@ async def test_cells_that_outgrow_their_column_widen_it(tmp_path: Path, console_
 
     app = make_app(load_profile(console_profile), live=False)
     async with app.run_test(size=(160, 40)) as pilot:
-        await wait_until(pilot, lambda: app.screen.query_one_optional("#containers", Pane) is not None, what="panes")
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("#containers", Pane) is not None, what="panes"
+        )
         pane = app.screen.query_one("#containers", Pane)
         cells = ["local", "web", "running", "healthy", "busybox", "…", "…"]
         pane.set_rows([Row("local|web", [cell(c) for c in cells], None)])
@@ -510,8 +512,12 @@ async def test_a_refresh_that_raises_shows_why_and_comes_back(
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(
             pilot,
-            lambda: "refresh of staging failed: RuntimeError: boom in a source"
-            in str(app.screen.query_one("#processes", Pane).status_text),
+            lambda: (
+                "refresh of staging failed: RuntimeError: boom in a source"
+                in str(app.screen.query_one("#processes", Pane).status_text)
+            ),
             what="the error in the pane",
         )
-        await wait_until(pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="recovery")
+        await wait_until(
+            pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="recovery"
+        )

@@ -153,7 +153,9 @@ def test_cursor_keys_move_the_selection_and_actions_use_it(tmux_console: Tmux) -
     tmux_console.keys("r")
     screen = tmux_console.wait_for("Restart supervisor:")
     third = order[2]
-    assert f"Restart supervisor:{third}:{third}" in screen or f"Restart supervisor:web:{third}" in screen, screen
+    assert f"Restart supervisor:{third}:{third}" in screen or f"Restart supervisor:web:{third}" in screen, (
+        screen
+    )
     tmux_console.keys("Escape")
     _wait_gone(tmux_console, "Restart supervisor:")
     tmux_console.keys("G")  # last row
@@ -169,3 +171,32 @@ def test_cursor_keys_move_the_selection_and_actions_use_it(tmux_console: Tmux) -
     screen = tmux_console.wait_for("Restart supervisor:")
     assert f"supervisor:{order[0]}:{order[0]}" in screen, screen
     tmux_console.keys("Escape")
+
+
+def test_command_line_filter_and_sort_in_a_real_terminal(tmux_console: Tmux) -> None:
+    """`:` with tab completion, `/` filter shown and cleared by escape, shift+S sorts: typed in tmux."""
+    tmux_console.wait_for("web:web_1")
+    tmux_console.keys("/")
+    tmux_console.keys("counter")
+    tmux_console.keys("Enter")
+    tmux_console.wait_for('filter "counter"')
+    tmux_console.keys("Escape")
+    _wait_gone(tmux_console, 'filter "counter"')
+    tmux_console.wait_for("web:web_1")  # every row is back
+    tmux_console.keys("S")
+    screen = tmux_console.wait_for("sorted by state")
+    states = [
+        w for line in screen.splitlines() for w in line.split() if w in ("RUNNING", "STOPPED", "EXITED")
+    ]
+    assert states == sorted(states), screen
+    tmux_console.keys(":")
+    tmux_console.wait_for("tab or → completes")
+    tmux_console.keys("logs coun")
+    tmux_console.keys("Tab")
+    tmux_console.wait_for("logs counter:counter")
+    tmux_console.keys("Enter")
+    tmux_console.wait_for("counter:counter")
+    screen = tmux_console.wait_for("lines (last")  # the log viewer's status line
+    assert "Tail log supervisor:counter:counter" in screen or "counter" in screen
+    tmux_console.keys("q")
+    tmux_console.wait_for("web:web_1")

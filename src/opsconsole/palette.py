@@ -21,7 +21,7 @@ Entry = tuple[str, str, Callable[[], object]]
 class ActionsProvider(Provider):
     def _entries(self) -> list[Entry]:
         app = cast("Console", self.app)
-        screen = app.screen
+        screen = self.screen  # the screen the palette was opened from (not the palette itself)
         entries: list[Entry] = []
         env_name = app.current_env
         act = getattr(screen, "action_act", None)
