@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import OptionList
 
 import harness
 from conftest import write_profile
@@ -68,7 +69,7 @@ url = "{supervisord.unix_url}"
         assert "supervisor ✗1" in seen[-1]
         status = str(app.screen.query_one("#processes", Pane).status_text)
         assert "processes · 1 of 2 hosts" in status and "timed out" in status
-        label = str(app.screen.query_one("#envs").get_option_at_index(0).prompt)
+        label = str(app.screen.query_one("#envs", OptionList).get_option_at_index(0).prompt)
         assert "timed out" in label and "unreachable" not in label
 
 
@@ -98,7 +99,7 @@ url = "unix:///var/run/supervisor-{"x" * 80}.sock"
         assert status.count("connection refused") == 3
         shown = pane.query_one(".pane-status")
         assert shown.size.height >= 3  # one line per error at least: wrapped, not cut at 4 lines
-        label = str(app.screen.query_one("#envs").get_option_at_index(0).prompt)
+        label = str(app.screen.query_one("#envs", OptionList).get_option_at_index(0).prompt)
         assert "3 unreachable" in label
 
 
@@ -106,7 +107,7 @@ def test_the_environment_list_names_the_cause() -> None:
     from opsconsole.snapshot import SourceResult
     from opsconsole.summary import summarize
 
-    results = {
+    results: dict[tuple[str, ...], SourceResult[Any]] = {
         ("supervisor", "a"): SourceResult(error="a: ssh: timed out after 5 s"),
         ("supervisor", "b"): SourceResult(error="b: ssh: authentication failed (bad key)"),
         ("docker", "a"): SourceResult(error="a: ssh: unknown host key (not in known_hosts)"),
