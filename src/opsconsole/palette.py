@@ -58,6 +58,8 @@ class ActionsProvider(Provider):
                         partial(app.request_action, "run", env.name, custom.name),
                     )
                 )
+        for state in app.runs.running():
+            entries.append((f"Running: {state.title}", "reopen its screen", partial(app.show_run, state)))
         select_env = getattr(screen, "select_env", None)
         if select_env is not None:
             for name, env in app.profile.environments.items():
