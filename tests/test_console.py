@@ -297,17 +297,12 @@ url = "{supervisord.unix_url}"
         )
 
 
-def test_unknown_theme_and_no_color_start(console_profile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_COLOR", "1")
-
-    async def run() -> None:
-        app = make_app(load_profile(console_profile), live=False)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
-            assert "staging" in str(app.screen.query_one("#header").render())
-
-    asyncio.run(run())
-    assert os.environ["NO_COLOR"] == "1"
+def test_unknown_theme_is_refused_by_name(console_profile: Path, run_cli: Any) -> None:
+    done = run_cli("--profile", str(console_profile), "console", "--theme", "nosuch")
+    assert done.returncode == 2
+    assert "unknown theme 'nosuch'" in done.stderr and "nord" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("--profile", str(console_profile), env={"OPSCONSOLE_THEME": "nosuch"})
+    assert done.returncode == 2 and "unknown theme 'nosuch'" in done.stderr
 
 
 async def test_profile_keymap_remaps_a_binding(tmp_path: Path, console_profile: Path) -> None:

@@ -200,3 +200,45 @@ def test_command_line_filter_and_sort_in_a_real_terminal(tmux_console: Tmux) -> 
     assert "Tail log supervisor:counter:counter" in screen or "counter" in screen
     tmux_console.keys("q")
     tmux_console.wait_for("web:web_1")
+
+
+def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: harness.Supervisord) -> None:
+    """With NO_COLOR, what reaches the terminal carries attributes (bold, reverse) but no colour:
+    tmux's own capture with escapes shows no SGR colour parameter at all."""
+    import re
+
+    profile = write_profile(
+        tmp_path,
+        f'[environments.staging]\nhosts = ["local"]\ncolor = "green"\n'
+        f'[environments.staging.supervisor]\nurl = "{supervisord.unix_url}"\n',
+    )
+    opsconsole = str(Path(sys.executable).parent / "opsconsole")
+    env = {"NO_COLOR": "1", "OPSCONSOLE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "PATH": os.environ["PATH"]}
+    session = Tmux([opsconsole, "--profile", str(profile), "console", "--theme", "nord"], env, size=(80, 24))
+    try:
+        session.wait_for("counter:counter")
+        raw = subprocess.run(
+            ["tmux", "capture-pane", "-e", "-p", "-t", session.name], capture_output=True, text=True
+        ).stdout
+        colours = []
+        for params in re.findall(r"\x1b\[([0-9;:]*)m", raw):
+            codes = [int(p) for p in re.split("[;:]", params) if p.isdigit()]
+            colours += [c for c in codes if 30 <= c <= 49 and c not in (39, 49) or 90 <= c <= 107]
+        assert colours == [], f"colour codes reached the terminal: {sorted(set(colours))}"
+        # what colour showed is shown by attributes: the row cursor is reverse video
+        cursor_rows = [line for line in raw.splitlines() if "burst" in line or "counter:counter" in line]
+        assert any(re.search(r"\x1b\[[0-9;]*\b7[;m]", line) for line in cursor_rows), cursor_rows
+    finally:
+        session.kill()
+
+    # and without NO_COLOR the same capture does carry colour (the check above can fail)
+    env.pop("NO_COLOR")
+    session = Tmux([opsconsole, "--profile", str(profile)], env, size=(80, 24))
+    try:
+        session.wait_for("counter:counter")
+        raw = subprocess.run(
+            ["tmux", "capture-pane", "-e", "-p", "-t", session.name], capture_output=True, text=True
+        ).stdout
+        assert re.search(r"\x1b\[[0-9;]*(3[0-8]|4[0-8]|9[0-7])[;m]", raw)
+    finally:
+        session.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import paramiko
 
@@ -45,7 +46,41 @@ def test_docker_image_runs(docker_engine) -> None:  # type: ignore[no-untyped-de
     assert out.strip() == b"hello"
 
 
-def test_services_listen_on_loopback_only(supervisord: harness.Supervisord, sshd: harness.Sshd) -> None:
-    for port in (supervisord.http_port, sshd.port):
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass
+def listening(port: int) -> set[str]:
+    """The local addresses a TCP port listens on, from /proc/net/tcp and tcp6 (no traffic sent)."""
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = open(table).read().splitlines()[1:]  # noqa: SIM115
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hexport = fields[1].split(":")
+            if int(hexport, 16) != port or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            if width == 8:
+                found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
+def test_services_listen_on_loopback_only(
+    supervisord: harness.Supervisord, sshd: harness.Sshd, redis: harness.Redis, sentry_server: Any
+) -> None:
+    """Each service the tests start listens on 127.0.0.1 and nothing else: never 0.0.0.0 or ::, so
+    no other address of this machine reaches it (checked in the kernel's socket table)."""
+    ports = {
+        "supervisord": supervisord.http_port,
+        "sshd": sshd.port,
+        "redis": redis.port,
+        "sentry stand-in": int(sentry_server.url.rsplit(":", 1)[1]),
+    }
+    for name, port in ports.items():
+        addresses = listening(port)
+        assert addresses == {"127.0.0.1"}, f"{name} on port {port} listens on {addresses}"
+    with socket.create_connection(("127.0.0.1", sshd.port), timeout=2) as sock:
+        assert sock.recv(4).startswith(b"SSH-")  # and it is really there

@@ -72,6 +72,12 @@ class OpsConsoleApp(App[None]):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        if self.no_color:
+            # NO_COLOR means no colour: Textual's default is greys (Monochrome), still sent as
+            # colour sequences; the NoColor filter leaves every cell in the terminal's own colours.
+            from textual.filter import Monochrome, NoColor
+
+            self._filters = [NoColor() if isinstance(f, Monochrome) else f for f in self._filters]
         self.profile = profile
         self.backends = backends
         self.read_only = read_only

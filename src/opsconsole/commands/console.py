@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from opsconsole.errors import ExitCode
+from opsconsole.errors import ExitCode, UsageError
 
 
 def register(sub: Any) -> None:
@@ -31,6 +31,9 @@ def run_console(args: argparse.Namespace) -> int:
     app = make_app(profile, read_only=read_only)
     theme = getattr(args, "theme", None) or os.environ.get("OPSCONSOLE_THEME")
     if theme:
+        if theme not in app.available_themes:
+            known = ", ".join(sorted(app.available_themes))
+            raise UsageError(f"unknown theme '{theme}'; the themes are: {known}", "Unknown theme")
         app.theme = theme
     try:
         try:
