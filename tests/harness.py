@@ -74,7 +74,11 @@ COUNTER = textwrap.dedent(
     """
 )
 
-SLEEPER = "import time\nwhile True: time.sleep(3600)\n"
+SLEEPER = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: print('got SIGUSR1', flush=True))\n"
+    "while True: time.sleep(3600)\n"
+)
 
 
 @dataclass

@@ -414,5 +414,10 @@ def test_sentry_resolve_and_ignore(
     assert done.returncode == 0 and "ignored" in done.stdout
     assert [i["status"] for i in sentry_server.issues] == ["resolved", "ignored"]
     assert [a["action"] for a in audit_lines(audit)] == ["resolve", "ignore"]
+    requests = len(sentry_server.requests)
     dry = run_cli("--profile", str(profile), "resolve", "staging", "SHOP-2", "--dry-run", env=audit)
-    assert "PUT" in dry.stdout and '"status": "resolved"' in dry.stdout
+    assert dry.returncode == 0 and "PUT" in dry.stdout and '"status": "resolved"' in dry.stdout
+    assert "nothing was changed" in dry.stdout
+    assert [r["method"] for r in sentry_server.requests[requests:]] in ([], ["GET"])  # a lookup at most
+    assert [i["status"] for i in sentry_server.issues] == ["resolved", "ignored"]
+    assert [a["action"] for a in audit_lines(audit)] == ["resolve", "ignore"]

@@ -298,7 +298,9 @@ url = "{supervisord.unix_url}"
 def test_unknown_theme_is_refused_by_name(console_profile: Path, run_cli: Any) -> None:
     done = run_cli("--profile", str(console_profile), "console", "--theme", "nosuch")
     assert done.returncode == 2
-    assert "unknown theme 'nosuch'" in done.stderr and "nord" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        "unknown theme 'nosuch'" in done.stderr and "nord" in done.stderr and "Traceback" not in done.stderr
+    )
     done = run_cli("--profile", str(console_profile), env={"OPSCONSOLE_THEME": "nosuch"})
     assert done.returncode == 2 and "unknown theme 'nosuch'" in done.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -84,6 +85,33 @@ def test_stats_like_docker_stats(client: DockerClient, containers: dict[str, str
     ticker = stats[containers["ticker"]]
     assert not isinstance(ticker, str)
     assert ticker.memory_bytes > 0 and ticker.memory_limit > 0 and ticker.cpu_percent >= 0
+    # the same figures `docker stats` shows (memory moves little in an idle shell loop)
+    shown = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", containers["ticker"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    used, limit = (_bytes(part) for part in shown.split("/"))
+    assert abs(ticker.memory_bytes - used) <= max(1024 * 1024, used * 0.25), (ticker.memory_bytes, shown)
+    assert abs(ticker.memory_limit - limit) <= limit * 0.01, (ticker.memory_limit, shown)
+
+
+def _bytes(text: str) -> float:
+    """`1.234MiB` → bytes, as `docker stats` prints them."""
+    text = text.strip()
+    for unit, factor in (
+        ("GiB", 1024**3),
+        ("MiB", 1024**2),
+        ("KiB", 1024),
+        ("kB", 1000),
+        ("MB", 1000**2),
+        ("GB", 1000**3),
+        ("B", 1),
+    ):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise AssertionError(f"unparsed size {text!r}")
 
 
 def test_compute_stats_formula() -> None:

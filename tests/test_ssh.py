@@ -45,8 +45,13 @@ def test_changed_host_key_is_refused(sshd: harness.Sshd, tmp_path: Path) -> None
     host = make_host(
         parse_host(sshd.host), Defaults(known_hosts=str(known), identity_file=str(sshd.client_key))
     )
+    log = sshd.root / "sshd.log"
+    accepted = log.read_text().count("Accepted publickey")
     with pytest.raises(HostError, match="does not match known_hosts.*ssh-keygen -R"):
         host.run("true")
+    host.close()
+    # the key check comes before authentication: no session was ever opened on that server
+    assert log.read_text().count("Accepted publickey") == accepted
 
 
 def test_dead_and_refused_hosts_fail_within_the_timeout(blackhole: harness.Blackhole, tmp_path: Path) -> None:

@@ -80,7 +80,11 @@ def test_group_restart_and_signal(client: SupervisorClient) -> None:
     assert len(out) == 2
     new = {p.full_name: p.pid for p in client.processes() if p.group == "web"}
     assert all(new[name] != pid for name, pid in pids.items())
-    assert client.signal("web:web_0", "CONT") == ["web:web_0: ok"]
+    assert client.signal("web:web_0", "USR1") == ["web:web_0: ok"]
+    deadline = time.monotonic() + 10
+    while "got SIGUSR1" not in "\n".join(client.tail_lines("web:web_0", 5)[0]):
+        assert time.monotonic() < deadline, "the program never saw the signal"
+        time.sleep(0.1)
 
 
 def test_unknown_name_is_a_usage_error(client: SupervisorClient) -> None:
