@@ -102,3 +102,13 @@ def test_readme_lists_every_key_binding() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [b.id for b in bindings() if b.screen != "Help" and f"`{b.id}`" not in readme]
     assert missing == []
+
+
+def test_every_test_module_is_type_checked_as_a_test() -> None:
+    """mypy's relaxed settings for tests name each module: a new test file must be listed there."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = {m for o in config["tool"]["mypy"]["overrides"] for m in o["module"]}
+    files = {p.stem for p in (REPO / "tests").glob("*.py")}
+    assert files <= listed, sorted(files - listed)

@@ -208,6 +208,11 @@ async def test_protected_deploy_needs_the_typed_name(
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(
+            pilot,
+            lambda: (box := app.screen.query_one_optional("#typed")) is not None and box.has_focus,
+            what="the name field to take the keys",
+        )
         run_button = app.screen.query_one("#run")
         assert run_button.disabled  # type: ignore[attr-defined]
         await pilot.press(*"prod")

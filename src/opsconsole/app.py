@@ -93,6 +93,8 @@ class OpsConsoleApp(App[None]):
         self.exit_signal: int | None = None
         self.current_env: str | None = next(iter(profile.environments), None)
         self._shutting_down = threading.Event()
+        self._refreshing_envs: set[str] = set()
+        self._refresh_timers: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -154,6 +156,7 @@ class OpsConsoleApp(App[None]):
         happens, the next refresh is armed, and an unexpected failure shows in every pane."""
         if self._shutting_down.is_set():
             return
+        self._refreshing_envs.add(env_name)
         env = self.profile.env(env_name)
         timeout = self.profile.defaults.timeout
 
@@ -177,13 +180,24 @@ class OpsConsoleApp(App[None]):
                 self.call_from_thread(self._rearm, env_name)
 
     def _rearm(self, env_name: str) -> None:
-        # on the UI thread, after this refresh's results were handled (they were posted before)
+        # on the UI thread, after this refresh's results were handled (they were posted before);
+        # one timer per environment, so refreshes never stack
+        self._refreshing_envs.discard(env_name)
         delay = self.schedule.next_delay(env_name, self.results.get(env_name, {}))
-        self.set_timer(delay, lambda: self.refresh_env(env_name))
+        old = self._refresh_timers.pop(env_name, None)
+        if old is not None:
+            old.stop()
+        self._refresh_timers[env_name] = self.set_timer(delay, lambda: self.refresh_env(env_name))
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown) and self.schedule.idle:
             self.schedule.touched()
+            env = self.current_env
+            if env is not None and self.live and env not in self._refreshing_envs:
+                timer = self._refresh_timers.pop(env, None)
+                if timer is not None:
+                    timer.stop()
+                self.refresh_env(env)  # the stretched wait ends now, not in 4x refresh
         await super().on_event(event)
 
     def _sample_stats(self, env_name: str) -> None:

@@ -21,12 +21,14 @@ class RefreshSchedule:
         self.backoff = backoff
         self._fingerprints: dict[str, Any] = {}
         self._streaks: dict[str, int] = {}
+        self._touched: set[str] = set()
 
     def next_delay(self, env: str, results: Mapping[Any, Any]) -> float:
         from opsconsole.summary import fingerprint
 
         now = fingerprint(results)
-        same = self._fingerprints.get(env) == now
+        same = self._fingerprints.get(env) == now and env not in self._touched
+        self._touched.discard(env)
         self._fingerprints[env] = now
         self._streaks[env] = self._streaks.get(env, 0) + 1 if same else 0
         return float(self.refresh * min(2 ** self._streaks[env], self.backoff))
@@ -37,4 +39,5 @@ class RefreshSchedule:
 
     def touched(self) -> None:
         """Someone is looking: the next refreshes come at the normal pace."""
+        self._touched.update(self._streaks)
         self._streaks.clear()
