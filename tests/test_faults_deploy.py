@@ -718,3 +718,38 @@ def test_console_signalled_mid_deploy_cancels_and_cleans_up(
     assert journal(root)[-1]["outcome"] == "interrupted"
     records = audit_records(audit)
     assert [r["phase"] for r in records] == ["start", "end"] and records[-1]["outcome"] == "interrupted"
+
+
+# ------------------------------------------------------------------------ the switch is atomic
+
+
+def test_a_reader_never_sees_current_missing_or_half_made(tmp_path: Path, sshd: harness.Sshd, repo: Path) -> None:
+    """While deploys and rollbacks switch `current` back and forth, a reader polling it in a tight
+    loop always finds a link to a complete release (its REVISION file is there)."""
+    profile = deploy_profile(tmp_path, sshd, ["local"], repo, ["true"], extra="keep_releases = 10")
+    root = tmp_path / "srv" / "shop"
+    assert cli(profile, "deploy", "staging", "--yes", "--ref", "v1").returncode == 0
+    problems: list[str] = []
+    reads = {"n": 0}
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                target = os.readlink(root / "current")
+                if not (root / "current" / "REVISION").is_file():
+                    problems.append(f"current -> {target} without REVISION")
+            except OSError as exc:
+                problems.append(f"{type(exc).__name__}: {exc}")
+            reads["n"] += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for ref in ("v2", "v1", "v2"):
+            assert cli(profile, "deploy", "staging", "--yes", "--ref", ref).returncode == 0
+            assert cli(profile, "rollback", "staging", "--yes").returncode == 0
+    finally:
+        stop.set()
+        thread.join(10)
+    assert reads["n"] > 1000 and problems == [], problems[:5]
