@@ -172,3 +172,33 @@ def write_profile(folder: Path, text: str, name: str = "test") -> Path:
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port known to refuse connections for the whole test."""
+    with harness.closed_port() as port:
+        yield port
+
+
+@pytest.fixture(autouse=True)
+def shared_programs_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests may stop, start or restart the shared supervisord's programs: each test leaves them as
+    it found them, so the suite passes in any order."""
+    if "supervisord" not in request.fixturenames:
+        yield
+        return
+    sup: harness.Supervisord = request.getfixturevalue("supervisord")
+    proxy = sup.proxy().supervisor
+    before = {f"{p['group']}:{p['name']}": p["statename"] for p in proxy.getAllProcessInfo()}
+    yield
+    try:
+        now = {f"{p['group']}:{p['name']}": p["statename"] for p in sup.proxy().supervisor.getAllProcessInfo()}
+    except Exception:  # noqa: BLE001 - a test that broke supervisord fails on its own
+        return
+    for name, state in before.items():
+        running = now.get(name) in ("RUNNING", "STARTING", "BACKOFF")
+        if state == "RUNNING" and not running:
+            sup.proxy().supervisor.startProcess(name, True)
+        elif state == "STOPPED" and running:
+            sup.proxy().supervisor.stopProcess(name, True)

@@ -5,6 +5,7 @@ Everything listens on loopback, on a free port, in a temp folder, and is stopped
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 import textwrap
 import time
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,38 @@ class ServiceUnavailable(RuntimeError):
     """A real service could not be started here (the fixture skips, or fails under CI)."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port for a service to listen on. Taken below the kernel's ephemeral range (32768+), where
+    outgoing connections get their ports, so nothing else on the machine is handed it between this
+    check and the service's bind; never the same one twice in a run."""
+    import random
+
+    for _ in range(1000):
+        port = random.randint(20_000, 32_000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise ServiceUnavailable("no free loopback port between 20000 and 32000")
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port known to refuse connections: bound (so nobody else takes it) but not listening."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

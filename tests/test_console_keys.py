@@ -3,6 +3,7 @@ services; the keys a person types are also proven in tmux in test_e2e_tmux.py)."
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import time
@@ -76,7 +77,12 @@ url = "{supervisord.unix_url}"
 async def test_an_error_alone_never_says_live_and_long_errors_show_whole(
     tmp_path: Path, sshd: harness.Sshd
 ) -> None:
-    hosts = [f"root@127.0.0.1:{harness.free_port()}" for _ in range(3)]
+    with contextlib.ExitStack() as stack:
+        ports = [stack.enter_context(harness.closed_port()) for _ in range(3)]
+        await _errors_alone(tmp_path, sshd, [f"root@127.0.0.1:{p}" for p in ports])
+
+
+async def _errors_alone(tmp_path: Path, sshd: harness.Sshd, hosts: list[str]) -> None:
     profile = write_profile(
         tmp_path,
         f"""

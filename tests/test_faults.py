@@ -129,8 +129,9 @@ def test_dead_refused_and_unresolvable_hosts_each_report_their_own_error(
     sshd: harness.Sshd,
     blackhole: harness.Blackhole,
     monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
-    refused = f"root@127.0.0.1:{harness.free_port()}"
+    refused = f"root@127.0.0.1:{refused_port}"
     dead = f"root@127.0.0.1:{blackhole.port}"
     text = f"""
 [defaults]

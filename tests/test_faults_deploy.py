@@ -723,7 +723,9 @@ def test_console_signalled_mid_deploy_cancels_and_cleans_up(
 # ------------------------------------------------------------------------ the switch is atomic
 
 
-def test_a_reader_never_sees_current_missing_or_half_made(tmp_path: Path, sshd: harness.Sshd, repo: Path) -> None:
+def test_a_reader_never_sees_current_missing_or_half_made(
+    tmp_path: Path, sshd: harness.Sshd, repo: Path
+) -> None:
     """While deploys and rollbacks switch `current` back and forth, a reader polling it in a tight
     loop always finds a link to a complete release (its REVISION file is there)."""
     profile = deploy_profile(tmp_path, sshd, ["local"], repo, ["true"], extra="keep_releases = 10")

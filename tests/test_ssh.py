@@ -63,7 +63,11 @@ def test_dead_and_refused_hosts_fail_within_the_timeout(blackhole: harness.Black
     with pytest.raises(HostError, match=rf"^root@127.0.0.1:{blackhole.port}: ssh: "):
         dead.run("true")
     assert time.monotonic() - started < 3.0
-    refused = make_host(parse_host(f"root@127.0.0.1:{harness.free_port()}"), defaults)
+    with harness.closed_port() as port:
+        refused = make_host(parse_host(f"root@127.0.0.1:{port}"), defaults)
+        with pytest.raises(HostError, match="connection refused"):
+            refused.run("true")
+    refused = make_host(parse_host("root@127.0.0.1:1"), defaults)  # port 1: nothing listens there
     with pytest.raises(HostError, match="connection refused"):
         refused.run("true")
 

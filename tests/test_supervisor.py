@@ -120,9 +120,12 @@ def test_follow_log_loses_and_repeats_nothing_while_writing_fast(
     )
     follower.start()
     control.start("burst")
-    time.sleep(2.5)
+    deadline = time.monotonic() + 30
+    while logfile.stat().st_size < 200_000 and time.monotonic() < deadline:  # a few thousand lines
+        time.sleep(0.1)
     control.stop("burst")
-    time.sleep(0.8)
+    while "".join(chunks) != logfile.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the follower catches up with everything written (or the test fails)
     cancel.set()
     follower.join(10)
     assert not follower.is_alive()
