@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench bench-smoke clean
+.PHONY: demo test test-reverse check bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/with-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the suite in reverse order: it must pass in any order (no test leans on another's leftovers)
+test-reverse: $(STAMP)
+	scripts/with-services.sh $(BIN)/python -m pytest --reverse $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

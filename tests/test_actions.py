@@ -383,7 +383,9 @@ def test_logs_follow_prints_new_lines_once_each(
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while sum(line.startswith("line ") for line in list(lines)) < 150 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until enough lines followed, however loaded the machine
     proc.send_signal(signal.SIGINT)
     proc.wait(15)
     reader.join(5)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.command import CommandList
 from textual.widgets import TabbedContent
 
 import harness
@@ -169,7 +170,9 @@ async def test_log_viewer_follows_a_real_process(console_profile: Path, tmp_path
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         assert view.follow
         await pilot.press("home")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: not view.follow, what="following to pause")
+        count = len(view.lines)
+        await wait_until(pilot, lambda: len(view.lines) > count, what="lines to keep coming")
         assert not view.follow  # scrolling up pauses following, while lines keep coming
         assert view.scroll_y == 0
         await pilot.press("end")
@@ -235,9 +238,13 @@ async def test_palette_runs_a_custom_action(console_profile: Path, tmp_path: Pat
     app = make_app(load_profile(console_profile))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="palette")
         await pilot.press(*"Touch the canary")
-        await pilot.pause(0.5)
+        await wait_until(
+            pilot,
+            lambda: any("Touch the canary" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
+            what="the palette's hit",
+        )
         await pilot.press("enter")
         await wait_until(pilot, lambda: (tmp_path / "custom-ran").exists(), what="custom action")
 
@@ -255,10 +262,12 @@ async def test_read_only_refuses_with_a_message(
         await pilot.press("p")
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
-        await pilot.pause(0.3)
+        await wait_until(
+            pilot,
+            lambda: sum("read-only" in n.message for n in app._notifications) >= 2,  # r and D
+            what="the refusals",
+        )
         assert not isinstance(app.screen, ConfirmScreen)
-        messages = [n.message for n in app._notifications]
-        assert any("read-only" in m for m in messages)
         assert not (tmp_path / "srv").exists() and not audit_env.exists()
 
 

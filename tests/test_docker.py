@@ -153,7 +153,9 @@ def test_follow_logs_with_timestamps_and_cancel(client: DockerClient, containers
         kwargs={"tail": 3, "cancel": cancel},
     )
     thread.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while len(lines) < 6 and time.monotonic() < deadline:  # the 3 of the tail, then new ticks
+        time.sleep(0.05)
     cancel.set()
     thread.join(10)
     assert not thread.is_alive()

@@ -594,7 +594,10 @@ def test_hostile_bytes_from_a_real_process_reach_the_cli_inert(tmp_path: Path, r
     sup.start()
     try:
         sup.wait_running(["evil:evil"])
-        time.sleep(0.5)
+        log = sup.root / "evil.out.log"
+        deadline = time.monotonic() + 20
+        while (not log.exists() or log.stat().st_size < 1_000_000) and time.monotonic() < deadline:
+            time.sleep(0.05)  # everything written has reached supervisord's log
         profile = write_profile(
             tmp_path,
             f'[environments.s]\nhosts = ["local"]\n[environments.s.supervisor]\nurl = "{sup.unix_url}"\n',

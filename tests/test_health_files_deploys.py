@@ -136,11 +136,14 @@ def test_list_and_follow_files(host: Host, tmp_path: Path) -> None:
         target=follow_file, args=(host, str(log), lines.append), kwargs={"lines": 3, "cancel": cancel}
     )
     thread.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while len(lines) < 3 and time.monotonic() < deadline:  # the tail arrived: tail -F is watching
+        time.sleep(0.05)
     with log.open("a") as handle:
         for n in range(5):
             handle.write(f"new {n}\n")
-    time.sleep(1.5)
+    while len(lines) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
     cancel.set()
     thread.join(10)
     assert not thread.is_alive()
