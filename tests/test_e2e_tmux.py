@@ -242,3 +242,32 @@ def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: h
         assert re.search(r"\x1b\[[0-9;]*(3[0-8]|4[0-8]|9[0-7])[;m]", raw)
     finally:
         session.kill()
+
+
+def test_palette_all_view_and_copy_in_a_real_terminal(tmux_console: Tmux) -> None:
+    """ctrl+p finds an action by name, `0` shows every environment, `y` copies (OSC 52, which tmux
+    keeps as its paste buffer)."""
+    subprocess.run(["tmux", "set-option", "-t", tmux_console.name, "-s", "set-clipboard", "on"], check=True)
+    tmux_console.wait_for("web:web_1")
+    tmux_console.keys("C-p")
+    tmux_console.wait_for("Search")
+    tmux_console.keys("restart")
+    tmux_console.wait_for("Restart selection")
+    tmux_console.keys("Escape")
+    _wait_gone(tmux_console, "Restart selection")
+    tmux_console.keys("0")
+    screen = tmux_console.wait_for("rows across 1 environment")
+    assert "env" in screen and "staging" in screen
+    tmux_console.keys("1")
+    tmux_console.wait_for("processes ·")
+    tmux_console.keys("g")
+    tmux_console.keys("y")
+    tmux_console.wait_for("copied ")
+    deadline = time.monotonic() + 10
+    buffer = ""
+    while time.monotonic() < deadline:
+        buffer = subprocess.run(["tmux", "show-buffer"], capture_output=True, text=True).stdout
+        if ":" in buffer:
+            break
+        time.sleep(0.1)
+    assert buffer.split(":")[0] in NAMES or buffer.split(":")[-1] in NAMES, buffer
