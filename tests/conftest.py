@@ -193,7 +193,9 @@ def shared_programs_restored(request: pytest.FixtureRequest) -> Iterator[None]:
     before = {f"{p['group']}:{p['name']}": p["statename"] for p in proxy.getAllProcessInfo()}
     yield
     try:
-        now = {f"{p['group']}:{p['name']}": p["statename"] for p in sup.proxy().supervisor.getAllProcessInfo()}
+        now = {
+            f"{p['group']}:{p['name']}": p["statename"] for p in sup.proxy().supervisor.getAllProcessInfo()
+        }
     except Exception:  # noqa: BLE001 - a test that broke supervisord fails on its own
         return
     for name, state in before.items():

@@ -242,7 +242,9 @@ async def test_palette_runs_a_custom_action(console_profile: Path, tmp_path: Pat
         await pilot.press(*"Touch the canary")
         await wait_until(
             pilot,
-            lambda: any("Touch the canary" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
+            lambda: any(
+                "Touch the canary" in str(o.prompt) for o in app.screen.query_one(CommandList).options
+            ),
             what="the palette's hit",
         )
         await pilot.press("enter")

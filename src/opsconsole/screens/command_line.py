@@ -19,6 +19,15 @@ class CommandLine(ModalScreen[str | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="command_cancel", tooltip="Close the command line"),
+        Binding(
+            "tab",
+            "complete",
+            "Complete",
+            priority=True,
+            show=False,
+            id="command_complete",
+            tooltip="Take the completion shown (the line keeps the focus)",
+        ),
     ]
 
     def __init__(self, words: list[str]) -> None:
@@ -35,14 +44,11 @@ class CommandLine(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
-    def on_key(self, event: object) -> None:
-        key = getattr(event, "key", "")
+    def action_complete(self) -> None:
         box = self.query_one(Input)
-        if key == "tab" and box._suggestion:  # noqa: SLF001 - accept the completion, as → does
+        if box._suggestion:  # noqa: SLF001 - Textual keeps the shown completion there
             box.value = box._suggestion  # noqa: SLF001
             box.cursor_position = len(box.value)
-            getattr(event, "stop", lambda: None)()
-            getattr(event, "prevent_default", lambda: None)()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())

@@ -34,6 +34,7 @@ APP_BINDINGS: tuple[Binding, ...] = (
 
 def screens() -> list[tuple[str, list[Binding]]]:
     from opsconsole.screens.action_screen import ActionScreen
+    from opsconsole.screens.command_line import CommandLine
     from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.screens.details import DetailsScreen
     from opsconsole.screens.help import HelpScreen
@@ -50,6 +51,7 @@ def screens() -> list[tuple[str, list[Binding]]]:
         ("Confirmation", ConfirmScreen),
         ("Details", DetailsScreen),
         ("Pickers", PickScreen),
+        ("Command line (:)", CommandLine),
         ("Help", HelpScreen),
     ):
         items = cls if isinstance(cls, tuple) else cls.BINDINGS

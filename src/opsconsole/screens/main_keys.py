@@ -208,14 +208,20 @@ class MainKeys:
             self.notify(f"unknown command ':{line}' (tab completes; ? lists keys)", severity="warning")
 
     def _find_target(self, name: str) -> tuple[str, str, Any] | None:
-        """The process or container of the visible environment named (or ending in) `name`."""
+        """The process or container of the visible environment named `name`: exactly, by its last
+        part (`worker` for `worker:worker`), or as the one name that contains it (`:logs acc`)."""
+        rows = []
         for pane_id in ("processes", "containers"):
             pane = self.query_one_optional(f"#{pane_id}", Pane)
             for row in pane.rows if pane is not None else []:
                 kind, host, item = row.data
-                full = item.full_name if kind == "process" else item.name
-                if name in (full, full.split(":")[-1]) or full.endswith(name):
-                    return kind, host, item
+                rows.append((item.full_name if kind == "process" else item.name, (kind, host, item)))
+        for full, target in rows:
+            if name in (full, full.split(":")[-1]):
+                return target
+        containing = {full for full, _target in rows if name in full}
+        if len(containing) == 1:  # one name contains it: `:logs acc` for accworker
+            return next(target for full, target in rows if full in containing)
         return None
 
     def action_clear_filter(self) -> None:
