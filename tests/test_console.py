@@ -396,6 +396,7 @@ async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_p
         "help_close": "ctrl+f",
         "switch_env": "ctrl+o",
         "help": "ctrl+g",
+        "command_cancel": "f4",
     }
     text = console_profile.read_text() + "\n[keymap]\n" + "".join(f'{k} = "{v}"\n' for k, v in remap.items())
     app = make_app(load_profile(write_profile(tmp_path, text, name="remapped")))
@@ -418,6 +419,15 @@ async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_p
         assert isinstance(app.screen, PickScreen)  # escape was remapped away
         await pilot.press("f12")
         await wait_until(pilot, lambda: not isinstance(app.screen, PickScreen), what="picker closed")
+        await pilot.press("colon")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandLine", what="command line")
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "CommandLine"  # escape was remapped away
+        await pilot.press("f4")
+        await wait_until(
+            pilot, lambda: type(app.screen).__name__ != "CommandLine", what="command line closed"
+        )
         await pilot.press("f6")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="palette")
         await pilot.press("escape")
