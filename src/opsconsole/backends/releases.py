@@ -241,3 +241,25 @@ def read_state(host: Host, config: DeployConfig) -> DeployState:
             f"{host.name}: reading {config.path} failed: {result.stderr.strip()[:200]}", "Deploy state"
         )
     return parse_state(host.name, config.path, result.stdout)
+
+
+def read_journal(host: Host, config: DeployConfig) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every readable record of the host's journal (for delivery metrics) and warnings for the rest."""
+    journal = rq(f"{config.path}/{JOURNAL}")
+    mark = f'awk \'{{ if (length($0) > {MAX_RECORD}) print "!\\t" NR; else print "@\\t" $0 }}\''
+    result = host.run(f"if [ -f {journal} ]; then {mark} < {journal}; fi", timeout=max(host.timeout, 30.0))
+    if not result.ok:
+        raise OpsError(f"{host.name}: reading the journal failed: {result.stderr.strip()[:200]}", "Journal")
+    records: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for line in result.stdout.splitlines():
+        tag, _, value = line.partition("\t")
+        if tag == "!":
+            warnings.append(f"{host.name}: journal line {value}: over {MAX_RECORD // 1024} KiB, skipped")
+            continue
+        record, why = parse_record(value)
+        if record is None:
+            warnings.append(f"{host.name}: journal: skipped {why}")
+        else:
+            records.append(record)
+    return records, warnings
