@@ -37,6 +37,14 @@ class LogScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close", id="log_close", tooltip="Close the log (stops following)"),
         Binding("end", "follow", "Follow", id="log_follow", tooltip="Resume following"),
+        Binding(
+            "home",
+            "oldest",
+            "Oldest",
+            show=False,
+            id="log_oldest",
+            tooltip="The oldest line kept (pauses following)",
+        ),
         Binding("slash", "search", "Search", id="log_search", tooltip="Search"),
         Binding("n", "next_match", "Next", id="log_next", tooltip="Next match"),
         Binding("N", "previous_match", "Prev", id="log_previous", tooltip="Previous match"),
@@ -187,6 +195,10 @@ class LogScreen(Screen[None]):
         if self.view.search_text:
             self.view.search(self.view.search_text, forward=False)
             self._status()
+
+    def action_oldest(self) -> None:
+        self.view.action_scroll_home()  # pauses following, wherever the focus is
+        self._status()
 
     def action_follow(self) -> None:
         self.view.resume_follow()
