@@ -32,7 +32,14 @@ from opsconsole.profiles import Profile
 from opsconsole.refresh import RefreshSchedule
 from opsconsole.runs import Runs, RunState
 from opsconsole.screens.keymap import APP_BINDINGS
-from opsconsole.snapshot import Backends, SourceResult, describe_timeout, env_tasks, run_with_deadline
+from opsconsole.snapshot import (
+    Backends,
+    SourceResult,
+    describe_timeout,
+    env_tasks,
+    owed_keys,
+    run_with_deadline,
+)
 
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
     from opsconsole.actions.base import Action
@@ -173,7 +180,7 @@ class OpsConsoleApp(App[None]):
                     self._sample_stats(env_name)
         except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on
             error = f"refresh of {env_name} failed: {type(exc).__name__}: {exc}"
-            for key in list(self.results.get(env_name, {})) or [(s,) for s in ("supervisor", "deploys")]:
+            for key in owed_keys(env):
                 post(key, SourceResult(error=error))
         finally:
             if self.live and not self._shutting_down.is_set():

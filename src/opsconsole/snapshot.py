@@ -211,6 +211,25 @@ def has_sources(env: Environment) -> bool:
     return bool(hosted or env.sentry or env.health)
 
 
+SOURCE_NAMES = ("supervisor", "docker", "deploys", "sentry", "health")
+
+
+def configured(env: Environment, source: str) -> bool:
+    """Whether the profile gives the environment this source (one rule for the panes and the app)."""
+    return {
+        "supervisor": env.supervisor is not None,
+        "docker": env.docker is not None,
+        "deploys": env.deploy is not None,
+        "sentry": env.sentry is not None,
+        "health": bool(env.health),
+    }[source]
+
+
+def owed_keys(env: Environment) -> list[tuple[str, ...]]:
+    """Every result a refresh of the environment owes: per configured source, per host where hosted."""
+    return [key for source in SOURCE_NAMES if configured(env, source) for key in expected_keys(env, source)]
+
+
 def expected_keys(env: Environment, source: str) -> list[tuple[str, ...]]:
     """The results a source owes once everyone has answered: one per host, or one for the environment."""
     if source in ("sentry", "health"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,9 @@ class ActionKey:
         return self.actions[0]
 
 
-def action_keys() -> list[ActionKey]:
+@functools.cache
+def action_keys() -> tuple[ActionKey, ...]:
+    """Built once: the registry does not change while the console runs (footer checks call it often)."""
     keys: dict[str, ActionKey] = {}
     for action_id, cls in ACTIONS.items():
         if cls.key is None:
@@ -73,4 +76,4 @@ def action_keys() -> list[ActionKey]:
             cls.selection,
             cls.selection_optional,
         )
-    return list(keys.values())
+    return tuple(keys.values())

@@ -121,12 +121,16 @@ class DeployState:
         return data
 
 
+def mark_lines(tag: str) -> str:
+    """awk (POSIX) tagging each journal line `TAG\tline`, or `TAG!\tN` for a line over MAX_RECORD,
+    which is then not sent at all."""
+    return f'awk \'{{ if (length($0) > {MAX_RECORD}) print "{tag}!\\t" NR; else print "{tag}\\t" $0 }}\''
+
+
 def read_command(path: str) -> str:
     p = rq(path)
-    # awk marks records over MAX_RECORD (`@journal!`) instead of sending them; `date +%s` and
-    # `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tail -n`, `grep -F -e`, `tr -dc`
-    # and awk are POSIX.
-    mark = f'awk -v tag="$tag" \'{{ if (length($0) > {MAX_RECORD}) print tag "!\\t" NR; else print tag "\\t" $0 }}\''
+    # `date +%s` and `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tail -n`,
+    # `grep -F -e` and `tr -dc` are POSIX.
     return (
         f"cd {p} 2>/dev/null || {{ echo '@missing'; exit 0; }}; "
         "printf '@now\\t%s\\n' \"$(date +%s)\"; "
@@ -134,9 +138,9 @@ def read_command(path: str) -> str:
         'if [ -d releases ]; then for r in releases/*; do [ -d "$r" ] && printf \'@release\\t%s\\n\' "${r#releases/}"; done; fi; '
         f"if [ -f {LOCK} ]; then printf '@lock\\t'; head -c {MAX_RECORD} {LOCK} | tr -d '\\n'; echo; "
         f"printf '@beat\\t%s\\n' \"$(head -c 32 {BEAT} 2>/dev/null | tr -dc 0-9)\"; fi; "
-        f"if [ -f {JOURNAL} ]; then tag=@journal; tail -n {JOURNAL_TAIL} {JOURNAL} | {mark}; "
-        f'tag=@history; grep -F -e \'"event": "mark_bad"\' -e \'"outcome": "success"\' {JOURNAL} '
-        f"| tail -n {HISTORY_TAIL} | {mark}; fi; true"
+        f"if [ -f {JOURNAL} ]; then tail -n {JOURNAL_TAIL} {JOURNAL} | {mark_lines('@journal')}; "
+        f'grep -F -e \'"event": "mark_bad"\' -e \'"outcome": "success"\' {JOURNAL} '
+        f"| tail -n {HISTORY_TAIL} | {mark_lines('@history')}; fi; true"
     )
 
 
@@ -246,20 +250,9 @@ def read_state(host: Host, config: DeployConfig) -> DeployState:
 def read_journal(host: Host, config: DeployConfig) -> tuple[list[dict[str, Any]], list[str]]:
     """Every readable record of the host's journal (for delivery metrics) and warnings for the rest."""
     journal = rq(f"{config.path}/{JOURNAL}")
-    mark = f'awk \'{{ if (length($0) > {MAX_RECORD}) print "!\\t" NR; else print "@\\t" $0 }}\''
-    result = host.run(f"if [ -f {journal} ]; then {mark} < {journal}; fi", timeout=max(host.timeout, 30.0))
+    command = f"if [ -f {journal} ]; then {mark_lines('@journal')} < {journal}; fi"
+    result = host.run(command, timeout=max(host.timeout, 30.0))
     if not result.ok:
         raise OpsError(f"{host.name}: reading the journal failed: {result.stderr.strip()[:200]}", "Journal")
-    records: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    for line in result.stdout.splitlines():
-        tag, _, value = line.partition("\t")
-        if tag == "!":
-            warnings.append(f"{host.name}: journal line {value}: over {MAX_RECORD // 1024} KiB, skipped")
-            continue
-        record, why = parse_record(value)
-        if record is None:
-            warnings.append(f"{host.name}: journal: skipped {why}")
-        else:
-            records.append(record)
-    return records, warnings
+    state = parse_state(host.name, config.path, result.stdout)  # the same reading as the Deploys pane's
+    return state.journal, state.warnings

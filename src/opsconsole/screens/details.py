@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from opsconsole.backends.sentry import SentryEvent
 from opsconsole.errors import OpsError
-from opsconsole.human import duration
+from opsconsole.human import duration, parse_time
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 
@@ -38,12 +38,7 @@ def show_time(value: Any, now: float | None = None) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 1e9:
         when = datetime.fromtimestamp(value, UTC)
     elif isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in "T ":
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
+        when = parse_time(value)
     if when is None:
         return str(value)
     seconds = (now if now is not None else time.time()) - when.timestamp()

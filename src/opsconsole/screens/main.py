@@ -32,7 +32,7 @@ from opsconsole.screens.rows import (
     rows_health,
     rows_processes,
 )
-from opsconsole.snapshot import SourceResult, expected_keys
+from opsconsole.snapshot import SourceResult, configured, expected_keys
 from opsconsole.widgets.pane import Pane, Row, age
 
 if TYPE_CHECKING:
@@ -227,7 +227,9 @@ class MainScreen(MainKeys, Screen[None]):
         dirty["envs"].add(env)
         if env == self.ops.current_env:
             dirty["panes"].update(p for p, source in PANE_SOURCES.items() if key[0] == source)
-        dirty["panes"].add("all")
+        tabs = self.query_one_optional(TabbedContent)
+        if tabs is not None and tabs.active == "tab-all":  # every environment's rows: only while shown
+            dirty["panes"].add("all")
         if not self.__dict__.get("_redraw_pending"):
             self._redraw_pending = True
             self.set_timer(0.2, self._redraw_dirty)
@@ -409,13 +411,7 @@ class MainScreen(MainKeys, Screen[None]):
         return builder(results)
 
     def _configured(self, env: Environment, source: str) -> bool:
-        return {
-            "supervisor": env.supervisor is not None,
-            "docker": env.docker is not None,
-            "deploys": env.deploy is not None,
-            "sentry": env.sentry is not None,
-            "health": bool(env.health),
-        }[source]
+        return configured(env, source)
 
     # ---------------------------------------------------------------- selection helpers
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from opsconsole.human import parse_time
 from opsconsole.snapshot import SourceResult
 from opsconsole.widgets.pane import Row, age, cell, coarse_age
 
@@ -222,13 +222,8 @@ def rows_deploys(results: Results) -> list[Row]:
         bad = state.bad_releases
         for n, record in enumerate(state.recent(10)):
             when = str(record.get("finished") or record.get("started") or "")
-            duration = ""
-            try:
-                start = datetime.fromisoformat(str(record["started"]).replace("Z", "+00:00"))
-                end = datetime.fromisoformat(str(record["finished"]).replace("Z", "+00:00"))
-                duration = f" ({age((end - start).total_seconds())})"
-            except (KeyError, ValueError):
-                pass
+            start, end = parse_time(record.get("started")), parse_time(record.get("finished"))
+            duration = f" ({age((end - start).total_seconds())})" if start and end else ""
             outcome = str(record.get("outcome", ""))
             if record.get("event") == "deploy" and outcome == "success" and record.get("release") in bad:
                 outcome = "success, marked bad"
