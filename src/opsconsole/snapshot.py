@@ -24,12 +24,14 @@ from opsconsole.secrets import redact, resolve
 if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
     from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats, DockerClient
     from opsconsole.backends.files import FileInfo
+    from opsconsole.backends.github import GitHubChecks
     from opsconsole.backends.health import HealthResult
     from opsconsole.backends.releases import DeployState
     from opsconsole.backends.sentry import IssuePage, SentryClient
     from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
 
 T = TypeVar("T")
+C = TypeVar("C")
 DEADLINE_MARGIN = 0.3  # the whole snapshot stays within timeout + 0.5 s
 
 
@@ -58,6 +60,7 @@ class Backends:
         self._supervisors: dict[tuple[str, str], SupervisorClient] = {}
         self._dockers: dict[tuple[str, str], DockerClient] = {}
         self._sentries: dict[str, SentryClient] = {}
+        self._ci: dict[str, GitHubChecks] = {}
 
     def host(self, spec: HostSpec) -> Host:
         return self.hosts.get(spec)
@@ -95,18 +98,54 @@ class Backends:
             )
         from opsconsole.backends.sentry import SentryClient
 
+        config = env.sentry
+        return self._cached(
+            self._sentries,
+            env.name,
+            lambda: SentryClient(config, resolve(config.token), self.profile.defaults.timeout),
+        )
+
+    def _cached(self, store: dict[str, C], key: str, make: Callable[[], C]) -> C:
+        """One client per key, made outside the lock (making one may read the keyring)."""
         with self._lock:
-            client = self._sentries.get(env.name)
+            client = store.get(key)
         if client is None:
-            token = resolve(env.sentry.token)
-            client = SentryClient(env.sentry, token, self.profile.defaults.timeout)
+            client = make()
             with self._lock:
-                client = self._sentries.setdefault(env.name, client)
+                client = store.setdefault(key, client)
         return client
+
+    def sentry_releases(self, env: Environment) -> SentryClient:
+        """The client that creates releases: `sentry.release_token` when set, else the token."""
+        config = env.sentry
+        if config is None or config.release_token is None:
+            return self.sentry(env)
+        from opsconsole.backends.sentry import SentryClient
+
+        return SentryClient(config, resolve(config.release_token), self.profile.defaults.timeout)
+
+    def ci(self, env: Environment) -> GitHubChecks:
+        if env.ci is None:
+            raise UsageError(
+                f"environment '{env.name}' has no [ci] section: add repository = \"owner/repo\" (and "
+                'token = { secret = "github-token" }) to gate deploys on GitHub checks',
+                "Not configured",
+            )
+        from opsconsole.backends.github import GitHubChecks
+
+        config = env.ci
+        return self._cached(
+            self._ci,
+            env.name,
+            lambda: GitHubChecks(
+                config, resolve(config.token) if config.token else None, self.profile.defaults.timeout
+            ),
+        )
 
     def close(self) -> None:
         with self._lock:
-            clients: list[Any] = [*self._supervisors.values(), *self._dockers.values()]
+            clients: list[Any] = [*self._supervisors.values(), *self._dockers.values(), *self._ci.values()]
+            self._ci.clear()
             self._supervisors.clear()
             self._dockers.clear()
             self._sentries.clear()

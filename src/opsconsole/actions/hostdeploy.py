@@ -133,24 +133,35 @@ class HostDeploy:
         self.emit(StepFinished(self.name, label, True))
         return result.stdout
 
-    def prepare(self) -> None:
-        """Fetch, export the release, link shared items, build. Raises on the first failure."""
-        timeout = max(self.host.timeout, 300.0)
-        self.step("fetch", self.fetch_command(), timeout=timeout)
+    def fetch_and_resolve(self) -> None:
+        """Fetch the mirror and resolve the ref to a commit (nothing in releases/ changes)."""
+        self.step("fetch", self.fetch_command(), timeout=max(self.host.timeout, 300.0))
         out = self.step(f"resolve {self.ref}", self.resolve_command(), timeout=self.host.timeout).split()
         if len(out) < 2:
             raise OpsError(f"{self.name}: ref '{self.ref}' not found in {self.config.repo}", "Unknown ref")
         self.sha, self.commit_time = out[0], out[1]
+
+    def build(self) -> None:
+        """Export the resolved commit into the new release, link shared items, run the build."""
+        assert self.sha is not None
         self.created = True
         self.step(
             f"export {self.sha[:12]} into releases/{self.release}",
             self.export_command(self.sha),
-            timeout=timeout,
+            timeout=max(self.host.timeout, 300.0),
         )
         for item in self.config.shared:
             self.step(f"link shared/{item}", self.shared_command(item), timeout=self.host.timeout)
         for command in self.config.build:
             self.step(f"build: {command}", self.build_command(command), stream=True)
+
+    def prepare(self) -> None:
+        """Fetch, export the release, link shared items, build. Raises on the first failure."""
+        self.fetch_and_resolve()
+        self.build()
+
+    def health_command(self, url: str, timeout: float) -> str:
+        return health_command(url, timeout)
 
     def remove_release(self) -> None:
         if self.created:
@@ -160,6 +171,36 @@ class HostDeploy:
         result = self.host.run(self.journal_command(record), timeout=self.host.timeout)
         if not result.ok:
             self.emit(Notice(f"{self.name}: could not append to the journal: {result.stderr.strip()[:200]}"))
+
+
+# ------------------------------------------------------------------------ host health
+
+# Runs on the host (python3 is already needed by the watchdog): poll URL once a second until it
+# answers 2xx or TIMEOUT seconds pass; print the last answer. No proxy from the environment is used.
+_HEALTH_SCRIPT = """import sys, time, urllib.error, urllib.request
+url, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+last = "no answer"
+while True:
+    try:
+        with opener.open(url, timeout=5) as r:
+            if 200 <= r.status < 300:
+                print("HTTP %d" % r.status)
+                sys.exit(0)
+            last = "HTTP %d" % r.status
+    except urllib.error.HTTPError as e:
+        last = "HTTP %d" % e.code
+    except Exception as e:
+        last = str(getattr(e, "reason", e)) or type(e).__name__
+    if time.time() > deadline:
+        print(last)
+        sys.exit(1)
+    time.sleep(1)
+"""
+
+
+def health_command(url: str, timeout: float) -> str:
+    return f"python3 -c {q(_HEALTH_SCRIPT)} {q(url)} {q(f'{timeout:g}')}"
 
 
 # ------------------------------------------------------------------------ restart targets

@@ -41,6 +41,12 @@ class SentryIssue:
     last_seen: str | None
     permalink: str
     status: str
+    substatus: str | None = None  # "regressed", "new", "ongoing", "escalating"...
+    first_release: str | None = None  # when Sentry returns it
+
+    @property
+    def regressed(self) -> bool:
+        return self.substatus == "regressed"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +103,16 @@ def parse_issue(raw: dict[str, Any]) -> SentryIssue:
         last_seen=raw.get("lastSeen"),
         permalink=str(raw.get("permalink", "")),
         status=str(raw.get("status", "")),
+        substatus=raw.get("substatus") if isinstance(raw.get("substatus"), str) else None,
+        first_release=_first_release(raw.get("firstRelease")),
     )
+
+
+def _first_release(value: Any) -> str | None:
+    if isinstance(value, dict):
+        version = value.get("version") or value.get("shortVersion")
+        return str(version) if version else None
+    return str(value) if isinstance(value, str) and value else None
 
 
 def parse_event(raw: dict[str, Any]) -> SentryEvent:
@@ -263,7 +278,7 @@ class SentryClient:
             detail = response.text[:200]
         hint = {
             401: "the token is invalid or expired; check the token secret",
-            403: "the token lacks a scope (event:read to list, event:write to resolve or ignore)",
+            403: "the token lacks a scope (event:read to list, event:write to resolve or ignore, project:releases to create releases)",
             404: "no such organization, project or issue; check sentry.organization and sentry.project",
         }.get(response.status_code, "")
         text = f"{self.label}: HTTP {response.status_code}"
@@ -284,10 +299,11 @@ class SentryClient:
                 "Sentry error",
             ) from None
 
-    async def issues(self, limit: int = 100) -> IssuePage:
+    async def issues(self, limit: int = 100, query: str = "is:unresolved") -> IssuePage:
+        """Issues matching a Sentry search (`is:unresolved`, `firstRelease:VERSION`, `is:regressed`...)."""
         notes: list[str] = []
         params: list[tuple[str, str]] = [
-            ("query", "is:unresolved"),
+            ("query", query),
             ("project", self.config.project),
             ("limit", str(min(100, limit))),
             ("sort", "date"),
@@ -361,6 +377,48 @@ class SentryClient:
 
     async def ignore(self, issue: str) -> SentryIssue:
         return await self.update(issue, self.ignore_body())
+
+    async def create_release(
+        self, version: str, commits: list[list[str]], ref: str, repository: str, released: str
+    ) -> str:
+        """Create the release with its commits (201), or accept that it exists (208). Returns
+        "created" or "existed"."""
+        body = {
+            "version": version,
+            "projects": [self.config.project],
+            "ref": ref[:200],
+            "dateReleased": released,
+            "commits": [
+                {
+                    "id": sha,
+                    "repository": repository[:64],
+                    "message": subject,
+                    "timestamp": when,
+                }
+                for sha, when, subject, *_ in commits
+            ],
+        }
+        async with self._client() as client:
+            response = await self._request(
+                client, "POST", f"/api/0/organizations/{self.org}/releases/", [], json=body
+            )
+        return "existed" if response.status_code == 208 else "created"
+
+    async def create_deploy(self, version: str, environment: str, started: str, finished: str) -> None:
+        body = {
+            "environment": environment[:64],
+            "dateStarted": started,
+            "dateFinished": finished,
+            "projects": [self.config.project],
+        }
+        async with self._client() as client:
+            await self._request(
+                client,
+                "POST",
+                f"/api/0/organizations/{self.org}/releases/{quote(version, safe='')}/deploys/",
+                [],
+                json=body,
+            )
 
     @staticmethod
     def resolve_body() -> dict[str, Any]:

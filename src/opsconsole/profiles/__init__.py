@@ -19,6 +19,7 @@ from opsconsole.profiles.locate import _line_for, locate_lines
 from opsconsole.profiles.model import (
     LOCAL,
     CacheConfig,
+    CiConfig,
     CustomAction,
     Defaults,
     DeployConfig,
@@ -31,6 +32,7 @@ from opsconsole.profiles.model import (
     SecretRef,
     SentryConfig,
     SupervisorConfig,
+    VerifyConfig,
     suggest,
 )
 from opsconsole.profiles.schema import _convert_profile
@@ -45,6 +47,8 @@ __all__ = [
     "DockerConfig",
     "SentryConfig",
     "DeployConfig",
+    "CiConfig",
+    "VerifyConfig",
     "CacheConfig",
     "LogsConfig",
     "CustomAction",

@@ -105,6 +105,58 @@ def positive_int(value: Any, path: PathKey, problems: Problems) -> int | None:
     return value
 
 
+def count(value: Any, path: PathKey, problems: Problems) -> int | None:
+    """A count that may be zero (e.g. how many new issues a verification tolerates)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"'{dotted(path)}' must be an integer, not {type_name(value)}")
+        return None
+    if not 0 <= value <= MAX_COUNT:
+        problems.add(path, f"'{dotted(path)}' must be between 0 and {MAX_COUNT} (got {value})")
+        return None
+    return value
+
+
+def one_of(*choices: str) -> Converter:
+    def convert(value: Any, path: PathKey, problems: Problems) -> str | None:
+        text = string(value, path, problems)
+        if text is not None and text not in choices:
+            options = ", ".join(f"'{c}'" for c in choices)
+            problems.add(path, f"'{dotted(path)}' must be one of {options} (got '{text}')")
+            return None
+        return text
+
+    return convert
+
+
+def repository(value: Any, path: PathKey, problems: Problems) -> str | None:
+    """`owner/repo` as GitHub spells it."""
+    text = nonempty_str(value, path, problems)
+    if text is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", text):
+        problems.add(path, f"'{dotted(path)}' must be 'owner/repo' (got '{text}')")
+        return None
+    return text
+
+
+RELEASE_FIELDS = ("project", "env", "sha", "sha12", "release", "ref")
+
+
+def release_format(value: Any, path: PathKey, problems: Problems) -> str | None:
+    """A Sentry release name template: only known {fields}, and a result Sentry accepts."""
+    text = nonempty_str(value, path, problems)
+    if text is None:
+        return None
+    fields = re.findall(r"{([^{}]*)}", text)
+    unknown = [f for f in fields if f not in RELEASE_FIELDS]
+    if unknown or re.search(r"[/\\\s]", re.sub(r"{[^{}]*}", "", text)):
+        known = ", ".join("{" + f + "}" for f in RELEASE_FIELDS)
+        problems.add(
+            path,
+            f"'{dotted(path)}' may use {known} and no '/', '\\' or white space (got '{text}')",
+        )
+        return None
+    return text
+
+
 def shared(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
     """Paths linked from `shared/` into each release: relative, inside the release, once each."""
     items = str_list(value, path, problems)

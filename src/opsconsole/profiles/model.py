@@ -73,6 +73,36 @@ class SentryConfig:
     token: SecretRef
     url: str = "https://sentry.io"
     environment: str | None = None
+    releases: bool = False  # a successful deploy creates the Sentry release and its deploy
+    release_format: str = "{project}@{sha12}"
+    release_token: SecretRef | None = None  # e.g. an organization token that may create releases
+
+    def release_name(self, *, project: str, env: str, sha: str, release: str, ref: str) -> str:
+        """The Sentry release version for a deploy (Sentry refuses '/', so a ref's '/' becomes '-')."""
+        text = self.release_format.format(
+            project=project, env=env, sha=sha, sha12=sha[:12], release=release, ref=ref.replace("/", "-")
+        )
+        return text[:200]
+
+
+@dataclass(frozen=True)
+class CiConfig:
+    """The CI whose checks gate a deploy (GitHub Actions and any GitHub check-run/status integration)."""
+
+    repository: str
+    provider: str = "github"
+    url: str = "https://api.github.com"
+    token: SecretRef | None = None
+    checks: tuple[str, ...] = ()  # names that must pass; empty: every check run of the commit
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """After a deploy: for `window` seconds the health URLs keep passing and at most `max_new_issues`
+    Sentry issues at level error or above are first seen in the new release."""
+
+    window: float = 300.0
+    max_new_issues: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,12 @@ class DeployConfig:
     shared: tuple[str, ...] = ()
     build: tuple[str, ...] = ()
     restart: tuple[str, ...] = ()
+    migrations: tuple[str, ...] = ("*/migrations/*", "*.sql")  # paths flagged in pending commits
+    strategy: str = "all_at_once"  # or "rolling": switch `batch` hosts at a time, health-gated
+    batch: int = 1
+    host_health: str | None = None  # checked on each host, through its SSH connection
+    host_health_timeout: float = 30.0
+    verify: VerifyConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,7 @@ class Environment:
     supervisor: SupervisorConfig | None = None
     docker: DockerConfig | None = None
     sentry: SentryConfig | None = None
+    ci: CiConfig | None = None
     deploy: DeployConfig | None = None
     cache: CacheConfig | None = None
     logs: LogsConfig | None = None
@@ -171,6 +208,10 @@ class Profile:
                 refs.append((f"environments.{env.name}.supervisor.password", env.supervisor.password))
             if env.sentry:
                 refs.append((f"environments.{env.name}.sentry.token", env.sentry.token))
+                if env.sentry.release_token:
+                    refs.append((f"environments.{env.name}.sentry.release_token", env.sentry.release_token))
+            if env.ci and env.ci.token:
+                refs.append((f"environments.{env.name}.ci.token", env.ci.token))
         return refs
 
 

@@ -14,12 +14,16 @@ from opsconsole.profiles.convert import (
     Converter,
     Problems,
     boolean,
+    count,
     deploy_path,
     dotted,
     hosts,
     nonempty_str,
+    one_of,
     positive_float,
     positive_int,
+    release_format,
+    repository,
     restart,
     secret,
     shared,
@@ -31,6 +35,7 @@ from opsconsole.profiles.convert import (
 )
 from opsconsole.profiles.model import (
     CacheConfig,
+    CiConfig,
     CustomAction,
     Defaults,
     DeployConfig,
@@ -41,6 +46,7 @@ from opsconsole.profiles.model import (
     Profile,
     SentryConfig,
     SupervisorConfig,
+    VerifyConfig,
     suggest,
 )
 
@@ -80,9 +86,23 @@ SENTRY = Table(
         "project": Key(nonempty_str, required=True),
         "environment": Key(nonempty_str),
         "token": Key(secret, required=True),
+        "releases": Key(boolean),
+        "release_format": Key(release_format),
+        "release_token": Key(secret),
     },
     SentryConfig,
 )
+CI = Table(
+    {
+        "provider": Key(one_of("github")),
+        "repository": Key(repository, required=True),
+        "url": Key(url(_SCHEMES_HTTP)),
+        "token": Key(secret),
+        "checks": Key(str_list),
+    },
+    CiConfig,
+)
+VERIFY = Table({"window": Key(positive_float), "max_new_issues": Key(count)}, VerifyConfig)
 DEPLOY = Table(
     {
         "path": Key(deploy_path, required=True),
@@ -92,6 +112,12 @@ DEPLOY = Table(
         "shared": Key(shared),
         "build": Key(str_list),
         "restart": Key(restart),
+        "migrations": Key(str_list),
+        "strategy": Key(one_of("all_at_once", "rolling")),
+        "batch": Key(positive_int),
+        "host_health": Key(url(_SCHEMES_HTTP)),
+        "host_health_timeout": Key(positive_float),
+        "verify": VERIFY,
     },
     DeployConfig,
 )
@@ -129,6 +155,7 @@ ENVIRONMENT = Table(
         "supervisor": SUPERVISOR,
         "docker": DOCKER,
         "sentry": SENTRY,
+        "ci": CI,
         "deploy": DEPLOY,
         "cache": CACHE,
         "logs": LOGS,
