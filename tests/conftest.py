@@ -168,6 +168,16 @@ def sentry_server() -> Iterator[Any]:
     assert server.violations == [], "the Sentry-shaped server saw requests or sent bodies off the schema"
 
 
+@pytest.fixture
+def github_server() -> Iterator[Any]:
+    from github_server import GitHubServer
+
+    server = GitHubServer().start()
+    yield server
+    server.stop()
+    assert server.violations == [], "the GitHub-shaped server saw requests or sent bodies off the schema"
+
+
 def write_profile(folder: Path, text: str, name: str = "test") -> Path:
     path = folder / f"{name}.toml"
     path.write_text(text)

@@ -267,6 +267,7 @@ class Sshd:
     host_key: Path
     proc: subprocess.Popen[bytes] | None = None
     private_dir: Path | None = None  # sessions see their own empty tmpfs here: a second "host"
+    etc_hosts: Path | None = None  # with private_dir: sessions see this file as /etc/hosts
 
     @property
     def host(self) -> str:
@@ -282,8 +283,12 @@ class Sshd:
             if shutil.which("unshare") is None or os.geteuid() != 0:
                 raise ServiceUnavailable("a second host needs root and unshare (util-linux)")
             self.private_dir.mkdir(parents=True, exist_ok=True)
-            script = f"mount -t tmpfs opsc-host2 {shlex.quote(str(self.private_dir))} && exec " + " ".join(
-                map(shlex.quote, command)
+            hosts = (
+                f"mount --bind {shlex.quote(str(self.etc_hosts))} /etc/hosts && " if self.etc_hosts else ""
+            )
+            script = (
+                f"mount -t tmpfs opsc-host2 {shlex.quote(str(self.private_dir))} && {hosts}exec "
+                + " ".join(map(shlex.quote, command))
             )
             command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         self.proc = subprocess.Popen(
@@ -318,7 +323,9 @@ class Sshd:
                 pass
 
 
-def make_sshd(root: Path, private_dir: Path | None = None, max_sessions: int | None = 100) -> Sshd:
+def make_sshd(
+    root: Path, private_dir: Path | None = None, max_sessions: int | None = 100, etc_hosts: Path | None = None
+) -> Sshd:
     """A loopback sshd; `max_sessions=None` keeps sshd's own default (MaxSessions 10)."""
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
@@ -362,6 +369,7 @@ def make_sshd(root: Path, private_dir: Path | None = None, max_sessions: int | N
         known_hosts=known_hosts,
         host_key=host_key,
         private_dir=private_dir,
+        etc_hosts=etc_hosts,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import jsonschema
 
@@ -99,6 +99,8 @@ ISSUES = "/api/0/organizations/{organization_id_or_slug}/issues/"
 ISSUE = "/api/0/organizations/{organization_id_or_slug}/issues/{issue_id}/"
 EVENT = "/api/0/organizations/{organization_id_or_slug}/issues/{issue_id}/events/{event_id}/"
 SHORTID = "/api/0/organizations/{organization_id_or_slug}/shortids/{issue_id}/"
+RELEASES = "/api/0/organizations/{organization_id_or_slug}/releases/"
+DEPLOYS = "/api/0/organizations/{organization_id_or_slug}/releases/{version}/deploys/"
 
 
 def make_issue(
@@ -206,6 +208,10 @@ class SentryServer:
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.forced: list[Forced] = []
+        self.first_release: dict[str, str] = {}  # issue id -> version (not in the list's body)
+        self.releases: dict[str, dict[str, Any]] = {}  # version -> the create body
+        self.deploys: list[tuple[str, dict[str, Any]]] = []  # (version, body)
+        self.tokens = {token}  # tokens accepted (a release token may be added)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -249,6 +255,9 @@ class SentryServer:
 
             def do_PUT(self) -> None:  # noqa: N802
                 server.handle(self, "put")
+
+            def do_POST(self) -> None:  # noqa: N802
+                server.handle(self, "post")
 
         return Handler
 
@@ -308,7 +317,7 @@ class SentryServer:
         with self.lock:
             self.requests.append(record)
             forced = self.forced.pop(0) if self.forced else None
-        if handler.headers.get("Authorization") != f"Bearer {self.token}":
+        if handler.headers.get("Authorization") not in {f"Bearer {t}" for t in self.tokens}:
             self._send(handler, 401, {"detail": "Invalid token"})
             return
         if forced is not None:
@@ -317,7 +326,9 @@ class SentryServer:
             self._send(handler, forced.status, None, forced.headers, raw=forced.body)
             return
         org = re.escape(self.org)
-        if m := re.fullmatch(rf"/api/0/organizations/{org}/issues/", parts.path):
+        if method == "post":
+            self._post(handler, parts.path, raw_body)
+        elif m := re.fullmatch(rf"/api/0/organizations/{org}/issues/", parts.path):
             self._list_issues(handler, query)
         elif m := re.fullmatch(rf"/api/0/organizations/{org}/shortids/([^/]+)/", parts.path):
             self._check_query((SHORTID, "get"), query)
@@ -349,6 +360,67 @@ class SentryServer:
             self.violations.append(f"unexpected request {method.upper()} {parts.path}")
             self._send(handler, 404, {"detail": "Not found"})
 
+    def _post(self, handler: BaseHTTPRequestHandler, path: str, raw_body: bytes) -> None:
+        org = re.escape(self.org)
+        try:
+            body = json.loads(raw_body or b"{}")
+        except ValueError:
+            self.violations.append(f"POST {path}: body is not JSON")
+            self._send(handler, 400, {"detail": "bad json"})
+            return
+        if re.fullmatch(rf"/api/0/organizations/{org}/releases/", path):
+            op = (RELEASES, "post")
+        elif m := re.fullmatch(rf"/api/0/organizations/{org}/releases/([^/]+)/deploys/", path):
+            op = (DEPLOYS, "post")
+        else:
+            self.violations.append(f"unexpected request POST {path}")
+            self._send(handler, 404, {"detail": "Not found"})
+            return
+        schema = request_schema(*op)
+        assert schema is not None
+        for error in jsonschema.Draft7Validator(
+            schema, format_checker=jsonschema.FormatChecker()
+        ).iter_errors(body):
+            self.violations.append(f"POST {op[0]} body violates the schema: {error.message[:200]}")
+        responses = operation(*op)["responses"]
+        if op[0] == RELEASES:
+            version = body.get("version", "")
+            if re.search(r"[/\\\n\t]", version) or len(version) > 200:
+                self._send(handler, 400, {"version": ["Release names may not contain slashes"]})
+                return
+            existed = version in self.releases
+            self.releases.setdefault(version, body)
+            out = minimal(to_json_schema(responses["201"]["content"]["application/json"]["schema"]))
+            out.update(version=version, shortVersion=version, commitCount=len(body.get("commits", [])))
+            self._send(handler, 208 if existed else 201, out)
+            return
+        version = unquote(m.group(1))
+        if version not in self.releases:
+            self._send(handler, 404, {"detail": "Release not found"})
+            return
+        self.deploys.append((version, body))
+        out = minimal(to_json_schema(responses["201"]["content"]["application/json"]["schema"]))
+        out.update(
+            id=str(len(self.deploys)),
+            environment=body["environment"],
+            dateFinished=body.get("dateFinished") or "",
+        )
+        self._send(handler, 201, out)
+
+    def _matches(self, issue: dict[str, Any], terms: list[str]) -> bool:
+        """Sentry's search terms used by opsconsole: is:unresolved, is:regressed, firstRelease:V."""
+        for term in terms:
+            key, _, value = term.partition(":")
+            if key == "is" and value == "unresolved" and issue["status"] != "unresolved":
+                return False
+            if key == "is" and value == "regressed" and issue.get("substatus") != "regressed":
+                return False
+            if key == "firstRelease" and self.first_release.get(issue["id"]) != value:
+                return False
+            if key not in ("is", "firstRelease"):
+                self.violations.append(f"unsupported search term {term!r}")
+        return True
+
     def _list_issues(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         op = (ISSUES, "get")
         self._check_query(op, query)
@@ -357,8 +429,8 @@ class SentryServer:
         limit = int(query.get("limit", ["100"])[0])
         if limit > 100:
             self.violations.append(f"limit {limit} is over Sentry's maximum of 100")
-        wanted = query.get("query", ["is:unresolved"])[0]
-        items = [i for i in self.issues if wanted != "is:unresolved" or i["status"] == "unresolved"]
+        wanted = query.get("query", ["is:unresolved"])[0].split()
+        items = [i for i in self.issues if self._matches(i, wanted)]
         offset = int(query.get("cursor", ["0:0:0"])[0].split(":")[1])
         page = items[offset : offset + limit]
         more = offset + limit < len(items)

@@ -59,7 +59,7 @@ def ci_line(configured: bool, ci: CiState | OpsError | None, skip: bool) -> str:
     if ci is None:
         return "CI: unknown (the target commit could not be resolved)" + tail
     if isinstance(ci, OpsError):
-        return f"CI: unreachable ({ci.message}); the deploy stops unless --skip-ci" + tail
+        return f"CI: could not be read ({ci.message}); the deploy stops unless --skip-ci" + tail
     if ci.state == "success":
         return f"CI: {ci.summary()}"
     return f"CI: {ci.summary()}; the deploy stops unless --skip-ci" + tail

@@ -266,6 +266,9 @@ class ActionRun:
             # the very plan the person approved: prepare() built it once, before the question
             "plan": plan.render() if plan is not None else None,
         }
+        options = {k: v for k, v in action.target.options.items() if v not in (None, False, "")}
+        if options:  # what the person asked for beyond the target (--skip-ci, --reason...)
+            record["options"] = options
         if action.ctx.via:
             record["via"] = action.ctx.via
         return record

@@ -1,0 +1,477 @@
+"""The release as a unit: what goes out (pending commits from a real git history), the CI gate
+against a GitHub-shaped server held to GitHub's OpenAPI description, Sentry releases and deploys
+against the Sentry-shaped server, and rolling, health-gated deploys across two SSH hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from conftest import write_profile
+from github_server import GitHubServer, Run
+from test_actions import git
+
+GH_TOKEN = "ghp_test_token_123"
+SENTRY_TOKEN = "sntrys_test_token_123456"
+
+
+def commit(repo: Path, message: str, files: dict[str, str], when: str) -> str:
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(repo, "add", ".")
+    os.environ["GIT_COMMITTER_DATE"] = os.environ["GIT_AUTHOR_DATE"] = when
+    try:
+        git(repo, "commit", "-q", "-m", message)
+    finally:
+        del os.environ["GIT_COMMITTER_DATE"], os.environ["GIT_AUTHOR_DATE"]
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "app-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit(repo, "first", {"app.py": "V = 1\n"}, "2026-11-20T10:00:00+00:00")
+    return repo
+
+
+def profile(tmp_path: Path, repo: Path, extra: str = "", hosts: str = '["local"]', deploy: str = "") -> Path:
+    return write_profile(
+        tmp_path,
+        f"""
+[project]
+name = "shop"
+[defaults]
+timeout = 10
+[environments.staging]
+hosts = {hosts}
+[environments.staging.deploy]
+path = "{tmp_path}/srv/shop"
+repo = "{repo}"
+build = ["echo built"]
+{deploy}
+{extra}
+""",
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "OPSCONSOLE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "OPSCONSOLE_SECRET_GITHUB_TOKEN": GH_TOKEN,
+        "OPSCONSOLE_SECRET_SENTRY_TOKEN": SENTRY_TOKEN,
+    }
+
+
+def journal(tmp_path: Path) -> list[dict[str, Any]]:
+    text = (tmp_path / "srv" / "shop" / ".opsconsole" / "deploys.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def audit(tmp_path: Path) -> list[dict[str, Any]]:
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["phase"] == "end"]
+
+
+# ------------------------------------------------------------------------ what goes out
+
+
+def test_pending_commits_migrations_and_journal(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str]
+) -> None:
+    path = profile(tmp_path, repo)
+    first_sha = git(repo, "rev-parse", "HEAD")
+    before = run_cli("--profile", str(path), "pending", "staging")
+    assert before.returncode == 0, before.stderr
+    assert "no release yet" in before.stdout and "first deploy" in before.stdout
+    assert "CI: not configured" in before.stdout
+    done = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the first deploy's record carries just its own commit
+    assert journal(tmp_path)[-1]["commits"] == [[first_sha, "2026-11-20T10:00:00+00:00", "first"]]
+
+    shas = [
+        commit(repo, f"change {n}", {"app.py": f"V = {n + 100}\n"}, f"2026-11-21T10:{n:02d}:00+00:00")
+        for n in range(1, 55)
+    ]
+    shas.append(
+        commit(repo, "add a migration", {"shop/migrations/0002_x.py": "x\n"}, "2026-11-22T09:00:00+00:00")
+    )
+    git(repo, "checkout", "-q", "-b", "side", shas[0])
+    commit(repo, "side work", {"side.txt": "s\n"}, "2026-11-21T12:30:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge side", "side")
+    head = git(repo, "rev-parse", "HEAD")
+
+    shown = run_cli("--profile", str(path), "pending", "staging", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["current_commit"] == first_sha and data["commit"] == head
+    assert data["total"] == 56  # 55 on main + the side commit; the merge commit is left out
+    assert data["commits"][0]["subject"] == "add a migration" and data["commits"][0]["author"] == "t"
+    assert data["migrations"] == ["shop/migrations/0002_x.py"] and data["behind"] == 0
+
+    text = run_cli("--profile", str(path), "pending", "staging").stdout
+    assert f"{shas[-1][:12]} add a migration (t, " in text
+    assert "… and 6 more" in text and "MIGRATIONS: the range touches 1 file(s)" in text
+
+    dry = run_cli("--profile", str(path), "deploy", "staging", "--dry-run")
+    assert (
+        "What goes out" in dry.stdout and "56 pending commit(s)" in dry.stdout and "MIGRATIONS" in dry.stdout
+    )
+
+    older = run_cli("--profile", str(path), "pending", "staging", "--ref", shas[0], "--json")
+    assert json.loads(older.stdout)["total"] == 1
+
+    done = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = journal(tmp_path)[-1]
+    assert record["commit"] == head and len(record["commits"]) == 56
+    assert record["commits"][0] == [shas[-1], "2026-11-22T09:00:00+00:00", "add a migration"]
+    assert {c[0] for c in record["commits"]} == {*shas, git(repo, "rev-parse", "side")}
+
+    backwards = run_cli("--profile", str(path), "pending", "staging", "--ref", shas[0])
+    assert "goes backwards" in backwards.stdout
+
+
+def test_pending_over_ssh_names_an_unknown_ref(
+    run_cli, tmp_path: Path, repo: Path, sshd: harness.Sshd
+) -> None:
+    path = profile(tmp_path, repo, hosts=f'["{sshd.host}"]')
+    text = path.read_text().replace(
+        "[defaults]", f'[defaults]\nknown_hosts = "{sshd.known_hosts}"\nidentity_file = "{sshd.client_key}"'
+    )
+    path.write_text(text)
+    ok = run_cli("--profile", str(path), "pending", "staging", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["commits"][0]["subject"] == "first"
+    bad = run_cli("--profile", str(path), "pending", "staging", "--ref", "nope")
+    assert bad.returncode == 1 and "ref 'nope' not found" in bad.stdout
+
+
+# ------------------------------------------------------------------------ CI gate
+
+
+def ci_section(server: GitHubServer, checks: str = "") -> str:
+    return f"""
+[environments.staging.ci]
+repository = "acme/shop"
+url = "{server.url}"
+token = {{ secret = "github-token" }}
+{checks}
+"""
+
+
+def test_ci_gate_red_pending_green_and_skip(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], github_server: GitHubServer
+) -> None:
+    path = profile(tmp_path, repo, ci_section(github_server))
+    sha = git(repo, "rev-parse", "HEAD")
+    releases = tmp_path / "srv" / "shop" / "releases"
+
+    github_server.set_runs(sha, Run("test", conclusion="failure"), Run("lint"))
+    red = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert red.returncode == 3, red.stdout + red.stderr
+    assert "CI for main" in red.stderr and "test: failure (https://github.com/acme/shop/runs/1)" in red.stderr
+    assert "--skip-ci" in red.stderr and not any(releases.iterdir())  # nothing was built
+
+    dry = run_cli("--profile", str(path), "deploy", "staging", "--dry-run", env=env)
+    assert "CI: red: test: failure" in dry.stdout
+
+    github_server.set_runs(sha, Run("test", status="in_progress", conclusion=None), Run("lint"))
+    pending = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert pending.returncode == 3 and "pending: test: in progress" in pending.stderr
+
+    skipped = run_cli("--profile", str(path), "deploy", "staging", "--yes", "--skip-ci", env=env)
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "CI gate skipped" in skipped.stdout
+    assert journal(tmp_path)[-1]["ci_skipped"] is True
+    assert audit(tmp_path)[-1]["options"]["skip_ci"] is True
+
+    github_server.set_runs(
+        sha, Run("test"), Run("lint", conclusion="neutral"), Run("docs", conclusion="skipped")
+    )
+    green = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert green.returncode == 0, green.stdout + green.stderr
+    assert "green (3 check(s))" in green.stdout
+    assert [a["outcome"] for a in audit(tmp_path)] == ["refused", "refused", "success", "success"]
+
+    # a required check must be there and pass; others may fail
+    path = profile(tmp_path, repo, ci_section(github_server, 'checks = ["test", "e2e"]'))
+    github_server.set_runs(sha, Run("test"), Run("lint", conclusion="failure"))
+    missing = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert missing.returncode == 3 and "e2e: not reported yet" in missing.stderr
+    github_server.set_runs(sha, Run("test"), Run("e2e"), Run("lint", conclusion="failure"))
+    assert run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env).returncode == 0
+
+
+def test_ci_unreachable_exits_4_and_a_bad_token_is_named(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], refused_port: int, github_server: GitHubServer
+) -> None:
+    path = profile(
+        tmp_path,
+        repo,
+        f'[environments.staging.ci]\nrepository = "acme/shop"\nurl = "http://127.0.0.1:{refused_port}"\n',
+    )
+    down = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert down.returncode == 4 and "cannot reach" in down.stderr and "--skip-ci" in down.stderr
+    assert run_cli("--profile", str(path), "deploy", "staging", "--yes", "--skip-ci", env=env).returncode == 0
+
+    path = profile(tmp_path, repo, ci_section(github_server))
+    wrong = run_cli(
+        "--profile", str(path), "pending", "staging", env={**env, "OPSCONSOLE_SECRET_GITHUB_TOKEN": "nope"}
+    )
+    assert "HTTP 401" in wrong.stdout and "ci.token" in wrong.stdout and "nope" not in wrong.stdout
+
+
+def test_ci_client_pages_combines_statuses_and_reuses_etags(github_server: GitHubServer) -> None:
+    from opsconsole.backends.github import GitHubChecks
+    from opsconsole.profiles import CiConfig
+    from opsconsole.secrets import Secret
+
+    config = CiConfig(repository="acme/shop", url=github_server.url)
+    client = GitHubChecks(config, Secret("github-token", GH_TOKEN), 5)
+    github_server.set_runs("abc", *[Run(f"job-{n}") for n in range(150)])
+    state = client.state("abc")
+    assert state.state == "success" and len(state.checks) == 150  # two pages of 100
+    charged = github_server.charged
+    again = client.state("abc")
+    assert again.state == "success" and github_server.charged == charged  # all 304s: no rate limit spent
+    assert github_server.not_modified >= 3
+
+    github_server.statuses["abc"] = [("jenkins", "failure")]
+    red = client.state("abc")
+    assert red.state == "failure" and "jenkins: failure (https://ci.example/1)" in red.summary()
+    github_server.statuses["abc"] = [("jenkins", "success"), ("jenkins", "failure")]  # newest first
+    assert client.state("abc").state == "success"
+    github_server.set_runs("empty")
+    github_server.statuses["empty"] = []
+    assert client.state("empty").state == "pending"  # nothing reported yet is not green
+    client.close()
+
+
+# ------------------------------------------------------------------------ Sentry releases
+
+
+def sentry_section(server: Any, extra: str = "") -> str:
+    return f"""
+[environments.staging.sentry]
+url = "{server.url}"
+organization = "acme"
+project = "shop"
+environment = "staging-eu"
+token = {{ secret = "sentry-token" }}
+releases = true
+{extra}
+"""
+
+
+def test_sentry_release_and_deploy_are_created_idempotently(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], sentry_server: Any, refused_port: int
+) -> None:
+    path = profile(tmp_path, repo, sentry_section(sentry_server))
+    sha = git(repo, "rev-parse", "HEAD")
+    done = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    version = f"shop@{sha[:12]}"
+    body = sentry_server.releases[version]
+    assert body["projects"] == ["shop"] and body["commits"][0]["id"] == sha
+    assert body["commits"][0]["message"] == "first" and body["ref"] == "main"
+    deployed = sentry_server.deploys[-1]
+    assert deployed[0] == version and deployed[1]["environment"] == "staging-eu"
+    assert deployed[1]["dateStarted"] <= deployed[1]["dateFinished"]
+
+    again = run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env)  # same commit: 208
+    assert again.returncode == 0 and "existed" in again.stdout and len(sentry_server.deploys) == 2
+
+    # an organization token that may create releases, but not read issues
+    sentry_server.tokens.add("sntrys_org_only")
+    path = profile(
+        tmp_path,
+        repo,
+        sentry_section(
+            sentry_server,
+            'release_format = "{project}-{env}-{release}"\nrelease_token = { secret = "sentry-org-token" }',
+        ),
+    )
+    commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
+    orgtok = run_cli(
+        "--profile",
+        str(path),
+        "deploy",
+        "staging",
+        "--yes",
+        env={**env, "OPSCONSOLE_SECRET_SENTRY_ORG_TOKEN": "sntrys_org_only"},
+    )
+    assert orgtok.returncode == 0, orgtok.stdout + orgtok.stderr
+    newest = journal(tmp_path)[-1]["release"]
+    assert f"shop-staging-{newest}" in sentry_server.releases
+    assert sentry_server.requests[-1]["auth"] == "Bearer sntrys_org_only"
+
+    # Sentry down: the deploy still succeeds, with a notice
+    broken = path.read_text().replace(sentry_server.url, f"http://127.0.0.1:{refused_port}")
+    path.write_text(broken)
+    down = run_cli(
+        "--profile",
+        str(path),
+        "deploy",
+        "staging",
+        "--yes",
+        env={**env, "OPSCONSOLE_SECRET_SENTRY_ORG_TOKEN": "x"},
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "Sentry was not told" in down.stderr
+    assert journal(tmp_path)[-1]["outcome"] == "success"
+
+
+def test_errors_new_in_release_and_regressed(sentry_server: Any) -> None:
+    import asyncio
+
+    from opsconsole.backends.sentry import SentryClient
+    from opsconsole.profiles import SecretRef, SentryConfig
+    from opsconsole.secrets import Secret
+
+    old = sentry_server.add_issue("KeyError: old")
+    new = sentry_server.add_issue("ValueError: new")
+    sentry_server.first_release[new["id"]] = "shop@abc"
+    old["substatus"] = "regressed"
+    config = SentryConfig(organization="acme", project="shop", token=SecretRef("t"), url=sentry_server.url)
+    client = SentryClient(config, Secret("t", SENTRY_TOKEN), 5)
+    page = asyncio.run(client.issues(query="is:unresolved firstRelease:shop@abc"))
+    assert [i.title for i in page.issues] == ["ValueError: new"]
+    everything = asyncio.run(client.issues())
+    assert [i.regressed for i in everything.issues] == [True, False]
+    assert "first_release" in everything.issues[0].to_json()
+
+
+# ------------------------------------------------------------------------ rolling deploys
+
+
+class Health(BaseHTTPRequestHandler):
+    healthy = True
+
+    def do_GET(self) -> None:  # noqa: N802
+        ok = type(self).healthy
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok" if ok else b"no")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path) -> Iterator[tuple[list[harness.Sshd], list[type[Health]], int, Path]]:
+    """Two SSH "hosts", each with its own filesystem under tmp_path/srv and its own /etc/hosts in
+    which `app.test` is that host's own address (127.0.0.1 and 127.0.0.3), where each runs its app's
+    health server on the same port."""
+    port = harness.free_port()
+    handlers = [type(f"Health{n}", (Health,), {"healthy": True}) for n in range(2)]
+    servers = [
+        HTTPServer((addr, port), h) for addr, h in zip(("127.0.0.1", "127.0.0.3"), handlers, strict=True)
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    hosts = []
+    known = tmp_path / "known_hosts"
+    key_text = ""
+    for n, addr in enumerate(("127.0.0.1", "127.0.0.3")):
+        etc = tmp_path / f"hosts{n}"
+        etc.write_text(f"127.0.0.1 localhost\n{addr} app.test\n")
+        server = harness.make_sshd(tmp_path / f"host{n}-sshd", private_dir=tmp_path / "srv", etc_hosts=etc)
+        hosts.append(server)
+    key_text = hosts[0].client_key.with_suffix(".pub").read_text()
+    with (hosts[1].root / "authorized_keys").open("a") as keys:
+        keys.write(key_text)
+    known.write_text(hosts[0].known_hosts.read_text() + hosts[1].known_hosts.read_text())
+    try:
+        for server in hosts:
+            server.start()
+    except harness.ServiceUnavailable as exc:
+        pytest.fail(str(exc)) if os.environ.get("CI") else pytest.skip(str(exc))
+    yield hosts, handlers, port, known
+    for server in hosts:
+        server.stop()
+    for http in servers:
+        http.shutdown()
+        http.server_close()
+
+
+def rolling_profile(tmp_path: Path, repo: Path, hosts: list[harness.Sshd], port: int, known: Path) -> Path:
+    return write_profile(
+        tmp_path,
+        f"""
+[project]
+name = "shop"
+[defaults]
+known_hosts = "{known}"
+identity_file = "{hosts[0].client_key}"
+timeout = 10
+[environments.prod]
+hosts = ["{hosts[0].host}", "{hosts[1].host}"]
+[environments.prod.deploy]
+path = "{tmp_path}/srv/shop"
+repo = "{repo}"
+build = ["echo built"]
+restart = ["echo restarted > restarted.txt"]
+strategy = "rolling"
+batch = 1
+host_health = "http://app.test:{port}/healthz"
+host_health_timeout = 3
+""",
+    )
+
+
+def currents(run_cli: Any, path: Path, env_name: str = "prod") -> dict[str, str | None]:
+    out = run_cli("--profile", str(path), "releases", env_name, "--json")
+    hosts = json.loads(out.stdout)["hosts"]
+    return {
+        name: next((r["release"] for r in h["releases"] if r["current"]), None) for name, h in hosts.items()
+    }
+
+
+def test_rolling_deploy_stops_and_switches_every_host_back(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], two_hosts: Any
+) -> None:
+    hosts, health, port, known = two_hosts
+    path = rolling_profile(tmp_path, repo, hosts, port, known)
+    a, b = hosts[0].host, hosts[1].host
+
+    dry = run_cli("--profile", str(path), "deploy", "prod", "--dry-run")
+    assert f"batch 1: {a}" in dry.stdout and f"batch 2: {b}" in dry.stdout
+    assert "switches every switched host back" in dry.stdout
+
+    first = run_cli("--profile", str(path), "deploy", "prod", "--yes", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "batch 1/2: health" in first.stdout and "batch 2/2: health" in first.stdout
+    release1 = currents(run_cli, path)
+    assert release1[a] == release1[b] is not None
+
+    commit(repo, "breaks b", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
+    health[1].healthy = False  # the second host's app will not come up healthy
+    second = run_cli("--profile", str(path), "deploy", "prod", "--yes", env=env)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"{b}: health check http://app.test:{port}/healthz failed" in second.stderr
+    assert "HTTP 503" in second.stderr and "batch 2/2" in second.stderr
+    assert currents(run_cli, path) == release1  # a, already switched, was switched back
+    assert f"[{a}] ✓ switch back to releases/{release1[a]}" in second.stdout
+    assert second.stdout.count("restart echo restarted") >= 3  # a restarted again on its old release
+
+    health[1].healthy = True
+    third = run_cli("--profile", str(path), "deploy", "prod", "--yes", env=env)
+    assert third.returncode == 0, third.stdout + third.stderr
+    now = currents(run_cli, path)
+    assert now[a] == now[b] != release1[a]
