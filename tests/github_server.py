@@ -108,10 +108,11 @@ class GitHubServer:
         if handler.headers.get("X-GitHub-Api-Version") != "2022-11-28":
             self.violations.append("request without X-GitHub-Api-Version: 2022-11-28")
         base = rf"/repos/{re.escape(self.owner)}/{re.escape(self.repo)}/commits/([^/]+)"
+        headers: dict[str, str]
         if m := re.fullmatch(base + "/check-runs", parts.path):
-            op, body, headers = CHECK_RUNS, self._check_runs(m.group(1), query), {}
+            op, body = CHECK_RUNS, self._check_runs(m.group(1), query)
         elif m := re.fullmatch(base + "/status", parts.path):
-            op, body, headers = STATUS, self._status(m.group(1)), {}
+            op, body = STATUS, self._status(m.group(1))
         else:
             self._send(handler, 404, {"message": "Not Found"}, {})
             return
@@ -144,7 +145,7 @@ class GitHubServer:
         page = int(query.get("page", ["1"])[0])
         items = body["check_runs"]
         body = {**body, "check_runs": items[(page - 1) * per_page : page * per_page]}
-        headers = {}
+        headers: dict[str, str] = {}
         if page * per_page < len(items):
             keep = {k: v for k, v in query.items() if k != "page"}
             nxt = f"{self.url}{path}?{urlencode({**keep, 'page': page + 1}, doseq=True)}"

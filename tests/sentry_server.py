@@ -394,6 +394,7 @@ class SentryServer:
             out.update(version=version, shortVersion=version, commitCount=len(body.get("commits", [])))
             self._send(handler, 208 if existed else 201, out)
             return
+        assert m is not None
         version = unquote(m.group(1))
         if version not in self.releases:
             self._send(handler, 404, {"detail": "Release not found"})

@@ -379,13 +379,13 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[list[harness.Sshd], list[type[He
     which `app.test` is that host's own address (127.0.0.1 and 127.0.0.3), where each runs its app's
     health server on the same port."""
     port = harness.free_port()
-    handlers = [type(f"Health{n}", (Health,), {"healthy": True}) for n in range(2)]
+    handlers: list[type[Health]] = [type(f"Health{n}", (Health,), {"healthy": True}) for n in range(2)]
     servers = [
         HTTPServer((addr, port), h) for addr, h in zip(("127.0.0.1", "127.0.0.3"), handlers, strict=True)
     ]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    hosts = []
+    for http in servers:
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+    hosts: list[harness.Sshd] = []
     known = tmp_path / "known_hosts"
     key_text = ""
     for n, addr in enumerate(("127.0.0.1", "127.0.0.3")):
