@@ -475,3 +475,69 @@ def test_rolling_deploy_stops_and_switches_every_host_back(
     assert third.returncode == 0, third.stdout + third.stderr
     now = currents(run_cli, path)
     assert now[a] == now[b] != release1[a]
+
+
+# ------------------------------------------------------------------------ verification
+
+
+@pytest.fixture
+def health_url() -> Iterator[tuple[str, type[Health]]]:
+    handler: type[Health] = type("VerifyHealth", (Health,), {"healthy": True})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/healthz", handler
+    server.shutdown()
+    server.server_close()
+
+
+def verify_profile(tmp_path: Path, repo: Path, health: str, sentry: Any) -> Path:
+    text = (
+        profile(tmp_path, repo)
+        .read_text()
+        .replace("[environments.staging]\n", f'[environments.staging]\nhealth = ["{health}"]\n', 1)
+    )
+    verify = "\n[environments.staging.deploy.verify]\nwindow = 3\nmax_new_issues = 0\n"
+    return write_profile(tmp_path, text + sentry_section(sentry) + verify)
+
+
+def test_deploy_verify_passes_fails_on_new_issues_and_auto_rolls_back(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], sentry_server: Any, health_url: Any
+) -> None:
+    url, health = health_url
+    path = verify_profile(tmp_path, repo, url, sentry_server)
+    ok = run_cli("--profile", str(path), "deploy", "staging", "--yes", "--verify", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "VERIFIED after 3 s (health 1/1 ok · new issues: 0)" in ok.stdout
+    release1 = journal(tmp_path)[-1]
+    assert release1 == {**release1, "event": "verify", "outcome": "pass", "reasons": []}
+
+    sha2 = commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
+    issue = sentry_server.add_issue("ZeroDivisionError: boom", level="error")
+    sentry_server.first_release[issue["id"]] = f"shop@{sha2[:12]}"
+    warning = sentry_server.add_issue("Slow query", level="warning")
+    sentry_server.first_release[warning["id"]] = f"shop@{sha2[:12]}"
+    bad = run_cli("--profile", str(path), "deploy", "staging", "--yes", "--verify", env=env)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"1 new issue(s) in shop@{sha2[:12]} (at most 0): SHOP-" in bad.stderr
+    assert "ZeroDivisionError: boom" in bad.stderr and "Slow query" not in bad.stderr
+    assert "opsconsole rollback staging" in bad.stderr
+    record = journal(tmp_path)[-1]
+    assert record["event"] == "verify" and record["outcome"] == "fail" and record["reasons"]
+
+    commit(repo, "third", {"app.py": "V = 3\n"}, "2026-11-24T10:00:00+00:00")
+    health.healthy = False
+    rolled = run_cli(
+        "--profile", str(path), "deploy", "staging", "--yes", "--verify", "--auto-rollback", env=env
+    )
+    assert rolled.returncode == 1, rolled.stdout + rolled.stderr
+    assert "health " + url + ": HTTP 503 (twice in a row)" in rolled.stderr
+    assert "auto-rollback: rolled back" in rolled.stderr
+    records = journal(tmp_path)
+    assert [r["event"] for r in records[-3:]] == ["verify", "mark_bad", "rollback"]
+    last = audit(tmp_path)[-1]
+    assert last["action"] == "rollback" and last["options"]["auto_rollback"] is True
+    assert "verification failed" in last["options"]["reason"]
+
+    metrics = run_cli("--profile", str(path), "metrics", "staging", "--json", "--since", "3650d")
+    data = json.loads(metrics.stdout)
+    assert data["change_failure_rate"]["failed"] == 2 and data["change_failure_rate"]["total"] == 3

@@ -49,6 +49,7 @@ from opsconsole.backends.releases import (
 from opsconsole.errors import ExitCode, OpsError
 from opsconsole.human import duration
 from opsconsole.profiles import HostSpec
+from opsconsole.verify import sentry_version
 
 
 def ci_line(configured: bool, ci: CiState | OpsError | None, skip: bool) -> str:
@@ -99,6 +100,7 @@ class DeployAction(Action):
         self.ref = validate_ref(str(self.target.options.get("ref") or self.config.branch))
         self.release = str(self.target.options.get("release") or release_id())
         self.reason = str(self.target.options.get("reason") or f"deploy {self.ref}")
+        self.sha: str | None = None  # the deployed commit, once the deploy succeeded
 
     @property
     def target_label(self) -> str:
@@ -347,7 +349,8 @@ class DeployAction(Action):
                 ExitCode.FAILED,
                 results,
             )
-        sha = next(iter(shas))[:12] if shas else "?"
+        self.sha = next(iter(shas)) if shas else None
+        sha = (self.sha or "?")[:12]
         skipped = " (CI gate skipped with --skip-ci)" if self.skip_ci and self.env.ci else ""
         return Outcome(
             True,
@@ -403,13 +406,8 @@ class DeployAction(Action):
         sentry = self.env.sentry
         if sentry is None or not sentry.releases or first.sha is None:
             return
-        version = sentry.release_name(
-            project=self.ctx.profile.project_name,
-            env=self.env.name,
-            sha=first.sha,
-            release=self.release,
-            ref=self.ref,
-        )
+        version = sentry_version(self.env, self.ctx.profile.project_name, self.release, first.sha, self.ref)
+        assert version is not None
         repository = self.env.ci.repository if self.env.ci else self.ctx.profile.project_name
         finished = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         label = f"Sentry release {version}"

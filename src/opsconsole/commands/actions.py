@@ -24,6 +24,7 @@ from opsconsole.actions.base import (
     Target,
     describe,
 )
+from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, Prepared
 from opsconsole.backends.releases import DeployState, read_state
@@ -157,16 +158,68 @@ def cmd_action(args: argparse.Namespace) -> int:
         printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
         with Interrupts(run, printer) as interrupts:
             outcome = _drive(run, printer)
+        if outcome.ok:
+            if action.id != "logs":
+                _say(clean(outcome.message))
+        else:
+            _say(f"opsconsole: {clean(outcome.message)}", sys.stderr)
+        if interrupts.signal is not None:
+            return 128 + interrupts.signal
+        if outcome.ok and isinstance(action, DeployAction) and action.target.options.get("verify"):
+            return verify_deploy(action, args, printer)
     finally:
         backends.close()
-    if outcome.ok:
-        if action.id != "logs":
-            _say(clean(outcome.message))
-    else:
-        _say(f"opsconsole: {clean(outcome.message)}", sys.stderr)
-    if interrupts.signal is not None:
-        return 128 + interrupts.signal
     return ExitCode.OK if outcome.ok else int(outcome.exit_code)
+
+
+def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Printer) -> int:
+    """`deploy --verify`: wait for the verification window; 0 verified, 1 failed (naming why).
+    With --auto-rollback a failed verification rolls back (an audited rollback run of its own)."""
+    from opsconsole.verify import Verifier, sentry_version
+
+    assert action.sha is not None
+    version = sentry_version(
+        action.env, action.ctx.profile.project_name, action.release, action.sha, action.ref
+    )
+    verifier = Verifier(action.ctx.backends, action.env, action.release, version)
+    shown: list[Any] = ["", 0.0]  # the facts last printed, and when
+
+    def progress(status: Any) -> None:
+        facts = status.facts()
+        if status.verdict is None and facts == shown[0] and time.monotonic() - shown[1] < 30:
+            return
+        shown[:] = [facts, time.monotonic()]
+        if status.verdict is None:
+            _say(clean(status.line()), sys.stderr)
+
+    try:
+        status = verifier.run(progress)
+    except KeyboardInterrupt:
+        verifier.cancel.set()
+        _say("opsconsole: verification interrupted; no verdict recorded", sys.stderr)
+        return 128 + signal.SIGINT
+    if status.verdict == "pass":
+        _say(clean(status.line()))
+        return ExitCode.OK
+    _say(f"opsconsole: {clean(status.line())}", sys.stderr)
+    if not action.target.options.get("auto_rollback"):
+        _say(f"roll back with: opsconsole rollback {action.env.name}", sys.stderr)
+        return ExitCode.FAILED
+    rollback = ACTIONS["rollback"](
+        ActionContext(profile=action.ctx.profile, backends=action.ctx.backends, via=action.ctx.via),
+        Target(
+            env=action.env.name,
+            options={"auto_rollback": True, "reason": "verification failed: " + "; ".join(status.reasons)},
+        ),
+    )
+    run = ActionRun(rollback, approved=True, confirm=getattr(args, "confirm", None))
+    with Interrupts(run, printer):
+        outcome = _drive(run, printer)
+    if outcome.ok:
+        _say(f"auto-rollback: {clean(outcome.message)}", sys.stderr)
+    else:
+        _say(f"opsconsole: auto-rollback failed: {clean(outcome.message)}", sys.stderr)
+    return ExitCode.FAILED
 
 
 def _say(text: str, stream: Any = None) -> None:
