@@ -541,3 +541,54 @@ def test_deploy_verify_passes_fails_on_new_issues_and_auto_rolls_back(
     metrics = run_cli("--profile", str(path), "metrics", "staging", "--json", "--since", "3650d")
     data = json.loads(metrics.stdout)
     assert data["change_failure_rate"]["failed"] == 2 and data["change_failure_rate"]["total"] == 3
+
+
+async def test_console_shows_the_verification_banner_and_offers_rollback(
+    tmp_path: Path, repo: Path, sentry_server: Any, health_url: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from opsconsole.screens.confirm import ConfirmScreen
+    from test_console import wait_until
+
+    url, health = health_url
+    monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("OPSCONSOLE_SECRET_SENTRY_TOKEN", SENTRY_TOKEN)
+    path = verify_profile(tmp_path, repo, url, sentry_server)
+    app = make_app(load_profile(path))
+
+    def banner() -> str:
+        widget = app.screen.query_one_optional("#verify")
+        return str(widget.render()) if widget is not None and widget.display else ""
+
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
+        assert banner() == ""
+        for healthy, verdict in ((True, "VERIFIED"), (False, "FAILED")):
+            health.healthy = healthy
+            if not healthy:
+                commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
+            await pilot.press("D")
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="confirmation"
+            )
+            assert any("What goes out" in line for line in app.screen.plan.summary_lines)  # type: ignore[attr-defined]
+            await pilot.press("tab", "enter")  # from Cancel to Run (a toast may cover the buttons)
+            await wait_until(
+                pilot, lambda: not isinstance(app.screen, ConfirmScreen), what=f"run to start {app.screen}"
+            )
+            await wait_until(
+                pilot,
+                lambda: sum(r.outcome is not None for r in app.runs.values()) == (1 if healthy else 2),
+                timeout=60,
+                what="deploy",
+            )
+            await pilot.press("escape")  # back from the action screen: the banner is on the main screen
+            await wait_until(
+                pilot, lambda: "left" in banner() or verdict in banner(), timeout=10, what="banner"
+            )
+            await wait_until(pilot, lambda: verdict in banner(), timeout=30, what=verdict)
+        assert "R: roll back" in banner() and "HTTP 503 (twice in a row)" in banner()
+        assert any(n.title == "Verification FAILED" for n in app._notifications)

@@ -27,6 +27,7 @@ from opsconsole.messages import (
     SourceChanged,
     SourceUpdated,
     StatsUpdated,
+    VerifyChanged,
 )
 from opsconsole.profiles import Profile
 from opsconsole.refresh import RefreshSchedule
@@ -99,6 +100,8 @@ class OpsConsoleApp(App[None]):
         self.schedule = RefreshSchedule(profile.defaults.refresh)
         self.exit_signal: int | None = None
         self.current_env: str | None = next(iter(profile.environments), None)
+        self.verifications: dict[str, Any] = {}  # env -> VerifyStatus of its latest deploy
+        self._verifiers: dict[str, Any] = {}
         self._shutting_down = threading.Event()
         self._refreshing_envs: set[str] = set()
         self._refresh_timers: dict[str, Any] = {}
@@ -332,9 +335,60 @@ class OpsConsoleApp(App[None]):
                 self._to_screens(RunsChanged)
                 if state.action.changes and self.live:
                     self.refresh_env(state.action.env.name)
+                if state.action.id == "deploy" and state.outcome.ok and self.live:
+                    self._maybe_verify(state)
             self._to_screens(partial(RunBatch, state.id, batch))
         if not self.runs.running():
             self._flush_timer.pause()
+
+    def _maybe_verify(self, state: RunState) -> None:
+        """After a successful deploy with [deploy.verify]: the verification banner for the window."""
+        from opsconsole.actions.deploy import DeployAction
+        from opsconsole.verify import Verifier, sentry_version
+
+        action = state.action
+        env = action.env
+        if not isinstance(action, DeployAction) or env.deploy is None or env.deploy.verify is None:
+            return
+        if action.sha is None:
+            return
+        previous = self._verifiers.pop(env.name, None)
+        if previous is not None:
+            previous.cancel.set()  # a newer deploy: the older verification no longer applies
+        version = sentry_version(env, self.profile.project_name, action.release, action.sha, action.ref)
+        verifier = Verifier(self.backends, env, action.release, version)
+        self._verifiers[env.name] = verifier
+        self.verifications[env.name] = verifier.status
+        self._run_verifier(verifier)
+
+    @work(thread=True, exit_on_error=False, group="verify")
+    def _run_verifier(self, verifier: Any) -> None:
+        env = verifier.env.name
+
+        def update(_status: Any) -> None:
+            self.call_from_thread(self._to_screens, partial(VerifyChanged, env))
+
+        try:
+            status = verifier.run(update)
+        except Exception as exc:  # noqa: BLE001 - the banner says what happened, the console goes on
+            verifier.status.verdict = "fail"
+            verifier.status.reasons.append(f"verification stopped: {type(exc).__name__}: {exc}")
+            status = verifier.status
+        if verifier.cancel.is_set() or status.verdict is None:
+            return
+        self.call_from_thread(self._verified, env, status)
+
+    def _verified(self, env: str, status: Any) -> None:
+        self._to_screens(partial(VerifyChanged, env))
+        if status.verdict == "pass":
+            self.notify(status.line(), title="Verified", timeout=10)
+        else:
+            self.notify(
+                status.line() + f". Press R to roll back {env}.",
+                title="Verification FAILED",
+                severity="error",
+                timeout=30,
+            )
 
     def _announce(self, state: RunState) -> None:
         outcome = state.outcome

@@ -49,3 +49,10 @@ class RunsPending(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsPending)
+
+
+@dataclass
+class VerifyChanged(Message, bubble=False):
+    """To screens: the verification of a deploy in `env` progressed or ended."""
+
+    env: str

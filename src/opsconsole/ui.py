@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from opsconsole.profiles import Profile
     from opsconsole.runs import Runs, RunState
     from opsconsole.snapshot import Backends, SourceResult
+    from opsconsole.verify import VerifyStatus
 
 SourceKey = tuple[str, ...]
 
@@ -28,6 +29,7 @@ class Console(Protocol):
     stats: dict[str, dict[str, dict[str, Any]]]
     runs: Runs
     current_env: str | None
+    verifications: dict[str, VerifyStatus]
 
     @property
     def screen(self) -> Screen[Any]: ...

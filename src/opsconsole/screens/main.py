@@ -14,7 +14,7 @@ from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from opsconsole.actions.registry import action_keys
-from opsconsole.messages import SourceChanged
+from opsconsole.messages import SourceChanged, VerifyChanged
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
 from opsconsole.screens.env_label import env_label, others_summary
@@ -146,6 +146,7 @@ class MainScreen(MainKeys, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
+        yield Static(id="verify")
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
                 yield Static("Environments", classes="sidebar-title")
@@ -274,7 +275,27 @@ class MainScreen(MainKeys, Screen[None]):
             return []
         return [(k, v) for k, v in self.ops.results.get(env, {}).items() if k[0] == source]
 
+    def on_verify_changed(self, message: VerifyChanged) -> None:
+        if message.env == self.ops.current_env and self.is_mounted:
+            self.render_verify()
+
+    def render_verify(self) -> None:
+        """The verification banner of the current environment's latest deploy (hidden without one)."""
+        banner = self.query_one_optional("#verify", Static)
+        if banner is None:
+            return
+        status = self.ops.verifications.get(self.ops.current_env or "")
+        banner.display = status is not None
+        if status is None:
+            return
+        text = Text(clean(status.line()), no_wrap=True, overflow="ellipsis")
+        if status.verdict == "fail":
+            text.append("  R: roll back ", style="bold reverse")
+        banner.set_classes(f"verify-{status.verdict or 'running'}")
+        banner.update(text)
+
     def render_header(self) -> None:
+        self.render_verify()
         env = self.env
         text = Text()
         text.append(" opsconsole ", style="bold reverse")
