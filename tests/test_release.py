@@ -592,3 +592,48 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
             await wait_until(pilot, lambda v=verdict: v in banner(), timeout=30, what=verdict)
         assert "R: roll back" in banner() and "HTTP 503 (twice in a row)" in banner()
         assert any(n.title == "Verification FAILED" for n in app._notifications)
+
+
+async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_head(
+    run_cli,
+    tmp_path: Path,
+    repo: Path,
+    env: dict[str, str],
+    github_server: GitHubServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from opsconsole.widgets.pane import Pane
+    from test_console import wait_until
+
+    path = profile(tmp_path, repo, ci_section(github_server))
+    running = git(repo, "rev-parse", "HEAD")
+    github_server.set_runs(running, Run("test"))
+    assert run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env).returncode == 0
+    head = commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
+    github_server.set_runs("main", Run("test", conclusion="failure"))
+
+    status = run_cli("--profile", str(path), "status", "--env", "staging", "--json", env=env)
+    ci = json.loads(status.stdout)["environments"]["staging"]["ci"]
+    assert ci["commit"] == running and ci["current"]["state"] == "success"
+    assert ci["branch"] == "main" and ci["head"]["state"] == "failure" and ci["error"] is None
+    assert head  # the branch moved on; CI of its head is red
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    app = make_app(load_profile(path))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
+        await pilot.press("3")
+
+        def cells() -> list[str]:
+            table = app.screen.query_one("#deploys", Pane).table
+            return [" ".join(str(c) for c in table.get_row_at(n)) for n in range(table.row_count)]
+
+        await wait_until(pilot, lambda: any("branch head" in c for c in cells()), timeout=20, what="CI rows")
+        rows = cells()
+        assert any(running[:12] in r and "green (1 check(s))" in r for r in rows), rows
+        assert any("branch head" in r and "red: test: failure" in r for r in rows), rows

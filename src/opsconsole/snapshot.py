@@ -24,7 +24,7 @@ from opsconsole.secrets import redact, resolve
 if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
     from opsconsole.backends.docker_engine import ContainerInfo, ContainerStats, DockerClient
     from opsconsole.backends.files import FileInfo
-    from opsconsole.backends.github import GitHubChecks
+    from opsconsole.backends.github import CiReport, GitHubChecks
     from opsconsole.backends.health import HealthResult
     from opsconsole.backends.releases import DeployState
     from opsconsole.backends.sentry import IssuePage, SentryClient
@@ -224,6 +224,7 @@ class EnvSnapshot:
     hosts: dict[str, HostSnapshot]
     sentry: SourceResult[IssuePage]
     health: SourceResult[list[HealthResult]]
+    ci: SourceResult[CiReport] = field(default_factory=lambda: SourceResult(configured=False))
 
     def errors(self) -> list[str]:
         out = []
@@ -231,7 +232,7 @@ class EnvSnapshot:
             for source in (snap.supervisor, snap.docker, snap.deploys, snap.files, snap.stats):
                 if source is not None and source.error:
                     out.append(source.error)
-        for env_source in (self.sentry, self.health):
+        for env_source in (self.sentry, self.health, self.ci):
             if env_source.error:
                 out.append(env_source.error)
         return out
@@ -308,6 +309,15 @@ def env_tasks(
     def issues() -> IssuePage:
         return asyncio.run(backends.sentry(env).issues())
 
+    def ci(spec: HostSpec) -> CiReport:
+        """CI of what runs (the first host's current release) and of the branch head."""
+        from opsconsole.actions.pending import current_commit
+        from opsconsole.backends.github import ci_report
+
+        assert env.deploy is not None
+        state = deploys(spec)
+        return ci_report(backends.ci(env), env.deploy.branch, state.current, current_commit(state))
+
     def health() -> list[HealthResult]:
         from opsconsole.backends.health import check_all
 
@@ -322,6 +332,8 @@ def env_tasks(
             tasks[("deploys", spec.raw)] = partial(deploys, spec)
         if env.logs is not None and env.logs.files:
             tasks[("files", spec.raw)] = partial(files, spec)
+    if env.ci is not None and env.deploy is not None and env.hosts:
+        tasks[("ci",)] = partial(ci, env.hosts[0])
     if env.sentry is not None:
         tasks[("sentry",)] = issues
     if env.health:
@@ -359,6 +371,7 @@ def assemble(env: Environment, results: dict[tuple[str, ...], SourceResult[Any]]
         hosts=hosts,
         sentry=results.get(("sentry",), _not_configured()),
         health=results.get(("health",), _not_configured()),
+        ci=results.get(("ci",), _not_configured()),
     )
 
 
@@ -445,6 +458,11 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
             sentry["notes"] = snap.sentry.data.notes
         health: list[dict[str, Any]] = [h.to_json() for h in snap.health.data] if snap.health.data else []
         envs[name] = {"hosts": hosts, "sentry": sentry, "health": health}
+        if snap.ci.configured:
+            envs[name]["ci"] = {
+                **(snap.ci.data.to_json() if snap.ci.data is not None else {}),
+                "error": snap.ci.error,
+            }
         if snap.health.error:
             envs[name]["health_error"] = snap.health.error
     return {"environments": envs}

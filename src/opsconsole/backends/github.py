@@ -236,3 +236,40 @@ class GitHubChecks:
                 str(r.get("target_url") or ""),
             )
         return combine(ref, runs, list(latest.values()), self.config.checks)
+
+
+@dataclass(frozen=True)
+class CiReport:
+    """The Deploys pane's CI rows: the state of what runs (the first host's current release) and
+    of the branch head; each part is a CiState or the reason it could not be read."""
+
+    release: str | None
+    commit: str | None
+    current: CiState | str | None
+    branch: str
+    head: CiState | str
+
+    def to_json(self) -> dict[str, Any]:
+        def part(value: CiState | str | None) -> Any:
+            if value is None or isinstance(value, CiState):
+                return value.to_json() if value else None
+            return {"error": value}
+
+        return {
+            "release": self.release,
+            "commit": self.commit,
+            "current": part(self.current),
+            "branch": self.branch,
+            "head": part(self.head),
+        }
+
+
+def ci_report(client: GitHubChecks, branch: str, release: str | None, commit: str | None) -> CiReport:
+    def read(ref: str) -> CiState | str:
+        try:
+            return client.state(ref)
+        except OpsError as exc:
+            return exc.message
+
+    current = read(commit) if commit else None
+    return CiReport(release, commit, current, branch, read(branch))

@@ -105,6 +105,16 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
                 out.append(f"      {mark} {clean(check.url)}  {clean(detail)}")
         else:
             out.append("  health:       not configured")
+        if snap.ci.configured:
+            report = snap.ci.data
+            out.append("  ci:           " + _line(snap.ci, "checks of what runs and of the branch head"))
+            if report is not None:
+                for label, value in (
+                    (f"running {(report.commit or '?')[:12]}", report.current),
+                    (f"head of {report.branch}", report.head),
+                ):
+                    text = value.summary() if value is not None and not isinstance(value, str) else str(value)
+                    out.append(f"      {clean(label):<22} {clean(text, 200)}")
     return "\n".join(out)
 
 

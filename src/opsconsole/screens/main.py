@@ -21,11 +21,13 @@ from opsconsole.screens.env_label import env_label, others_summary
 from opsconsole.screens.main_keys import MainKeys
 from opsconsole.screens.rows import (
     ALL_COLUMNS,
+    EXTRA_SOURCES,
     NOT_CONFIGURED_HELP,
     PANE_SOURCES,
     PANES,
     Results,
     rows_all,
+    rows_ci,
     rows_containers,
     rows_deploys,
     rows_errors,
@@ -227,7 +229,9 @@ class MainScreen(MainKeys, Screen[None]):
         dirty = self.__dict__.setdefault("_dirty", {"envs": set(), "panes": set()})
         dirty["envs"].add(env)
         if env == self.ops.current_env:
-            dirty["panes"].update(p for p, source in PANE_SOURCES.items() if key[0] == source)
+            dirty["panes"].update(
+                p for p, source in PANE_SOURCES.items() if EXTRA_SOURCES.get(key[0], key[0]) == source
+            )
         tabs = self.query_one_optional(TabbedContent)
         if tabs is not None and tabs.active == "tab-all":  # every environment's rows: only while shown
             dirty["panes"].add("all")
@@ -423,9 +427,10 @@ class MainScreen(MainKeys, Screen[None]):
     def _rows(self, pane_id: str, results: Results) -> list[Row]:
         if pane_id == "containers":
             return rows_containers(results, self.ops.stats.get(self.ops.current_env or "", {}))
+        if pane_id == "deploys":
+            return rows_ci(self._results("ci")) + rows_deploys(results)
         builder = {
             "processes": rows_processes,
-            "deploys": rows_deploys,
             "errors": rows_errors,
             "health": rows_health,
         }[pane_id]

@@ -11,6 +11,7 @@ from opsconsole.widgets.pane import Row, age, cell, coarse_age
 
 if TYPE_CHECKING:
     from opsconsole.backends.docker_engine import ContainerInfo
+    from opsconsole.backends.github import CiReport
     from opsconsole.backends.health import HealthResult
     from opsconsole.backends.releases import DeployState
     from opsconsole.backends.sentry import IssuePage
@@ -73,6 +74,7 @@ def rows_all(
     return rows
 
 
+EXTRA_SOURCES = {"ci": "deploys"}  # sources shown inside another source's pane
 PANE_SOURCES = {
     "processes": "supervisor",
     "containers": "docker",
@@ -240,6 +242,58 @@ def rows_deploys(results: Results) -> list[Row]:
                         cell(when.replace("T", " ")[:19] + duration),
                     ],
                     ("journal", key[1], record),
+                )
+            )
+    return rows
+
+
+def rows_ci(results: Results) -> list[Row]:
+    """The Deploys pane's CI rows: what runs now, and the branch head (green, red, pending)."""
+    rows = []
+    for _key, result in results:
+        if result.error:
+            rows.append(
+                Row(
+                    "ci|error",
+                    [
+                        cell("CI", "bold"),
+                        cell(""),
+                        cell("ci"),
+                        cell(""),
+                        cell(""),
+                        cell("✗ " + result.error, "red", limit=160),
+                        cell(""),
+                    ],
+                    ("ci", "", result.error),
+                )
+            )
+            continue
+        report = cast("CiReport | None", result.data)
+        if report is None:
+            continue
+        parts = [("current", report.release or "no release", (report.commit or "")[:12], report.current)]
+        parts.append(("head", "branch head", report.branch, report.head))
+        for name, label, ref, state in parts:
+            if state is None:
+                text, style = "unknown (no journal record names its commit)", "dim"
+            elif isinstance(state, str):
+                text, style = "✗ " + state, "red"
+            else:
+                text = state.summary()
+                style = {"success": "green", "failure": "bold red", "pending": "yellow"}[state.state]
+            rows.append(
+                Row(
+                    f"ci|{name}",
+                    [
+                        cell("CI", "bold"),
+                        cell(label),
+                        cell("ci"),
+                        cell(ref),
+                        cell(""),
+                        cell(text, style, limit=160),
+                        cell(""),
+                    ],
+                    ("ci", "", report),
                 )
             )
     return rows
