@@ -579,17 +579,18 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
             await wait_until(
                 pilot, lambda: not isinstance(app.screen, ConfirmScreen), what=f"run to start {app.screen}"
             )
-            await wait_until(
-                pilot,
-                lambda n=(1 if healthy else 2): sum(r.outcome is not None for r in app.runs.values()) == n,
-                timeout=60,
-                what="deploy",
-            )
+            runs = 1 if healthy else 2
+
+            def finished(n: int = runs) -> bool:
+                return sum(r.outcome is not None for r in app.runs.values()) == n
+
+            def shown(word: str = verdict) -> bool:
+                return word in banner()
+
+            await wait_until(pilot, finished, timeout=60, what="deploy")
             await pilot.press("escape")  # back from the action screen: the banner is on the main screen
-            await wait_until(
-                pilot, lambda v=verdict: "left" in banner() or v in banner(), timeout=10, what="banner"
-            )
-            await wait_until(pilot, lambda v=verdict: v in banner(), timeout=30, what=verdict)
+            await wait_until(pilot, lambda: "left" in banner() or shown(), timeout=10, what="banner")
+            await wait_until(pilot, shown, timeout=30, what=verdict)
         assert "R: roll back" in banner() and "HTTP 503 (twice in a row)" in banner()
         assert any(n.title == "Verification FAILED" for n in app._notifications)
 
