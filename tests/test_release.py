@@ -592,7 +592,9 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
             await wait_until(pilot, lambda: "left" in banner() or shown(), timeout=10, what="banner")
             await wait_until(pilot, shown, timeout=30, what=verdict)
         assert "R: roll back" in banner() and "HTTP 503 (twice in a row)" in banner()
-        assert any(n.title == "Verification FAILED" for n in app._notifications)
+        await wait_until(
+            pilot, lambda: any(n.title == "Verification FAILED" for n in app._notifications), what="toast"
+        )
 
 
 async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_head(
