@@ -640,3 +640,40 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
         rows = cells()
         assert any(running[:12] in r and "green (1 check(s))" in r for r in rows), rows
         assert any("branch head" in r and "red: test: failure" in r for r in rows), rows
+
+
+async def test_errors_pane_toggles_new_in_the_running_release(
+    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], sentry_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from opsconsole.widgets.pane import Pane
+    from test_console import wait_until
+
+    path = profile(tmp_path, repo, sentry_section(sentry_server))
+    assert run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env).returncode == 0
+    sha = git(repo, "rev-parse", "HEAD")
+    old = sentry_server.add_issue("KeyError: old")
+    old["substatus"] = "regressed"
+    new = sentry_server.add_issue("ValueError: new in this release")
+    sentry_server.first_release[new["id"]] = f"shop@{sha[:12]}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    app = make_app(load_profile(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes")
+        pane = app.screen.query_one("#errors", Pane)
+
+        def titles() -> list[str]:
+            return [str(pane.table.get_row_at(n)[2]) for n in range(pane.table.row_count)]
+
+        await pilot.press("4")
+        await wait_until(pilot, lambda: len(titles()) == 2, what="all issues")
+        assert "↺ regressed · KeyError: old" in titles()
+        await wait_until(pilot, lambda: app.results["staging"].get(("deploys", "local")) is not None, what="deploys")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: titles() == ["ValueError: new in this release"], what="new only")
+        assert f"new in shop@{sha[:12]} only" in str(pane.status_text)
+        assert sentry_server.requests[-1]["query"]["query"] == [f"is:unresolved firstRelease:shop@{sha[:12]}"]
+        await pilot.press("n")
+        await wait_until(pilot, lambda: len(titles()) == 2, what="all again")

@@ -61,6 +61,8 @@ class Backends:
         self._dockers: dict[tuple[str, str], DockerClient] = {}
         self._sentries: dict[str, SentryClient] = {}
         self._ci: dict[str, GitHubChecks] = {}
+        # per environment: the Sentry release whose new issues the Errors pane shows (None: all open)
+        self.issues_release: dict[str, str] = {}
 
     def host(self, spec: HostSpec) -> Host:
         return self.hosts.get(spec)
@@ -307,7 +309,9 @@ def env_tasks(
         return list_files(backends.host(spec), env.logs.files)
 
     def issues() -> IssuePage:
-        return asyncio.run(backends.sentry(env).issues())
+        release = backends.issues_release.get(env.name)
+        query = f"is:unresolved firstRelease:{release}" if release else "is:unresolved"
+        return asyncio.run(backends.sentry(env).issues(query=query))
 
     def ci(spec: HostSpec) -> CiReport:
         """CI of what runs (the first host's current release) and of the branch head."""

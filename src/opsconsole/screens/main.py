@@ -89,6 +89,14 @@ SCREEN_BINDINGS: list[BindingType] = [
         tooltip="Clear the visible pane's filter",
     ),
     Binding(
+        "n",
+        "toggle_new_issues",
+        "New in release",
+        show=False,
+        id="errors_new_in_release",
+        tooltip="Errors: only issues first seen in the running release (Sentry firstRelease), or all open ones",
+    ),
+    Binding(
         "y",
         "copy_name",
         "Copy name",
@@ -401,6 +409,9 @@ class MainScreen(MainKeys, Screen[None]):
                 status.append(f" · waiting for {expected - len(results)}…", style="dim")
         else:
             status = Text(f"{len(rows)} {noun} · live")
+        release = self.ops.backends.issues_release.get(env.name) if pane_id == "errors" else None
+        if release:
+            status.append(f" · new in {clean(release, 80)} only (n: all open issues)", style="cyan")
         filtered = self._filter_note(pane_id, rows)
         if filtered:
             status.append(filtered, style="cyan")

@@ -55,6 +55,7 @@ class MainKeys:
         def select_env(self, name: str) -> None: ...
         def render_header(self) -> None: ...
         def render_pane(self, pane_id: str) -> None: ...
+        def _results(self, source: str) -> list[tuple[tuple[str, ...], Any]]: ...
         def refresh_bindings(self) -> None: ...
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def query_one_optional(self, selector: Any, expect_type: Any = None) -> Any: ...
@@ -225,6 +226,47 @@ class MainKeys:
         containing = {full for full, _target in rows if name in full}
         if len(containing) == 1:  # one name contains it: `:logs acc` for accworker
             return next(target for full, target in rows if full in containing)
+        return None
+
+    def action_toggle_new_issues(self) -> None:
+        """Errors pane: issues first seen in the running release (Sentry `firstRelease:`) or all."""
+        env = self.env
+        if env is None or env.sentry is None:
+            self.ops.notify("Sentry is not connected for this environment", severity="warning")
+            return
+        chosen = self.ops.backends.issues_release
+        if env.name in chosen:
+            del chosen[env.name]
+            self.ops.notify("Errors: every open issue", timeout=3)
+        else:
+            version = self._running_version(env)
+            if version is None:
+                self.ops.notify(
+                    "No running release with a known commit yet (the Deploys pane shows none): "
+                    "deploy once, then try again",
+                    severity="warning",
+                )
+                return
+            chosen[env.name] = version
+            self.ops.notify(f"Errors: only issues new in {version}", timeout=3)
+        self.action_pane([p[0] for p in PANES].index("errors"))
+        self.ops.refresh_env(env.name)
+
+    def _running_version(self, env: Environment) -> str | None:
+        """The Sentry release name of what the first host runs, from the Deploys pane's data."""
+        from opsconsole.actions.pending import current_commit
+        from opsconsole.verify import sentry_version
+
+        for key, result in self._results("deploys"):
+            state = result.data
+            if state is None or not state.current or key[1] != env.hosts[0].raw:
+                continue
+            sha = current_commit(state)
+            if sha:
+                record = state.record_for(state.current)
+                return sentry_version(
+                    env, self.ops.profile.project_name, state.current, sha, str(record.get("ref") or "")
+                )
         return None
 
     def action_clear_filter(self) -> None:

@@ -311,7 +311,7 @@ def rows_errors(results: Results) -> list[Row]:
                     [
                         cell(issue.short_id),
                         cell(issue.level, level_style),
-                        cell(issue.title, limit=90),
+                        cell(("↺ regressed · " if issue.regressed else "") + issue.title, limit=90),
                         cell(issue.count),
                         cell(issue.users),
                         cell((issue.last_seen or "").replace("T", " ")[:19]),
