@@ -147,16 +147,23 @@ def test_pending_commits_migrations_and_journal(
 
 
 def test_pending_over_ssh_names_an_unknown_ref(
-    run_cli, tmp_path: Path, repo: Path, sshd: harness.Sshd
+    run_cli, tmp_path: Path, repo: Path, sshd: harness.Sshd, env: dict[str, str]
 ) -> None:
     path = profile(tmp_path, repo, hosts=f'["{sshd.host}"]')
     text = path.read_text().replace(
         "[defaults]", f'[defaults]\nknown_hosts = "{sshd.known_hosts}"\nidentity_file = "{sshd.client_key}"'
     )
     path.write_text(text)
+    first = run_cli("--profile", str(path), "pending", "staging", "--json")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)  # nothing deployed: resolved with ls-remote, nothing created
+    assert data["commit"] == git(repo, "rev-parse", "HEAD") and "first deploy" in data["note"]
+    assert not (tmp_path / "srv").exists()
+    assert run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env).returncode == 0
+    commit(repo, "over ssh", {"b.txt": "b\n"}, "2026-11-24T10:00:00+00:00")
     ok = run_cli("--profile", str(path), "pending", "staging", "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["commits"][0]["subject"] == "first"
+    assert [c["subject"] for c in json.loads(ok.stdout)["commits"]] == ["over ssh"]
     bad = run_cli("--profile", str(path), "pending", "staging", "--ref", "nope")
     assert bad.returncode == 1 and "ref 'nope' not found" in bad.stdout
 
@@ -643,7 +650,12 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
 
 
 async def test_errors_pane_toggles_new_in_the_running_release(
-    run_cli, tmp_path: Path, repo: Path, env: dict[str, str], sentry_server: Any, monkeypatch: pytest.MonkeyPatch
+    run_cli,
+    tmp_path: Path,
+    repo: Path,
+    env: dict[str, str],
+    sentry_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
@@ -661,7 +673,9 @@ async def test_errors_pane_toggles_new_in_the_running_release(
         monkeypatch.setenv(key, value)
     app = make_app(load_profile(path))
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_until(pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes")
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
         pane = app.screen.query_one("#errors", Pane)
 
         def titles() -> list[str]:
@@ -670,7 +684,9 @@ async def test_errors_pane_toggles_new_in_the_running_release(
         await pilot.press("4")
         await wait_until(pilot, lambda: len(titles()) == 2, what="all issues")
         assert "↺ regressed · KeyError: old" in titles()
-        await wait_until(pilot, lambda: app.results["staging"].get(("deploys", "local")) is not None, what="deploys")
+        await wait_until(
+            pilot, lambda: app.results["staging"].get(("deploys", "local")) is not None, what="deploys"
+        )
         await pilot.press("n")
         await wait_until(pilot, lambda: titles() == ["ValueError: new in this release"], what="new only")
         assert f"new in shop@{sha[:12]} only" in str(pane.status_text)

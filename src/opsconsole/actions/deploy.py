@@ -190,17 +190,36 @@ class DeployAction(Action):
 
     def plan(self) -> Plan:
         steps: list[PlanStep] = []
-        for part in self._parts(lambda _e: None):
+        parts = self._parts(lambda _e: None)
+        for part in parts:
             host = part.name
             steps.append(PlanStep(host, "command", lock_command(self.config.path, "<lock: who, when, why>")))
             steps.append(PlanStep(host, "command", part.fetch_command()))
             steps.append(PlanStep(host, "command", part.resolve_command()))
+            if self.env.ci is not None and part is parts[0]:
+                repo = self.env.ci.repository
+                steps.append(
+                    PlanStep(
+                        host,
+                        "api",
+                        f"GET {self.env.ci.url}/repos/{repo}/commits/<sha>/check-runs and /status: "
+                        "stop unless green" + (" (skipped: --skip-ci)" if self.skip_ci else ""),
+                    )
+                )
             steps.append(PlanStep(host, "command", part.export_command("<sha of " + self.ref + ">")))
             steps += [PlanStep(host, "command", part.shared_command(item)) for item in self.config.shared]
             steps += [PlanStep(host, "command", part.build_command(cmd)) for cmd in self.config.build]
             steps.append(PlanStep(host, "note", "after every host has built:"))
             steps.append(PlanStep(host, "command", part.switch_command(self.release)))
             steps += restart_steps(self.env, part.spec, self.config)
+            if self.config.strategy == "rolling" and self.config.host_health:
+                steps.append(
+                    PlanStep(
+                        host,
+                        "command",
+                        part.health_command(self.config.host_health, self.config.host_health_timeout),
+                    )
+                )
             steps.append(PlanStep(host, "note", f"prune releases/ to the newest {self.config.keep_releases}"))
             steps.append(
                 PlanStep(

@@ -9,6 +9,7 @@ every successful deploy's journal record as `commits`, so delivery metrics never
 from __future__ import annotations
 
 import fnmatch
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -246,6 +247,41 @@ def journal_commits(
     return [[sha, commit_time, subject]]
 
 
+def _first_deploy(
+    backends: Backends, env: Environment, host: Host, config: DeployConfig, ref: str
+) -> tuple[Pending, CiState | OpsError | None]:
+    """No mirror yet: nothing is created before the deploy runs; the ref is resolved with
+    `git ls-remote` (a full sha is taken as is) so CI can still be read."""
+    found = Pending(host.name, ref, note="first deploy on this host: the repository is cloned by the deploy")
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        found.sha = ref
+    else:
+        run = host.run(f"git ls-remote -- {q(config.repo)} {q(ref)}", timeout=max(host.timeout, 60.0))
+        if not run.ok:
+            found.error = f"{host.name}: git ls-remote {config.repo} failed: {run.stderr.strip()[:300]}"
+            return found, None
+        refs: dict[str, str] = {}
+        for line in run.stdout.splitlines():
+            sha, _, name = line.partition("\t")
+            refs[name.strip()] = sha.strip()
+        for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
+            if name in refs:
+                found.sha = refs[name]
+                break
+        if found.sha is None:
+            found.note = (
+                f"{found.note}; '{ref}' is not a branch or tag there (a short sha resolves during the deploy)"
+            )
+            return found, None
+    ci: CiState | OpsError | None = None
+    if env.ci is not None:
+        try:
+            ci = backends.ci(env).state(found.sha)
+        except OpsError as exc:
+            ci = exc
+    return found, ci
+
+
 def what_goes_out(
     backends: Backends, env: Environment, ref: str, limit: int | None = None
 ) -> tuple[Pending, CiState | OpsError | None]:
@@ -256,6 +292,8 @@ def what_goes_out(
     host = backends.host(spec)
     try:
         state = read_state(host, config)
+        if not host.run(f"[ -d {rq(config.path + '/' + MIRROR)} ]", timeout=host.timeout).ok:
+            return _first_deploy(backends, env, host, config, ref)
         fetch = HostDeploy(spec, host, config, "", ref, "", threading.Event()).fetch_command()
         run = host.run(fetch, timeout=max(host.timeout, 300.0))
         if not run.ok:

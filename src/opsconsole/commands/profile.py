@@ -81,6 +81,23 @@ def _secret_view(ref: SecretRef) -> str:
     return f"<secret {ref.name}: {where}>"
 
 
+def _table(value: Any) -> dict[str, Any]:
+    """A config dataclass as TOML: secrets shown by name and source, nested tables as tables."""
+    table: dict[str, Any] = {}
+    for key, item in vars(value).items():
+        if item is None:
+            continue
+        if isinstance(item, SecretRef):
+            table[key] = _secret_view(item)
+        elif isinstance(item, tuple):
+            table[key] = list(item)
+        elif hasattr(item, "__dataclass_fields__"):
+            table[key] = _table(item)
+        else:
+            table[key] = item
+    return table
+
+
 def _env_dict(env: Environment) -> dict[str, Any]:
     out: dict[str, Any] = {
         "hosts": [h.raw for h in env.hosts],
@@ -91,22 +108,9 @@ def _env_dict(env: Environment) -> dict[str, Any]:
         out["color"] = env.color
     if env.health:
         out["health"] = list(env.health)
-    for section in ("supervisor", "docker", "sentry", "deploy", "cache", "logs"):
+    for section in ("supervisor", "docker", "sentry", "ci", "deploy", "cache", "logs"):
         value = getattr(env, section)
-        if value is None:
-            out[section] = "not configured"
-            continue
-        table: dict[str, Any] = {}
-        for key, item in vars(value).items():
-            if item is None:
-                continue
-            if isinstance(item, SecretRef):
-                table[key] = _secret_view(item)
-            elif isinstance(item, tuple):
-                table[key] = list(item)
-            else:
-                table[key] = item
-        out[section] = table
+        out[section] = "not configured" if value is None else _table(value)
     if env.actions:
         out["actions"] = [
             {"name": a.name, "title": a.label, "command": a.command, "confirm": a.confirm}
