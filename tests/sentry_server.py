@@ -211,7 +211,7 @@ class SentryServer:
         self.first_release: dict[str, str] = {}  # issue id -> version (not in the list's body)
         self.releases: dict[str, dict[str, Any]] = {}  # version -> the create body
         self.deploys: list[tuple[str, dict[str, Any]]] = []  # (version, body)
-        self.tokens = {token}  # tokens accepted (a release token may be added)
+        self.tokens: set[str] = set()  # more tokens accepted besides `token` (e.g. a release token)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -317,7 +317,7 @@ class SentryServer:
         with self.lock:
             self.requests.append(record)
             forced = self.forced.pop(0) if self.forced else None
-        if handler.headers.get("Authorization") not in {f"Bearer {t}" for t in self.tokens}:
+        if handler.headers.get("Authorization") not in {f"Bearer {t}" for t in {self.token, *self.tokens}}:
             self._send(handler, 401, {"detail": "Invalid token"})
             return
         if forced is not None:
