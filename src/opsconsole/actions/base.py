@@ -203,6 +203,7 @@ class ActionContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     run_id: str = field(default_factory=new_run_id)
     via: str | None = None  # how the run was started when not from a local terminal (e.g. "serve")
+    remote: str | None = None  # with via "serve": the browser's address
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from opsconsole.actions.observe import LogsAction
 from opsconsole.actions.operate import CustomAction, PurgeAction, RestartAction, StartAction, StopAction
 from opsconsole.actions.rollback import RollbackAction, UnlockAction
 from opsconsole.actions.sentry_actions import IgnoreAction, ResolveAction
+from opsconsole.actions.watch import WatchAction
 
 ACTIONS: dict[str, type[Action]] = {
     cls.id: cls
@@ -27,6 +28,7 @@ ACTIONS: dict[str, type[Action]] = {
         ResolveAction,
         IgnoreAction,
         CustomAction,
+        WatchAction,
     )
 }
 

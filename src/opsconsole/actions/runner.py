@@ -205,6 +205,8 @@ class ActionRun:
                 yield outcome
                 return
 
+        writer = self._run_log(action, started_at) if action.changes else None
+
         def work() -> None:
             try:
                 result = action.execute(self._emit)
@@ -230,11 +232,16 @@ class ActionRun:
                 continue
             if event is None:
                 break
+            if writer is not None:
+                writer.add(event)
             yield event
         thread.join()
         final = self.outcome
         assert final is not None
         outcome = final
+        if writer is not None:
+            # 130 for an interrupted run, as a shell reports Ctrl+C; watchers exit with this
+            writer.finish(outcome, 130 if self.cancelled else int(outcome.exit_code))
         # every run that wrote a start record gets its end record, a refusal (lock held, nothing to
         # roll back to) included, so the two always pair up by run id
         if action.changes:
@@ -251,6 +258,30 @@ class ActionRun:
                 self.outcome = outcome
                 yield Notice(outcome.message)
         yield outcome
+
+    def _run_log(self, action: Action, started_at: str) -> Any:
+        """The run's event stream on the environment's first host, for watchers (see runlog.py)."""
+        if not action.env.hosts:
+            return None
+        from opsconsole.runlog import RunLogWriter
+
+        start = {
+            "run": action.ctx.run_id,
+            "action": action.id,
+            "environment": action.env.name,
+            "target": action.target_label,
+            "who": action.ctx.user,
+            "started": started_at,
+            "hosts": [h.raw for h in action.hosts],
+        }
+        if action.ctx.via:
+            start["via"] = action.ctx.via
+        try:
+            host = action.ctx.backends.host(action.env.hosts[0])
+        except OpsError as exc:
+            self._emit(Notice(f"the run log cannot be written ({exc.message}); others cannot watch this run"))
+            return None
+        return RunLogWriter(host, action.env, start, lambda text: self._emit(Notice(text)))
 
     def _base_record(self, plan: Any, started_at: str) -> dict[str, Any]:
         action = self.action
@@ -271,6 +302,8 @@ class ActionRun:
             record["options"] = options
         if action.ctx.via:
             record["via"] = action.ctx.via
+        if action.ctx.remote:
+            record["remote"] = action.ctx.remote
         return record
 
     def _audit_start(self, plan: Any, started_at: str) -> None:

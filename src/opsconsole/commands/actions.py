@@ -27,6 +27,7 @@ from opsconsole.actions.base import (
 from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, Prepared
+from opsconsole.actions.watch import WatchAction
 from opsconsole.backends.releases import DeployState, read_state
 from opsconsole.errors import ExitCode, UsageError
 from opsconsole.profiles import load
@@ -146,6 +147,8 @@ def cmd_action(args: argparse.Namespace) -> int:
             action, approved=bool(getattr(args, "yes", False)), confirm=getattr(args, "confirm", None)
         )
         prepared = run.prepare()  # the same core step the console's keys visit
+        if isinstance(action, WatchAction) and action.target.options.get("json"):
+            return watch_json(action)
         if action.changes and args.dry_run:
             print((prepared.plan or action.plan()).render())  # read-only refuses to run, not to show
             print("(dry run: nothing was changed)")
@@ -165,11 +168,35 @@ def cmd_action(args: argparse.Namespace) -> int:
             _say(f"opsconsole: {clean(outcome.message)}", sys.stderr)
         if interrupts.signal is not None:
             return 128 + interrupts.signal
+        if isinstance(action, WatchAction) and action.exit_code is not None:
+            return action.exit_code  # the watched run's own exit code
         if outcome.ok and isinstance(action, DeployAction) and action.target.options.get("verify"):
             return verify_deploy(action, args, printer)
     finally:
         backends.close()
     return ExitCode.OK if outcome.ok else int(outcome.exit_code)
+
+
+def watch_json(action: WatchAction) -> int:
+    """`watch --json`: the run log's records as they come (nothing running: the last run's end)."""
+    code = 0
+    try:
+        if action.run_id is None:
+            run_id, newest = action.choose()
+            if run_id is None:
+                if newest is not None:
+                    print(json.dumps(newest.start))
+                    if newest.end is not None:
+                        print(json.dumps(newest.end))
+                return ExitCode.OK
+            action.run_id = run_id
+        for record in action.records():
+            print(json.dumps(record), flush=True)
+            if record.get("type") == "end":
+                code = int(record.get("exit_code", 1))
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    return code
 
 
 def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Printer) -> int:

@@ -1,0 +1,119 @@
+"""Watch: follow the action running on an environment, whoever and wherever started it.
+
+It reads the run log on the environment's first host (see runlog.py) from its start and re-emits
+its events, so the CLI prints them and the console's action screen shows them as if the run were
+local; it ends with the run's outcome. It changes nothing, so it is allowed in read-only mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from opsconsole.actions.base import Action, Emit, Notice, Option, Outcome, Plan, PlanStep, Scope
+from opsconsole.errors import ExitCode, UsageError
+from opsconsole.runlog import RunInfo, decode, follow, latest_runs, run_path
+
+
+class WatchAction(Action):
+    id: ClassVar[str] = "watch"
+    title: ClassVar[str] = "Watch"
+    key: ClassVar[str | None] = "w"
+    tooltip: ClassVar[str] = (
+        "Watch the action running on this environment, whoever started it, from its start"
+    )
+    scope: ClassVar[Scope] = "environment"
+    changes: ClassVar[bool] = False
+    description: ClassVar[str] = (
+        "Follow the running deploy, rollback, restart... of an environment from its start, wherever it "
+        "was started; exit with its exit code (nothing running: the last run's outcome, exit 0)"
+    )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("run", ("--run",), "a run id (default: the running one, else the last)", metavar="RUN_ID"),
+        Option("json", ("--json",), "print the run log's records as JSON lines", "flag"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.env.hosts:
+            raise UsageError(
+                f"environment '{self.env.name}' has no hosts: no run log to watch", "Not configured"
+            )
+        self.run_id: str | None = self.target.options.get("run") or None
+        self.holder: str | None = None  # "deploy main by ann@laptop", once known
+        self.exit_code: int | None = None  # the watched run's exit code, once it ended
+
+    @property
+    def hosts(self) -> list[Any]:
+        return [self.env.hosts[0]]
+
+    @property
+    def target_label(self) -> str:
+        return self.holder or self.run_id or self.env.name
+
+    def plan(self) -> Plan:
+        where = run_path(self.env, self.run_id or "<the running run>")
+        return self.make_plan([PlanStep(self.env.hosts[0].raw, "command", f"tail -n +1 -f {where}")])
+
+    def _host(self) -> Any:
+        return self.ctx.backends.host(self.env.hosts[0])
+
+    def choose(self) -> tuple[str | None, RunInfo | None]:
+        """The run to follow (None when nothing runs) and the newest run seen."""
+        runs = latest_runs(self._host(), self.env)
+        if self.run_id:
+            return self.run_id, next((r for r in runs if r.run == self.run_id), None)
+        running = next((r for r in runs if r.running), None)
+        return (running.run if running else None), (running or (runs[0] if runs else None))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The run log's records (the CLI's --json prints these)."""
+        if self.run_id is None:
+            self.run_id, _ = self.choose()
+        if self.run_id is None:
+            return
+        yield from follow(self._host(), self.env, self.run_id, self.ctx.cancel)
+
+    def execute(self, emit: Emit) -> Outcome:
+        run_id, newest = self.choose()
+        if run_id is None:
+            if newest is None:
+                return Outcome(
+                    True, f"nothing is running on {self.env.name}, and no run was recorded yet", ExitCode.OK
+                )
+            end = newest.end or {}
+            how = (
+                ("done" if end.get("ok") else f"FAILED (exit {end.get('exit_code')})")
+                if newest.end
+                else "never finished (its writer went silent)"
+            )
+            message = str(end.get("message") or "")
+            return Outcome(
+                True,
+                f"nothing is running on {self.env.name}; the last run, {newest.describe()}: {how}"
+                + (f": {message}" if message else ""),
+                ExitCode.OK,
+            )
+        self.run_id = run_id
+        remote: Outcome | None = None
+        for record in follow(self._host(), self.env, run_id, self.ctx.cancel):
+            kind = record.get("type")
+            if kind == "start":
+                self.holder = f"{record.get('action')} {record.get('target')} by {record.get('who')}"
+                emit(Notice(f"watching {self.holder} (run {run_id}, started {record.get('started')})"))
+            elif kind == "end":
+                self.exit_code = int(record.get("exit_code", 1))
+            else:
+                event = decode(record)
+                if isinstance(event, Outcome):
+                    remote = event
+                elif event is not None:
+                    emit(event)
+        if self.ctx.cancel.is_set():
+            return Outcome(False, f"stopped watching run {run_id}; it goes on", ExitCode.OK)
+        if remote is None:
+            return Outcome(False, f"run {run_id} ended without an outcome", ExitCode.FAILED)
+        who = f" ({self.holder})" if self.holder else ""
+        return Outcome(
+            remote.ok, f"watched run {run_id}{who}: {remote.message}", remote.exit_code, remote.hosts
+        )
