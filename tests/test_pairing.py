@@ -153,3 +153,51 @@ def test_run_logs_are_pruned_to_the_newest_50(tmp_path: Path) -> None:
     assert len(names) == 50 and names[-1] == "20270101T000000Z-bbbbbb.jsonl"
     newest = latest_runs(host, env)[0]
     assert newest.run == "20270101T000000Z-bbbbbb" and newest.end is not None and not newest.running
+
+
+async def test_console_shows_and_watches_a_deploy_started_elsewhere(
+    tmp_path: Path, sshd: harness.Sshd, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from opsconsole.screens.action_screen import ActionScreen
+    from opsconsole.widgets.pane import Pane
+    from test_console import wait_until
+
+    path = pairing_profile(tmp_path, sshd, repo, build=SLOW_BUILD.replace("0.15", "0.3"))
+    monkeypatch.setenv("OPSCONSOLE_USER", "bob")
+    app = make_app(load_profile(path), read_only=True)  # the watcher needs no rights at all
+    async with app.run_test(size=(160, 40), notifications=True) as pilot:
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
+        await pilot.press("3")
+        deploy = start_cli(tmp_path, "--profile", str(path), "deploy", "staging", "--yes")
+        pane = app.screen.query_one("#deploys", Pane)
+
+        def rows() -> list[str]:
+            return [" ".join(str(c) for c in pane.table.get_row_at(n)) for n in range(pane.table.row_count)]
+
+        await wait_until(
+            pilot, lambda: any("RUNNING" in r and "by ann@" in r for r in rows()), timeout=15, what="row"
+        )
+        running = next(r for r in rows() if "RUNNING" in r)
+        assert "deploy main by ann@" in running and "enter or w: watch" in running
+        label = str(app.screen.query_one("#envs").get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+        assert "⟳ deploy main by ann@" in label
+        await pilot.press("w")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="watch screen")
+        screen = app.screen
+        await wait_until(
+            pilot, lambda: "by ann@" in str(screen.query_one("#run-title").render()), what="title"
+        )
+        await wait_until(
+            pilot, lambda: all(r.outcome is not None for r in app.runs.values()), timeout=60, what="the end"
+        )
+        (state,) = app.runs.values()
+        assert state.outcome is not None and state.outcome.ok and "deployed main" in state.outcome.message
+        lines = [e.line for e in state.events if type(e).__name__ == "OutputLine"]
+        assert lines == [f"line-{i}" for i in range(1, 26)]  # every line once, in order
+        await wait_until(pilot, lambda: any("Watch" in n.title for n in app._notifications), what="toast")
+        deploy.communicate(timeout=30)
+        assert deploy.returncode == 0

@@ -78,8 +78,12 @@ class OpsConsoleApp(App[None]):
         live: bool = True,
         log_lines: int = 10_000,
         clock: Callable[[], float] = time.time,
+        via: str | None = None,
+        remote: str | None = None,
     ) -> None:
         super().__init__()
+        self.via = via  # "serve": this console runs in a browser (audited with the browser's address)
+        self.remote = remote
         if self.no_color:
             # NO_COLOR means no colour: Textual's default is greys (Monochrome), still sent as
             # colour sequences; the NoColor filter leaves every cell in the terminal's own colours.
@@ -248,7 +252,13 @@ class OpsConsoleApp(App[None]):
         from opsconsole.actions.base import ActionContext, Target
         from opsconsole.actions.registry import ACTIONS
 
-        ctx = ActionContext(profile=self.profile, backends=self.backends, read_only=self.read_only)
+        ctx = ActionContext(
+            profile=self.profile,
+            backends=self.backends,
+            read_only=self.read_only,
+            via=self.via,
+            remote=self.remote,
+        )
         return ACTIONS[action_id](ctx, Target(env=env, name=name, host=host, options=options))
 
     def request_action(
@@ -396,7 +406,7 @@ class OpsConsoleApp(App[None]):
         if state.action.id == "logs" and outcome.ok:
             return
         watching = getattr(self.screen, "run_id", None) == state.id
-        if not watching or not outcome.ok:
+        if not watching or not outcome.ok or state.action.id == "watch":
             self.notify(
                 outcome.message[:500],
                 title=f"{state.title}: {'done' if outcome.ok else 'FAILED'}",

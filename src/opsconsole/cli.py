@@ -12,7 +12,7 @@ from opsconsole.errors import ExitCode, OpsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from opsconsole.commands import actions, console, demo, metrics, pending, profile, secret, status
+    from opsconsole.commands import actions, console, demo, metrics, pending, profile, secret, serve, status
 
     parser = argparse.ArgumentParser(
         prog="opsconsole",
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", "-P", metavar="NAME|PATH", help="profile to use (default: discovery)")
     parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (profile, secret, status, actions, pending, metrics, console, demo):
+    for module in (profile, secret, status, actions, pending, metrics, console, serve, demo):
         module.register(sub)
     _accept_global_options(parser)
     return parser

@@ -183,10 +183,20 @@ class RunInfo:
     start: dict[str, Any]
     end: dict[str, Any] | None
     age: float | None  # seconds since the log was last written (host clock)
+    step: str | None = None  # the last step started, and on which host
+    step_host: str | None = None
 
     @property
     def running(self) -> bool:
         return self.end is None and (self.age is None or self.age < SILENT_SECONDS)
+
+    @property
+    def who(self) -> str:
+        return str(self.start.get("who") or "?")
+
+    @property
+    def what(self) -> str:
+        return f"{self.start.get('action', '?')} {self.start.get('target', '')}".strip()
 
     def describe(self) -> str:
         s = self.start
@@ -202,7 +212,9 @@ def latest_runs(host: Host, env: Environment, count: int = 5) -> list[RunInfo]:
         f"for f in $(ls -1 | grep '\\.jsonl$' | sort -r | head -n {int(count)}); do "
         # mtime: GNU/BusyBox `stat -c %Y`, BSD `stat -f %m`
         'm=$(stat -c %Y "$f" 2>/dev/null || stat -f %m "$f" 2>/dev/null || echo ""); '
-        'printf "@run\\t%s\\t%s\\t%s\\n" "$f" "$now" "$m"; head -n 1 "$f"; tail -n 1 "$f"; done'
+        'a=$(head -n 1 "$f"); b=$(tail -n 1 "$f"); '
+        'c=$(grep \'"type": "StepStarted"\' "$f" | tail -n 1); '
+        'printf "@run\\t%s\\t%s\\t%s\\n%s\\n%s\\n%s\\n" "$f" "$now" "$m" "$a" "$b" "$c"; done'
     )
     result = host.run(command, timeout=host.timeout)
     if not result.ok:
@@ -218,10 +230,18 @@ def latest_runs(host: Host, env: Environment, count: int = 5) -> list[RunInfo]:
         first = _json(lines[i + 1]) if i + 1 < len(lines) else {}
         last = _json(lines[i + 2]) if i + 2 < len(lines) else {}
         age = float(now) - float(mtime) if now.isdigit() and mtime.isdigit() else None
+        step = _json(lines[i + 3]) if i + 3 < len(lines) else {}
         out.append(
-            RunInfo(name.removesuffix(".jsonl"), first, last if last.get("type") == "end" else None, age)
+            RunInfo(
+                name.removesuffix(".jsonl"),
+                first,
+                last if last.get("type") == "end" else None,
+                age,
+                str(step["step"]) if step.get("step") else None,
+                str(step["host"]) if step.get("host") else None,
+            )
         )
-        i += 3
+        i += 4
     return out
 
 

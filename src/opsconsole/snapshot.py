@@ -300,7 +300,15 @@ def env_tasks(
         from opsconsole.backends.releases import read_state
 
         assert env.deploy is not None
-        return read_state(backends.host(spec), env.deploy)
+        state = read_state(backends.host(spec), env.deploy)
+        if spec == env.hosts[0]:  # the run logs live on the first host: who is running what now
+            from opsconsole.runlog import latest_runs
+
+            try:
+                state.runs = [r for r in latest_runs(backends.host(spec), env, 3) if r.running]
+            except OpsError as exc:
+                state.warnings.append(f"run logs: {exc.message}")
+        return state
 
     def files(spec: HostSpec) -> list[FileInfo]:
         from opsconsole.backends.files import list_files

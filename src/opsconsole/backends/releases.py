@@ -83,6 +83,7 @@ class DeployState:
     journal: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # success + mark_bad, whole journal
     warnings: list[str] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)  # first host only: RunInfo of running actions
 
     @property
     def bad_releases(self) -> set[str]:

@@ -28,7 +28,10 @@ def run_console(args: argparse.Namespace) -> int:
 
         check_keymap(profile, binding_ids())
     read_only = bool(getattr(args, "read_only", False))
-    app = make_app(profile, read_only=read_only)
+    # `opsconsole serve` starts each browser's console with these (see serve.py)
+    via = os.environ.get("OPSCONSOLE_VIA") or None
+    remote = os.environ.get("OPSCONSOLE_REMOTE") or None
+    app = make_app(profile, read_only=read_only, via=via, remote=remote)
     theme = getattr(args, "theme", None) or os.environ.get("OPSCONSOLE_THEME")
     if theme:
         if theme not in app.available_themes:

@@ -53,7 +53,8 @@ class ActionScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(clean(self.state.title)), id="run-title")
+            self._title = self.state.title
+            yield Static(Text(clean(self._title)), id="run-title")
             table: DataTable[Text] = DataTable(id="hosts", cursor_type="none")
             table.add_columns("host", "status", "step")
             yield table
@@ -107,6 +108,9 @@ class ActionScreen(Screen[None]):
             self.on_run_event(event)
         if lines:
             self.query_one(LogView).append_many(lines)
+        if self.state.title != self._title:  # a watched run names its holder once its log is read
+            self._title = self.state.title
+            self.query_one("#run-title", Static).update(Text(clean(self._title)))
 
     def on_run_event(self, event: Event) -> None:
         log = self.query_one(LogView)

@@ -26,6 +26,7 @@ from opsconsole.screens.rows import (
     PANE_SOURCES,
     PANES,
     Results,
+    foreign_runs,
     rows_all,
     rows_ci,
     rows_containers,
@@ -199,7 +200,12 @@ class MainScreen(MainKeys, Screen[None]):
             envs.highlighted = highlighted
 
     def _env_label(self, env: Environment) -> Text:
-        return env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only)
+        label = env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only)
+        results = [(k, r) for k, r in self.ops.results.get(env.name, {}).items() if k[0] == "deploys"]
+        own = {state.action.ctx.run_id for state in self.ops.runs.values()}
+        for info in foreign_runs(results, own)[:1]:
+            label.append(f"\n  ⟳ {info.what} by {info.who}", style="bold yellow")
+        return label
 
     def _mount_panes(self) -> None:
         self.query_one("#panes-holder").mount(Panes())
@@ -439,7 +445,8 @@ class MainScreen(MainKeys, Screen[None]):
         if pane_id == "containers":
             return rows_containers(results, self.ops.stats.get(self.ops.current_env or "", {}))
         if pane_id == "deploys":
-            return rows_ci(self._results("ci")) + rows_deploys(results)
+            own = {state.action.ctx.run_id for state in self.ops.runs.values()}
+            return rows_ci(self._results("ci")) + rows_deploys(results, own, self.ops.clock())
         builder = {
             "processes": rows_processes,
             "errors": rows_errors,

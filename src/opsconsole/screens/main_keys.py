@@ -128,6 +128,9 @@ class MainKeys:
         env = self.env
         if selected is None or env is None:
             return
+        if selected[0] == "run":  # someone else's running action: watch it
+            self.ops.request_action("watch", env.name, run=selected[2].run)
+            return
         from opsconsole.screens.details import DetailsScreen
 
         self.app.push_screen(DetailsScreen(env, selected))

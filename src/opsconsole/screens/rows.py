@@ -179,8 +179,42 @@ def rows_containers(results: Results, stats_by_host: Mapping[str, Mapping[str, A
     return rows
 
 
-def rows_deploys(results: Results) -> list[Row]:
+def foreign_runs(results: Results, own: set[str]) -> list[Any]:
+    """Actions running on the environment that this console did not start (from the run logs)."""
+    out = []
+    for _key, result in results:
+        state = cast("DeployState | None", result.data)
+        if state is not None:
+            out += [r for r in state.runs if r.run not in own]
+    return out
+
+
+def run_text(info: Any, now: float) -> str:
+    """`deploy main by ann@laptop · 1 min 12 s · build: sh build.sh (web-1)`."""
+    started = parse_time(info.start.get("started"))
+    elapsed = f" · {age(now - started.timestamp())}" if started else ""
+    step = f" · {info.step}" + (f" ({info.step_host})" if info.step_host else "") if info.step else ""
+    return f"{info.what} by {info.who}{elapsed}{step}"
+
+
+def rows_deploys(results: Results, own: set[str] | None = None, now: float = 0.0) -> list[Row]:
     rows = []
+    for info in foreign_runs(results, own or set()):
+        rows.append(
+            Row(
+                f"run|{info.run}",
+                [
+                    cell("RUNNING", "bold yellow"),
+                    cell(info.run),
+                    cell(str(info.start.get("action") or "")),
+                    cell(str(info.start.get("target") or "")),
+                    cell(info.who),
+                    cell(run_text(info, now) + " · enter or w: watch", "bold yellow", limit=160),
+                    cell(""),
+                ],
+                ("run", "", info),
+            )
+        )
     for key, result in results:
         state = cast("DeployState | None", result.data)
         if state is None:
