@@ -158,6 +158,7 @@ def test_run_logs_are_pruned_to_the_newest_50(tmp_path: Path) -> None:
 async def test_console_shows_and_watches_a_deploy_started_elsewhere(
     tmp_path: Path, sshd: harness.Sshd, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from opsconsole.actions.base import OutputLine
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.action_screen import ActionScreen
@@ -196,7 +197,7 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
         )
         (state,) = app.runs.values()
         assert state.outcome is not None and state.outcome.ok and "deployed main" in state.outcome.message
-        lines = [e.line for e in state.events if type(e).__name__ == "OutputLine"]
+        lines = [e.line for e in state.events if isinstance(e, OutputLine)]
         assert lines == [f"line-{i}" for i in range(1, 26)]  # every line once, in order
         await wait_until(pilot, lambda: any("Watch" in n.title for n in app._notifications), what="toast")
         deploy.communicate(timeout=30)
