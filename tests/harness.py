@@ -78,7 +78,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise ServiceUnavailable(f"{what} not ready after {timeout:.0f} s ({last})")
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
