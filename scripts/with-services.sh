@@ -21,6 +21,17 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Prometheus: Debian's package unpacked (not installed: its postinst would start a server on all
+# interfaces); the tests find it in /opt/opsconsole-prometheus (tests/harness.py).
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /opt/opsconsole-prometheus/usr/bin/prometheus ] \
+  && [ "$(id -u)" = 0 ]; then
+  echo "with-services: unpacking Debian's prometheus into /opt/opsconsole-prometheus"
+  deb_dir=$(mktemp -d)
+  (cd "$deb_dir" && apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }) \
+    && dpkg -x "$deb_dir"/prometheus_*.deb /opt/opsconsole-prometheus
+  rm -rf "$deb_dir"
+fi
+
 started_dockerd=""
 state_dir=$(mktemp -d /tmp/opsconsole-services.XXXXXX)
 cleanup() {

@@ -6,6 +6,7 @@ Everything listens on loopback, on a free port, in a temp folder, and is stopped
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import tarfile
 import tempfile
 import textwrap
 import time
+import urllib.request
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -490,3 +492,67 @@ class Blackhole:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# ------------------------------------------------------------------------ prometheus
+
+PROMETHEUS_EXTRACTED = "/opt/opsconsole-prometheus/usr/bin/prometheus"  # where with-services.sh unpacks it
+
+
+def prometheus_binary() -> str | None:
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    return PROMETHEUS_EXTRACTED if os.path.exists(PROMETHEUS_EXTRACTED) else None
+
+
+@dataclass
+class Prometheus:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_prometheus(root: Path, targets: list[str], interval: str = "1s") -> Prometheus:
+    """Debian's prometheus on loopback with a temp config and storage, scraping `targets`."""
+    binary = prometheus_binary()
+    if binary is None:
+        raise ServiceUnavailable("prometheus is not installed (make test unpacks Debian's package)")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "prom.yml").write_text(
+        f"global: {{scrape_interval: {interval}, evaluation_interval: {interval}}}\n"
+        "scrape_configs:\n"
+        "  - job_name: app\n"
+        f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={root / 'prom.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={root / 'data'}",
+        ],
+        stdout=open(root / "prometheus.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    server = Prometheus(port, proc)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise ServiceUnavailable("prometheus exited: " + (root / "prometheus.log").read_text()[-2000:])
+        with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+
+    try:
+        wait_for(ready, 30, "prometheus")
+    except ServiceUnavailable:
+        server.stop()
+        raise
+    return server

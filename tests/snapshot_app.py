@@ -32,6 +32,12 @@ path = "/srv/shop"
 repo = "git@example.com:acme/shop.git"
 [environments.staging.logs]
 files = ["/var/log/app.log"]
+[environments.staging.prometheus]
+url = "http://prometheus.internal:9090"
+[environments.staging.prometheus.queries]
+requests = "sum(rate(http_requests_total[5m]))"
+"error ratio" = 'sum(rate(http_requests_total{status=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'
+p95 = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"
 [environments.staging.sentry]
 organization = "acme"
 project = "shop"
@@ -158,5 +164,37 @@ def build() -> OpsConsoleApp:
             HealthResult("https://staging.example.com/healthz", True, 200, 31.0, None),
             HealthResult("https://staging.example.com/api/ping", False, None, None, "timed out after 5 s"),
         ]
+    )
+    from opsconsole.backends.prometheus import PromReport, Series
+
+    wave = [(NOW - 3600 + 60 * n, 20 + 8 * ((n % 12) - 6) ** 2 / 36) for n in range(61)]
+    r[("prometheus",)] = ok(
+        PromReport(
+            {
+                "requests": Series("requests", "sum(rate(...))", wave[-1][1], tuple(wave), 1),
+                "error ratio": Series(
+                    "error ratio", "...", 0.012, tuple((t, 0.01 + v / 4000) for t, v in wave), 2
+                ),
+                "p95": Series("p95", "histogram_quantile(...)", error="bad_data: parse error at char 12"),
+            }
+        )
+    )
+    r[("dora",)] = ok(
+        {
+            "deployments": 23,
+            "deployment_frequency": {"per_week": 1.79, "bucket": "weekly"},
+            "lead_time_hours": {"median": 30.5, "p90": 140.2, "changes": 96},
+            "change_failure_rate": {"value": 0.087, "failed": 2, "total": 23},
+            "recovery_hours": {"median": 0.75, "incidents": 2},
+            "bands": {
+                "deployment_frequency": "high",
+                "lead_time": "high",
+                "change_failure_rate": "medium",
+                "recovery": "elite",
+                "source": "DORA 2024",
+            },
+            "weekly": [1, 2, 0, 3, 2, 1, 2, 4, 2, 1, 3, 2],
+            "errors": [],
+        }
     )
     return app

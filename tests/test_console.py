@@ -39,6 +39,12 @@ def pane_keys(app: OpsConsoleApp, pane_id: str) -> list[str]:
     return [str(k.value) for k in app.screen.query_one(f"#{pane_id}", Pane).table.rows]
 
 
+def pane_texts(app: OpsConsoleApp, pane_id: str) -> list[str]:
+    """Each row of a pane as one line of text (its cells joined by spaces)."""
+    table = app.screen.query_one(f"#{pane_id}", Pane).table
+    return [" ".join(str(c) for c in table.get_row_at(n)) for n in range(table.row_count)]
+
+
 @pytest.fixture
 def console_profile(tmp_path: Path, supervisord: harness.Supervisord, sshd: harness.Sshd) -> Path:
     repo = tmp_path / "repo"

@@ -176,3 +176,40 @@ repo = "unused"
     assert human.returncode == 0 and "deployments           1" in human.stdout and "DORA 2024" in human.stdout
     bad = run_cli("--profile", str(profile), "metrics", "prod", "--since", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+async def test_metrics_pane_shows_the_four_keys_from_the_journals(tmp_path: Path) -> None:
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from test_console import pane_texts, wait_until
+
+    root = tmp_path / "srv" / "shop"
+    (root / ".opsconsole").mkdir(parents=True)
+    now = datetime.now(UTC)
+    records = [
+        deploy(
+            f"r{n}",
+            (now - timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            [(now - timedelta(days=n, hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")],
+        )
+        for n in (1, 2, 3, 9)
+    ]
+    (root / ".opsconsole" / "deploys.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    path = write_profile(
+        tmp_path,
+        f'[environments.prod]\nhosts = ["local"]\n[environments.prod.deploy]\npath = "{root}"\nrepo = "x"\n',
+    )
+    app = make_app(load_profile(path))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
+        )
+        await pilot.press("6")
+
+        def rows() -> list[str]:
+            return pane_texts(app, "metrics")
+
+        await wait_until(pilot, lambda: any("deploys/week" in r for r in rows()), what="DORA rows")
+        found = rows()
+        assert "4 deploys in 90 days" in found[0] and "lead time 3.0 h elite" in found[1]
+        assert any(ch in found[0] for ch in "▁▂▃▄▅▆▇█")

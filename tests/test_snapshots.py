@@ -48,6 +48,14 @@ def test_containers_pane_160x48(snap_compare: Any) -> None:
     assert snap_compare(build(), terminal_size=(160, 48), run_before=_settle, press=["2"])
 
 
+def test_metrics_pane_80x24(snap_compare: Any) -> None:
+    assert snap_compare(build(), terminal_size=(80, 24), run_before=_settle, press=["6"])
+
+
+def test_metrics_pane_160x48(snap_compare: Any) -> None:
+    assert snap_compare(build(), terminal_size=(160, 48), run_before=_settle, press=["6"])
+
+
 def test_confirmation_modal_protected(snap_compare: Any) -> None:
     app = build()
 

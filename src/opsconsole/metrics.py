@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from opsconsole.errors import OpsError
 from opsconsole.human import parse_time
 
 WEEK = timedelta(days=7)
@@ -166,6 +167,38 @@ def compute(
             "source": "DORA 2024",
         },
     }
+
+
+def weekly(records: Iterable[Mapping[str, Any]], until: datetime, weeks: int = 12) -> list[int]:
+    """Successful deployments per week, oldest week first, over the `weeks` weeks before `until`."""
+    counts = [0] * weeks
+    for deploy in deployments(records)[0]:
+        age = (until - deploy.finished) / WEEK
+        if 0 <= age < weeks:
+            counts[weeks - 1 - int(age)] += 1
+    return counts
+
+
+def collect_dora(
+    journals: Mapping[str, tuple[list[dict[str, Any]], list[str]] | Exception],
+    env: str,
+    now: datetime,
+    days: int = 90,
+) -> dict[str, Any]:
+    """The Metrics pane's DORA figures from every host's journal (a host that failed is named)."""
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for host, result in journals.items():
+        if isinstance(result, Exception):
+            errors.append(f"{host}: {result}")
+        else:
+            records += result[0]
+    if errors and len(errors) == len(journals):
+        raise OpsError("; ".join(errors), "Journals")
+    out = compute(env, records, now - timedelta(days=days), now)
+    out["weekly"] = weekly(records, now)
+    out["errors"] = errors
+    return out
 
 
 def parse_since(text: str, now: datetime) -> datetime:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
     from opsconsole.backends.files import FileInfo
     from opsconsole.backends.github import CiReport, GitHubChecks
     from opsconsole.backends.health import HealthResult
+    from opsconsole.backends.prometheus import PrometheusClient, PromReport
     from opsconsole.backends.releases import DeployState
     from opsconsole.backends.sentry import IssuePage, SentryClient
     from opsconsole.backends.supervisor import ProcessInfo, SupervisorClient
@@ -61,6 +62,7 @@ class Backends:
         self._dockers: dict[tuple[str, str], DockerClient] = {}
         self._sentries: dict[str, SentryClient] = {}
         self._ci: dict[str, GitHubChecks] = {}
+        self._prometheus: dict[str, PrometheusClient] = {}
         # per environment: the Sentry release whose new issues the Errors pane shows (None: all open)
         self.issues_release: dict[str, str] = {}
 
@@ -126,6 +128,20 @@ class Backends:
 
         return SentryClient(config, resolve(config.release_token), self.profile.defaults.timeout)
 
+    def prometheus(self, env: Environment) -> PrometheusClient:
+        if env.prometheus is None:
+            raise UsageError(f"environment '{env.name}' has no [prometheus] section", "Not configured")
+        from opsconsole.backends.prometheus import PrometheusClient
+
+        config = env.prometheus
+        return self._cached(
+            self._prometheus,
+            env.name,
+            lambda: PrometheusClient(
+                config, resolve(config.token) if config.token else None, self.profile.defaults.timeout
+            ),
+        )
+
     def ci(self, env: Environment) -> GitHubChecks:
         if env.ci is None:
             raise UsageError(
@@ -146,8 +162,14 @@ class Backends:
 
     def close(self) -> None:
         with self._lock:
-            clients: list[Any] = [*self._supervisors.values(), *self._dockers.values(), *self._ci.values()]
+            clients: list[Any] = [
+                *self._supervisors.values(),
+                *self._dockers.values(),
+                *self._ci.values(),
+                *self._prometheus.values(),
+            ]
             self._ci.clear()
+            self._prometheus.clear()
             self._supervisors.clear()
             self._dockers.clear()
             self._sentries.clear()
@@ -227,6 +249,7 @@ class EnvSnapshot:
     sentry: SourceResult[IssuePage]
     health: SourceResult[list[HealthResult]]
     ci: SourceResult[CiReport] = field(default_factory=lambda: SourceResult(configured=False))
+    prometheus: SourceResult[PromReport] = field(default_factory=lambda: SourceResult(configured=False))
 
     def errors(self) -> list[str]:
         out = []
@@ -234,7 +257,7 @@ class EnvSnapshot:
             for source in (snap.supervisor, snap.docker, snap.deploys, snap.files, snap.stats):
                 if source is not None and source.error:
                     out.append(source.error)
-        for env_source in (self.sentry, self.health, self.ci):
+        for env_source in (self.sentry, self.health, self.ci, self.prometheus):
             if env_source.error:
                 out.append(env_source.error)
         return out
@@ -250,10 +273,11 @@ def _not_configured() -> SourceResult[Any]:
 def has_sources(env: Environment) -> bool:
     """Whether the environment configures any source at all (what env_tasks would find)."""
     hosted = env.hosts and (env.supervisor or env.docker or env.deploy or (env.logs and env.logs.files))
-    return bool(hosted or env.sentry or env.health)
+    return bool(hosted or env.sentry or env.health or env.prometheus)
 
 
-SOURCE_NAMES = ("supervisor", "docker", "deploys", "sentry", "health")
+SOURCE_NAMES = ("supervisor", "docker", "deploys", "sentry", "health", "metrics")
+METRIC_SOURCES = ("dora", "prometheus")  # the Metrics pane's two sources
 
 
 def configured(env: Environment, source: str) -> bool:
@@ -264,6 +288,7 @@ def configured(env: Environment, source: str) -> bool:
         "deploys": env.deploy is not None,
         "sentry": env.sentry is not None,
         "health": bool(env.health),
+        "metrics": (env.deploy is not None and bool(env.hosts)) or env.prometheus is not None,
     }[source]
 
 
@@ -276,6 +301,12 @@ def expected_keys(env: Environment, source: str) -> list[tuple[str, ...]]:
     """The results a source owes once everyone has answered: one per host, or one for the environment."""
     if source in ("sentry", "health"):
         return [(source,)]
+    if source == "metrics":
+        return [
+            (s,)
+            for s, on in (("dora", env.deploy is not None and env.hosts), ("prometheus", env.prometheus))
+            if on
+        ]
     return [(source, h.raw) for h in env.hosts]
 
 
@@ -321,6 +352,28 @@ def env_tasks(
         query = f"is:unresolved firstRelease:{release}" if release else "is:unresolved"
         return asyncio.run(backends.sentry(env).issues(query=query))
 
+    def dora() -> dict[str, Any]:
+        """DORA keys over 90 days from every host's journal (the Metrics pane)."""
+        from datetime import UTC, datetime
+
+        from opsconsole.backends.releases import read_journal
+        from opsconsole.metrics import collect_dora
+
+        assert env.deploy is not None
+        config = env.deploy
+
+        def one(spec: HostSpec) -> Any:
+            try:
+                return read_journal(backends.host(spec), config)
+            except OpsError as exc:
+                return exc
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(env.hosts)) as pool:
+            journals = dict(zip([h.raw for h in env.hosts], pool.map(one, env.hosts), strict=True))
+        return collect_dora(journals, env.name, datetime.now(UTC))
+
     def ci(spec: HostSpec) -> CiReport:
         """CI of what runs (the first host's current release) and of the branch head."""
         from opsconsole.actions.pending import current_commit
@@ -346,6 +399,10 @@ def env_tasks(
             tasks[("files", spec.raw)] = partial(files, spec)
     if env.ci is not None and env.deploy is not None and env.hosts:
         tasks[("ci",)] = partial(ci, env.hosts[0])
+    if env.prometheus is not None:
+        tasks[("prometheus",)] = lambda: backends.prometheus(env).series(time.time())
+    if env.deploy is not None and env.hosts:
+        tasks[("dora",)] = dora
     if env.sentry is not None:
         tasks[("sentry",)] = issues
     if env.health:
@@ -384,6 +441,7 @@ def assemble(env: Environment, results: dict[tuple[str, ...], SourceResult[Any]]
         sentry=results.get(("sentry",), _not_configured()),
         health=results.get(("health",), _not_configured()),
         ci=results.get(("ci",), _not_configured()),
+        prometheus=results.get(("prometheus",), _not_configured()),
     )
 
 
@@ -470,6 +528,13 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
             sentry["notes"] = snap.sentry.data.notes
         health: list[dict[str, Any]] = [h.to_json() for h in snap.health.data] if snap.health.data else []
         envs[name] = {"hosts": hosts, "sentry": sentry, "health": health}
+        if snap.prometheus.configured:
+            envs[name]["prometheus"] = {
+                "series": snap.prometheus.data.to_json()["series"]
+                if snap.prometheus.data is not None
+                else {},
+                "error": snap.prometheus.error,
+            }
         if snap.ci.configured:
             envs[name]["ci"] = {
                 **(snap.ci.data.to_json() if snap.ci.data is not None else {}),

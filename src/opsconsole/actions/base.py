@@ -247,6 +247,7 @@ class Action(ABC):
     key: ClassVar[str | None] = None
     key_label: ClassVar[str] = ""
     key_id: ClassVar[str | None] = None
+    key_in_footer: ClassVar[bool] = True  # the footer is short at 80 columns: the key still works
     tooltip: ClassVar[str] = ""
     selection: ClassVar[tuple[str, ...]] = ()
     selection_optional: ClassVar[bool] = False

@@ -48,6 +48,7 @@ class ActionKey:
     actions: tuple[str, ...]
     selection: tuple[str, ...]
     selection_optional: bool
+    footer: bool = True
 
     def pick(self, item: Any) -> str:
         """The action id this key means for the selected item."""
@@ -77,5 +78,6 @@ def action_keys() -> tuple[ActionKey, ...]:
             (action_id,),
             cls.selection,
             cls.selection_optional,
+            cls.key_in_footer,
         )
     return tuple(keys.values())

@@ -19,6 +19,7 @@ class WatchAction(Action):
     id: ClassVar[str] = "watch"
     title: ClassVar[str] = "Watch"
     key: ClassVar[str | None] = "w"
+    key_in_footer: ClassVar[bool] = False  # `?` lists it; the Deploys pane's running row names it
     tooltip: ClassVar[str] = (
         "Watch the action running on this environment, whoever started it, from its start"
     )

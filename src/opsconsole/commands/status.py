@@ -105,6 +105,16 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
                 out.append(f"      {mark} {clean(check.url)}  {clean(detail)}")
         else:
             out.append("  health:       not configured")
+        if snap.prometheus.configured:
+            from opsconsole.backends.prometheus import human
+
+            prom = snap.prometheus.data
+            out.append(
+                "  prometheus:   " + _line(snap.prometheus, f"{len(prom.series) if prom else 0} queries")
+            )
+            for label, series in (prom.series if prom else {}).items():
+                note = f"  ({clean(series.note, 200)})" if series.note else ""
+                out.append(f"      {clean(label, 22):<22} {human(series.value)}{note}")
         if snap.ci.configured:
             report = snap.ci.data
             out.append("  ci:           " + _line(snap.ci, "checks of what runs and of the branch head"))

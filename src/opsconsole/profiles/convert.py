@@ -116,6 +116,20 @@ def count(value: Any, path: PathKey, problems: Problems) -> int | None:
     return value
 
 
+def str_table(value: Any, path: PathKey, problems: Problems) -> tuple[tuple[str, str], ...] | None:
+    """A table of non-empty strings (e.g. Prometheus queries by label), in the file's order."""
+    if not isinstance(value, dict):
+        problems.add(path, f"'{dotted(path)}' must be a table of strings, not {type_name(value)}")
+        return None
+    out = []
+    for key, item in value.items():
+        text = nonempty_str(item, (*path, key), problems)
+        if text is None:
+            return None
+        out.append((str(key), text))
+    return tuple(out)
+
+
 def one_of(*choices: str) -> Converter:
     def convert(value: Any, path: PathKey, problems: Problems) -> str | None:
         text = string(value, path, problems)

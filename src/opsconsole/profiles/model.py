@@ -86,6 +86,15 @@ class SentryConfig:
 
 
 @dataclass(frozen=True)
+class PrometheusConfig:
+    """Prometheus queries shown in the Metrics pane: label -> PromQL, in the profile's order."""
+
+    url: str
+    token: SecretRef | None = None
+    queries: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class CiConfig:
     """The CI whose checks gate a deploy (GitHub Actions and any GitHub check-run/status integration)."""
 
@@ -157,6 +166,7 @@ class Environment:
     docker: DockerConfig | None = None
     sentry: SentryConfig | None = None
     ci: CiConfig | None = None
+    prometheus: PrometheusConfig | None = None
     deploy: DeployConfig | None = None
     cache: CacheConfig | None = None
     logs: LogsConfig | None = None
@@ -210,6 +220,8 @@ class Profile:
                 refs.append((f"environments.{env.name}.sentry.token", env.sentry.token))
                 if env.sentry.release_token:
                     refs.append((f"environments.{env.name}.sentry.release_token", env.sentry.release_token))
+            if env.prometheus and env.prometheus.token:
+                refs.append((f"environments.{env.name}.prometheus.token", env.prometheus.token))
             if env.ci and env.ci.token:
                 refs.append((f"environments.{env.name}.ci.token", env.ci.token))
         return refs

@@ -28,6 +28,7 @@ from opsconsole.profiles.convert import (
     secret,
     shared,
     str_list,
+    str_table,
     string,
     type_name,
     url,
@@ -44,6 +45,7 @@ from opsconsole.profiles.model import (
     LogsConfig,
     PathKey,
     Profile,
+    PrometheusConfig,
     SentryConfig,
     SupervisorConfig,
     VerifyConfig,
@@ -102,6 +104,10 @@ CI = Table(
     },
     CiConfig,
 )
+PROMETHEUS = Table(
+    {"url": Key(url(_SCHEMES_HTTP), required=True), "token": Key(secret), "queries": Key(str_table)},
+    PrometheusConfig,
+)
 VERIFY = Table({"window": Key(positive_float), "max_new_issues": Key(count)}, VerifyConfig)
 DEPLOY = Table(
     {
@@ -156,6 +162,7 @@ ENVIRONMENT = Table(
         "docker": DOCKER,
         "sentry": SENTRY,
         "ci": CI,
+        "prometheus": PROMETHEUS,
         "deploy": DEPLOY,
         "cache": CACHE,
         "logs": LOGS,

@@ -33,9 +33,10 @@ from opsconsole.screens.rows import (
     rows_deploys,
     rows_errors,
     rows_health,
+    rows_metrics,
     rows_processes,
 )
-from opsconsole.snapshot import SourceResult, configured, expected_keys
+from opsconsole.snapshot import METRIC_SOURCES, SourceResult, configured, expected_keys
 from opsconsole.widgets.pane import Pane, Row, age
 
 if TYPE_CHECKING:
@@ -129,7 +130,8 @@ SCREEN_BINDINGS: list[BindingType] = [
 def main_bindings() -> list[BindingType]:
     """Action keys from the registry (one generic dispatch), then the screen's own."""
     return [
-        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip) for k in action_keys()
+        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip, show=k.footer)
+        for k in action_keys()
     ] + SCREEN_BINDINGS
 
 
@@ -291,7 +293,8 @@ class MainScreen(MainKeys, Screen[None]):
         env = self.ops.current_env
         if env is None:
             return []
-        return [(k, v) for k, v in self.ops.results.get(env, {}).items() if k[0] == source]
+        wanted = METRIC_SOURCES if source == "metrics" else (source,)
+        return [(k, v) for k, v in self.ops.results.get(env, {}).items() if k[0] in wanted]
 
     def on_verify_changed(self, message: VerifyChanged) -> None:
         if message.env == self.ops.current_env and self.is_mounted:
@@ -451,6 +454,7 @@ class MainScreen(MainKeys, Screen[None]):
             "processes": rows_processes,
             "errors": rows_errors,
             "health": rows_health,
+            "metrics": rows_metrics,
         }[pane_id]
         return builder(results)
 
