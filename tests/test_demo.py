@@ -4,6 +4,8 @@ and nothing left running."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,7 +37,19 @@ def test_demo_deploys_and_leaves_nothing_running(tmp_path: Path, docker_engine: 
         session.keys("Enter")
         session.wait_for("deployed main", timeout=90)
         session.keys("Escape")
-        time.sleep(0.5)
+        session.wait_for("Verifying releases/", timeout=15)  # the demo verifies every deploy for a minute
+        session.keys("6")
+        session.wait_for("deploys/week", timeout=20)
+        if os.path.exists("/opt/opsconsole-prometheus/usr/bin/prometheus") or shutil.which("prometheus"):
+            # the load loop hits the deployed app; Prometheus scrapes it; the pane shows the rate
+            deadline = time.monotonic() + 60
+            line = ""
+            while time.monotonic() < deadline:
+                line = next((x for x in session.screen().splitlines() if "requests/s" in x), "")
+                if re.search(r"requests/s\s+\d", line):
+                    break
+                time.sleep(1)
+            assert re.search(r"requests/s\s+\d", line), line
         session.keys("q")
         deadline = time.monotonic() + 30
         while session.alive() and time.monotonic() < deadline:

@@ -107,6 +107,8 @@ class Sandbox:
     redis_port: int | None = None
     supervisord: subprocess.Popen[bytes] | None = None
     redis: subprocess.Popen[bytes] | None = None
+    prometheus: subprocess.Popen[bytes] | None = None
+    prometheus_port: int | None = None
     containers: list[str] = field(default_factory=list)
     docker_note: str | None = None
     docker_url: str | None = None
@@ -131,6 +133,7 @@ class Sandbox:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._make_repo()
         self._start_redis()
+        self._start_prometheus()
         self._find_docker()
         self._write_profile()
         self._start_supervisord()
@@ -141,7 +144,7 @@ class Sandbox:
         return self.profile_path
 
     def _start_watchdog(self) -> None:
-        groups = [str(p.pid) for p in (self.supervisord, self.redis) if p is not None]
+        groups = [str(p.pid) for p in (self.supervisord, self.redis, self.prometheus) if p is not None]
         self.watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *groups],
             stdout=subprocess.DEVNULL,
@@ -212,6 +215,49 @@ class Sandbox:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
         )
 
+    def _start_prometheus(self) -> None:
+        """Prometheus scraping the web app's /metrics, when the binary is here (Debian's `prometheus`)."""
+        binary = shutil.which("prometheus") or "/opt/opsconsole-prometheus/usr/bin/prometheus"
+        if not os.path.exists(binary):
+            self.log(
+                "prometheus not found: the Metrics pane shows delivery metrics only. For live service "
+                "metrics: apt-get install prometheus (or `make test`, which unpacks it)"
+            )
+            return
+        folder = self.root / "prometheus"
+        folder.mkdir(exist_ok=True)
+        (folder / "prom.yml").write_text(
+            "global: {scrape_interval: 2s, evaluation_interval: 2s}\n"
+            "scrape_configs:\n  - job_name: shop\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{self.web_port}']}}]\n"
+        )
+        self.prometheus_port = free_port()
+        self.prometheus = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prom.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                f"--storage.tsdb.path={folder / 'data'}",
+            ],
+            stdout=open(self.root / "logs" / "prometheus.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
+        )
+
+    def prometheus_section(self) -> str:
+        if self.prometheus_port is None:
+            return ""
+        queries = {
+            "requests/s": "sum(rate(http_requests_total[30s]))",
+            "error ratio": 'sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))',
+            "p95 latency s": "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[30s])))",
+        }
+        lines = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in queries.items())
+        return (
+            f'\n[environments.sandbox.prometheus]\nurl = "http://127.0.0.1:{self.prometheus_port}"\n'
+            f"[environments.sandbox.prometheus.queries]\n{lines}"
+        )
+
     def purge_command(self) -> str:
         if self.redis_port is not None and shutil.which("redis-cli"):
             return f"redis-cli -p {self.redis_port} FLUSHALL"
@@ -237,6 +283,7 @@ class Sandbox:
                 f'\n[environments.sandbox.sentry]\nurl = "{_toml_escape(url)}"\norganization = "{_toml_escape(org)}"\n'
                 f'project = "{_toml_escape(project)}"\ntoken = {{ secret = "sentry-token" }}\n'
             )
+        text += self.prometheus_section()
         self.profile_path = self.root / "demo.toml"
         self.profile_path.write_text(text)
 
@@ -257,6 +304,7 @@ class Sandbox:
             ),
             "worker": (f"{sys.executable} -u {FILES / 'worker.py'}", ""),
             "flaky": (f"{sys.executable} -u {FILES / 'crasher.py'}", "startsecs = 2\n"),
+            "load": (f"{sys.executable} -u {FILES / 'loadgen.py'} {self.web_port}", ""),
         }
         lines = [
             "[unix_http_server]",
@@ -377,12 +425,13 @@ class Sandbox:
                     self.supervisord.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(self.supervisord.pid, signal.SIGKILL)
-        if self.redis is not None and self.redis.poll() is None:
-            self.redis.terminate()
-            try:
-                self.redis.wait(10)
-            except subprocess.TimeoutExpired:
-                self.redis.kill()
+        for server in (self.redis, self.prometheus):
+            if server is not None and server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
         if self.containers:
             try:
                 import docker

@@ -1,4 +1,6 @@
-"""The demo's web app: a page, /healthz, and a page cache (Redis when REDIS_PORT is set) with /purge."""
+"""The demo's web app: a page, /healthz, a page cache (Redis when REDIS_PORT is set) with /purge,
+/boom (raises, answers 500) and /metrics (prometheus_client, when installed: requests by status and
+a latency histogram)."""
 
 import json
 import os
@@ -15,6 +17,14 @@ REDIS_PORT = os.environ.get("REDIS_PORT")
 VERSION = (HERE / "VERSION").read_text().strip() if (HERE / "VERSION").exists() else "dev"
 DB = HERE / "data" / "app.sqlite3"
 _memory_cache: dict[str, str] = {}
+
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+    REQUESTS = Counter("http_requests", "Requests by status", ["status"])
+    LATENCY = Histogram("http_request_duration_seconds", "Request latency", buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1))
+except ImportError:  # the page still works; /metrics answers 404
+    REQUESTS = LATENCY = None
 
 
 def redis(*args: str) -> str | None:
@@ -61,6 +71,27 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/metrics":
+            if REQUESTS is None:
+                self._send(404, "prometheus_client is not installed\n", "text/plain")
+            else:
+                self._send(200, generate_latest().decode(), CONTENT_TYPE_LATEST)
+            return
+        started = time.perf_counter()
+        status = 200
+        try:
+            self._get()
+        except Exception as exc:  # noqa: BLE001 - a 500, as a web framework would answer
+            status = 500
+            self._send(500, f"internal error: {type(exc).__name__}\n", "text/plain")
+        finally:
+            if REQUESTS is not None and LATENCY is not None:
+                REQUESTS.labels(status=str(status)).inc()
+                LATENCY.observe(time.perf_counter() - started)
+
+    def _get(self) -> None:
+        if self.path == "/boom":
+            raise ZeroDivisionError("division by zero (the demo's /boom route)")
         if self.path == "/healthz":
             self._send(200, json.dumps({"ok": True, "version": VERSION}), "application/json")
             return
