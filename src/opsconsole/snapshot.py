@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from opsconsole.backends.hosts import Host, HostPool
 from opsconsole.errors import OpsError, UsageError
@@ -94,6 +94,18 @@ class Backends:
             return self._dockers.setdefault(key, DockerClient(self.host(spec), env.docker))
 
     def sentry(self, env: Environment) -> SentryClient:
+        """The Errors pane's client: Sentry's, or Bugsink's adapter behind the same interface."""
+        if env.bugsink is not None:
+            from opsconsole.backends.bugsink import BugsinkClient
+
+            bugsink = env.bugsink
+            store = cast("dict[str, Any]", self._sentries)
+            client: Any = self._cached(
+                store,
+                env.name,
+                lambda: BugsinkClient(bugsink, resolve(bugsink.token), self.profile.defaults.timeout),
+            )
+            return cast("SentryClient", client)  # the same interface (issues, latest_event, update)
         if env.sentry is None:
             raise UsageError(
                 f"environment '{env.name}' has no [sentry] section: add organization, project and "
@@ -250,6 +262,7 @@ class EnvSnapshot:
     health: SourceResult[list[HealthResult]]
     ci: SourceResult[CiReport] = field(default_factory=lambda: SourceResult(configured=False))
     prometheus: SourceResult[PromReport] = field(default_factory=lambda: SourceResult(configured=False))
+    errors_from: str = "sentry"  # or "bugsink": where the issues come from
 
     def errors(self) -> list[str]:
         out = []
@@ -273,7 +286,7 @@ def _not_configured() -> SourceResult[Any]:
 def has_sources(env: Environment) -> bool:
     """Whether the environment configures any source at all (what env_tasks would find)."""
     hosted = env.hosts and (env.supervisor or env.docker or env.deploy or (env.logs and env.logs.files))
-    return bool(hosted or env.sentry or env.health or env.prometheus)
+    return bool(hosted or env.errors or env.health or env.prometheus)
 
 
 SOURCE_NAMES = ("supervisor", "docker", "deploys", "sentry", "health", "metrics")
@@ -286,7 +299,7 @@ def configured(env: Environment, source: str) -> bool:
         "supervisor": env.supervisor is not None,
         "docker": env.docker is not None,
         "deploys": env.deploy is not None,
-        "sentry": env.sentry is not None,
+        "sentry": env.errors is not None,
         "health": bool(env.health),
         "metrics": (env.deploy is not None and bool(env.hosts)) or env.prometheus is not None,
     }[source]
@@ -403,7 +416,7 @@ def env_tasks(
         tasks[("prometheus",)] = lambda: backends.prometheus(env).series(time.time())
     if env.deploy is not None and env.hosts:
         tasks[("dora",)] = dora
-    if env.sentry is not None:
+    if env.errors is not None:
         tasks[("sentry",)] = issues
     if env.health:
         tasks[("health",)] = health
@@ -442,6 +455,7 @@ def assemble(env: Environment, results: dict[tuple[str, ...], SourceResult[Any]]
         health=results.get(("health",), _not_configured()),
         ci=results.get(("ci",), _not_configured()),
         prometheus=results.get(("prometheus",), _not_configured()),
+        errors_from="bugsink" if env.bugsink is not None else "sentry",
     )
 
 
@@ -527,7 +541,8 @@ def snapshot_json(snapshots: dict[str, EnvSnapshot]) -> dict[str, Any]:
         if snap.sentry.data is not None:
             sentry["notes"] = snap.sentry.data.notes
         health: list[dict[str, Any]] = [h.to_json() for h in snap.health.data] if snap.health.data else []
-        envs[name] = {"hosts": hosts, "sentry": sentry, "health": health}
+        # a Bugsink-backed environment reports its issues under `bugsink`, in the same shape
+        envs[name] = {"hosts": hosts, snap.errors_from: sentry, "health": health}
         if snap.prometheus.configured:
             envs[name]["prometheus"] = {
                 "series": snap.prometheus.data.to_json()["series"]

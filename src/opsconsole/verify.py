@@ -94,7 +94,7 @@ class Verifier:
         self.config = config or (env.deploy.verify if env.deploy else None) or VerifyConfig()
         self.interval = interval
         self.cancel = threading.Event()
-        self.status = VerifyStatus(env.name, release, version if env.sentry else None, self.config.window)
+        self.status = VerifyStatus(env.name, release, version if env.errors else None, self.config.window)
         self._strikes: dict[str, int] = {}
 
     def run(self, on_update: Callable[[VerifyStatus], None] = lambda _s: None) -> VerifyStatus:

@@ -20,8 +20,10 @@ class _SentryUpdate(Action):
         super().__init__(*args, **kwargs)
         if not self.target.name:
             raise UsageError("which issue? give its id or short id (e.g. SHOP-1A)", "Missing issue")
-        if self.env.sentry is None:
-            raise UsageError(f"environment '{self.env.name}' has no [sentry] section", "Not configured")
+        if self.env.errors is None:
+            raise UsageError(
+                f"environment '{self.env.name}' has no [sentry] or [bugsink] section", "Not configured"
+            )
 
     @property
     def hosts(self) -> list[Any]:
@@ -31,8 +33,12 @@ class _SentryUpdate(Action):
         raise NotImplementedError
 
     def plan(self) -> Plan:
-        assert self.env.sentry is not None
         sentry = self.env.sentry
+        if sentry is None:
+            assert self.env.bugsink is not None
+            verb = "resolve" if self.body().get("status") == "resolved" else "mute"
+            url = f"{self.env.bugsink.url.rstrip('/')}/api/canonical/0/issues/{self.target.name}/{verb}/"
+            return self.make_plan([PlanStep("bugsink", "api", f"POST {url}")])
         url = f"{sentry.url.rstrip('/')}/api/0/organizations/{sentry.organization}/issues/<id of {self.target.name}>/"
         return self.make_plan([PlanStep("sentry", "api", f"PUT {url} {json.dumps(self.body())}")])
 

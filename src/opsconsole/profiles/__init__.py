@@ -18,6 +18,7 @@ from opsconsole.profiles.convert import Problems, parse_host
 from opsconsole.profiles.locate import _line_for, locate_lines
 from opsconsole.profiles.model import (
     LOCAL,
+    BugsinkConfig,
     CacheConfig,
     CiConfig,
     CustomAction,
@@ -49,6 +50,7 @@ __all__ = [
     "SentryConfig",
     "DeployConfig",
     "CiConfig",
+    "BugsinkConfig",
     "PrometheusConfig",
     "VerifyConfig",
     "CacheConfig",

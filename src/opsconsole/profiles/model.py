@@ -86,6 +86,15 @@ class SentryConfig:
 
 
 @dataclass(frozen=True)
+class BugsinkConfig:
+    """Bugsink, a self-hosted error tracker, in place of Sentry for the Errors pane."""
+
+    url: str
+    project: int
+    token: SecretRef
+
+
+@dataclass(frozen=True)
 class PrometheusConfig:
     """Prometheus queries shown in the Metrics pane: label -> PromQL, in the profile's order."""
 
@@ -165,12 +174,18 @@ class Environment:
     supervisor: SupervisorConfig | None = None
     docker: DockerConfig | None = None
     sentry: SentryConfig | None = None
+    bugsink: BugsinkConfig | None = None
     ci: CiConfig | None = None
     prometheus: PrometheusConfig | None = None
     deploy: DeployConfig | None = None
     cache: CacheConfig | None = None
     logs: LogsConfig | None = None
     actions: tuple[CustomAction, ...] = ()
+
+    @property
+    def errors(self) -> SentryConfig | BugsinkConfig | None:
+        """Where the Errors pane's issues come from: Sentry or Bugsink (never both)."""
+        return self.sentry or self.bugsink
 
     def host(self, raw: str) -> HostSpec:
         for host in self.hosts:
@@ -220,6 +235,8 @@ class Profile:
                 refs.append((f"environments.{env.name}.sentry.token", env.sentry.token))
                 if env.sentry.release_token:
                     refs.append((f"environments.{env.name}.sentry.release_token", env.sentry.release_token))
+            if env.bugsink:
+                refs.append((f"environments.{env.name}.bugsink.token", env.bugsink.token))
             if env.prometheus and env.prometheus.token:
                 refs.append((f"environments.{env.name}.prometheus.token", env.prometheus.token))
             if env.ci and env.ci.token:

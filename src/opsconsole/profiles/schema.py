@@ -35,6 +35,7 @@ from opsconsole.profiles.convert import (
     url_list,
 )
 from opsconsole.profiles.model import (
+    BugsinkConfig,
     CacheConfig,
     CiConfig,
     CustomAction,
@@ -104,6 +105,14 @@ CI = Table(
     },
     CiConfig,
 )
+BUGSINK = Table(
+    {
+        "url": Key(url(_SCHEMES_HTTP), required=True),
+        "project": Key(positive_int, required=True),
+        "token": Key(secret, required=True),
+    },
+    BugsinkConfig,
+)
 PROMETHEUS = Table(
     {"url": Key(url(_SCHEMES_HTTP), required=True), "token": Key(secret), "queries": Key(str_table)},
     PrometheusConfig,
@@ -161,6 +170,7 @@ ENVIRONMENT = Table(
         "supervisor": SUPERVISOR,
         "docker": DOCKER,
         "sentry": SENTRY,
+        "bugsink": BUGSINK,
         "ci": CI,
         "prometheus": PROMETHEUS,
         "deploy": DEPLOY,
@@ -234,6 +244,12 @@ def _convert_environment(name: str, data: Any, problems: Problems) -> Environmen
         return None
     table = _convert_table(data, ENVIRONMENT, path, problems)
     if table is None:
+        return None
+    if "sentry" in table and "bugsink" in table:
+        problems.add(
+            (*path, "bugsink"),
+            f"environment '{name}' has both [sentry] and [bugsink]: its Errors pane takes one; remove one",
+        )
         return None
     seen: set[str] = set()
     for index, action in enumerate(table.get("actions", ())):

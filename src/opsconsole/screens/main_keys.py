@@ -234,8 +234,8 @@ class MainKeys:
     def action_toggle_new_issues(self) -> None:
         """Errors pane: issues first seen in the running release (Sentry `firstRelease:`) or all."""
         env = self.env
-        if env is None or env.sentry is None:
-            self.ops.notify("Sentry is not connected for this environment", severity="warning")
+        if env is None or env.errors is None:
+            self.ops.notify("No error tracker (Sentry or Bugsink) is connected here", severity="warning")
             return
         chosen = self.ops.backends.issues_release
         if env.name in chosen:

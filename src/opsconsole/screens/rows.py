@@ -95,7 +95,8 @@ NOT_CONFIGURED_HELP = {
     "sentry": (
         "Sentry is not connected: add [environments.ENV.sentry] with url, organization, project and "
         'token = { secret = "sentry-token" }, then `opsconsole secret set sentry-token` '
-        "(or set OPSCONSOLE_SECRET_SENTRY_TOKEN)"
+        "(or set OPSCONSOLE_SECRET_SENTRY_TOKEN); or a self-hosted Bugsink: [environments.ENV.bugsink] "
+        "with url, project and token"
     ),
     "health": 'No health checks: add health = ["https://.../healthz"] to the environment',
     "metrics": (
