@@ -563,96 +563,15 @@ def start_prometheus(root: Path, targets: list[str], interval: str = "1s") -> Pr
 BUGSINK_VENV = Path(__file__).resolve().parents[1] / ".cache" / "bugsink-venv"  # gitignored
 
 
-@dataclass
-class Bugsink:
-    url: str
-    token: str
-    project: int
-    dsn: str
-    proc: subprocess.Popen[bytes]
+def start_bugsink(root: Path) -> Any:
+    """Bugsink on loopback with a token, team and project, as the demo starts it (its own venv, made
+    once and kept in .cache/)."""
+    import secrets
 
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def bugsink_venv() -> Path:
-    """Bugsink pins its dependencies tightly: it gets its own venv (made once, kept in .cache/)."""
-    manage = BUGSINK_VENV / "bin" / "bugsink-manage"
-    if manage.exists():
-        return BUGSINK_VENV
-    BUGSINK_VENV.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(BUGSINK_VENV)], check=True, capture_output=True)
-        subprocess.run(
-            [str(BUGSINK_VENV / "bin" / "pip"), "install", "-q", "bugsink>=2.6,<3"],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(BUGSINK_VENV, ignore_errors=True)
-        detail = getattr(exc, "stderr", b"") or b""
-        raise ServiceUnavailable(
-            f"bugsink could not be installed from PyPI: {detail.decode()[-500:]}"
-        ) from None
-    return BUGSINK_VENV
-
-
-def start_bugsink(root: Path) -> Bugsink:
-    """Bugsink on loopback (SQLite, events digested in the request, PHONEHOME off), with a team and
-    a project made through its API; the recipe of ../shared/reference/bugsink.md."""
-    venv = bugsink_venv()
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(root)}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(venv / "bin" / args[0]), *args[1:]],
-            cwd=root,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-
-    run("bugsink-create-conf", "--template=local", "--host=127.0.0.1", f"--port={port}")
-    with (root / "bugsink_conf.py").open("a") as conf:
-        conf.write(f'\nBUGSINK["INGEST_STORE_BASE_DIR"] = "{root}/ingestion"\nBUGSINK["PHONEHOME"] = False\n')
-    run("bugsink-manage", "migrate", "-v0")
-    run("bugsink-manage", "migrate", "snappea", "--database=snappea", "-v0")
-    token = run("bugsink-manage", "create_auth_token").stdout.strip().split()[-1]
-    proc = subprocess.Popen(
-        [str(venv / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "bugsink.wsgi"],
-        cwd=root,
-        env=env,
-        stdout=open(root / "server.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise ServiceUnavailable("bugsink exited: " + (root / "server.log").read_text()[-2000:])
-        with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as answer:
-            return bool(answer.status == 200)
+    from opsconsole.demo import bugsink
+    from opsconsole.errors import OpsError
 
     try:
-        wait_for(ready, 30, "bugsink")
-
-        def api(path: str, body: dict[str, Any] | None = None) -> Any:
-            request = urllib.request.Request(
-                f"{url}/api/canonical/0/{path}",
-                data=json.dumps(body).encode() if body is not None else None,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return json.loads(answer.read())
-
-        team = api("teams/", {"name": "ops"})["id"]
-        project = api("projects/", {"name": "shop", "team": team})["id"]
-        dsn = api(f"projects/{project}/")["dsn"]
-    except Exception:
-        stop_process(proc)
-        raise
-    return Bugsink(url, token, int(project), dsn, proc)
+        return bugsink.start(root, free_port(), secrets.token_hex(20), venv=BUGSINK_VENV)
+    except OpsError as exc:
+        raise ServiceUnavailable(exc.message) from None

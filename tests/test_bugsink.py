@@ -41,7 +41,7 @@ SEND = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Bugsink]:
+def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         server = harness.start_bugsink(tmp_path_factory.mktemp("bugsink"))
     except harness.ServiceUnavailable as exc:
@@ -50,7 +50,7 @@ def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Bugsin
     server.stop()
 
 
-def send(server: harness.Bugsink, release: str, *kinds: str) -> None:
+def send(server: Any, release: str, *kinds: str) -> None:
     """Real events from a real program (a file, so the SDK sends source context with its frames)."""
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "shop_app.py"
@@ -58,7 +58,7 @@ def send(server: harness.Bugsink, release: str, *kinds: str) -> None:
         subprocess.run([sys.executable, str(script), server.dsn, release, *kinds], check=True, timeout=60)
 
 
-def client(server: harness.Bugsink) -> Any:
+def client(server: Any) -> Any:
     from opsconsole.backends.bugsink import BugsinkClient
     from opsconsole.profiles import BugsinkConfig, SecretRef
     from opsconsole.secrets import Secret
@@ -67,7 +67,7 @@ def client(server: harness.Bugsink) -> Any:
     return BugsinkClient(config, Secret("bugsink-token", server.token), 10)
 
 
-def test_issues_events_resolve_and_ignore(bugsink: harness.Bugsink) -> None:
+def test_issues_events_resolve_and_ignore(bugsink: Any) -> None:
     send(bugsink, "shop@aaa", "zero")
     send(bugsink, "shop@bbb", "x1")
     api = client(bugsink)
@@ -94,9 +94,7 @@ def test_issues_events_resolve_and_ignore(bugsink: harness.Bugsink) -> None:
     assert asyncio.run(api.issues()).issues == []  # open issues only
 
 
-def test_cli_status_json_resolve_and_the_one_tracker_rule(
-    run_cli: Any, tmp_path: Path, bugsink: harness.Bugsink
-) -> None:
+def test_cli_status_json_resolve_and_the_one_tracker_rule(run_cli: Any, tmp_path: Path, bugsink: Any) -> None:
     send(bugsink, "shop@ccc", "cli")
     path = write_profile(
         tmp_path,

@@ -50,6 +50,9 @@ def test_demo_deploys_and_leaves_nothing_running(tmp_path: Path, docker_engine: 
                     break
                 time.sleep(1)
             assert re.search(r"requests/s\s+\d", line), line
+        # the app's /boom errors reach the demo's Bugsink through sentry_sdk, and the Errors pane
+        session.keys("4")
+        session.wait_for("ZeroDivisionError", timeout=90)
         session.keys("q")
         deadline = time.monotonic() + 30
         while session.alive() and time.monotonic() < deadline:

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -109,6 +110,10 @@ class Sandbox:
     redis: subprocess.Popen[bytes] | None = None
     prometheus: subprocess.Popen[bytes] | None = None
     prometheus_port: int | None = None
+    bugsink_port: int | None = None
+    bugsink: Any = None
+    _bugsink_placeholder: Any = None
+    _bugsink_done: threading.Event = field(default_factory=threading.Event)
     containers: list[str] = field(default_factory=list)
     docker_note: str | None = None
     docker_url: str | None = None
@@ -134,6 +139,7 @@ class Sandbox:
         self._make_repo()
         self._start_redis()
         self._start_prometheus()
+        self._start_bugsink()
         self._find_docker()
         self._write_profile()
         self._start_supervisord()
@@ -244,6 +250,84 @@ class Sandbox:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
         )
 
+    def _start_bugsink(self) -> None:
+        """Bugsink in the background (the console starts at once): until it answers, its port serves
+        a 503 that the Errors pane shows as "starting Bugsink…". Off with OPSCONSOLE_DEMO_BUGSINK=0,
+        and when a real Sentry is configured for the demo."""
+        if os.environ.get("OPSCONSOLE_DEMO_BUGSINK") == "0" or self._sentry_env():
+            return
+        import secrets
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bugsink_port = free_port()
+        token = secrets.token_hex(20)
+        os.environ["OPSCONSOLE_SECRET_DEMO_BUGSINK_TOKEN"] = token  # the profile names this secret
+        state = {
+            "detail": "starting Bugsink… (the first start installs it into its own venv: about a minute)"
+        }
+
+        class Placeholder(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                body = json.dumps({"detail": state["detail"]}).encode()
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        placeholder = ThreadingHTTPServer(("127.0.0.1", self.bugsink_port), Placeholder)
+        placeholder.daemon_threads = True
+        self._bugsink_placeholder = placeholder
+        threading.Thread(target=placeholder.serve_forever, daemon=True).start()
+
+        def free_the_port() -> None:
+            placeholder.shutdown()
+            placeholder.server_close()
+
+        def boot() -> None:
+            from opsconsole.demo import bugsink
+
+            try:
+                self.bugsink = bugsink.start(
+                    self.root / "bugsink",
+                    self.bugsink_port or 0,
+                    token,
+                    preexec=_die_with_parent,
+                    before_listen=free_the_port,
+                )
+            except OpsError as exc:
+                state["detail"] = f"Bugsink could not start: {exc.message}"
+                self.log(f"opsconsole demo: {state['detail']}")
+                return
+            (self.root / "bugsink.dsn").write_text(self.bugsink.dsn)
+            # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: this one stays
+            # until the sandbox stops, so Bugsink still dies with the console, and only then
+            self._bugsink_done.wait()
+
+        threading.Thread(target=boot, daemon=True, name="bugsink").start()
+
+    @staticmethod
+    def _sentry_env() -> bool:
+        return bool(
+            os.environ.get("OPSCONSOLE_SECRET_SENTRY_TOKEN")
+            and os.environ.get("OPSCONSOLE_DEMO_SENTRY_ORG")
+            and os.environ.get("OPSCONSOLE_DEMO_SENTRY_PROJECT")
+        )
+
+    def bugsink_section(self) -> str:
+        if self.bugsink_port is None:
+            return ""
+        return (
+            f'\n[environments.sandbox.bugsink]\nurl = "http://127.0.0.1:{self.bugsink_port}"\n'
+            'project = 1\ntoken = { secret = "demo-bugsink-token" }\n'
+        )
+
     def prometheus_section(self) -> str:
         if self.prometheus_port is None:
             return ""
@@ -283,7 +367,7 @@ class Sandbox:
                 f'\n[environments.sandbox.sentry]\nurl = "{_toml_escape(url)}"\norganization = "{_toml_escape(org)}"\n'
                 f'project = "{_toml_escape(project)}"\ntoken = {{ secret = "sentry-token" }}\n'
             )
-        text += self.prometheus_section()
+        text += self.prometheus_section() + self.bugsink_section()
         self.profile_path = self.root / "demo.toml"
         self.profile_path.write_text(text)
 
@@ -295,7 +379,14 @@ class Sandbox:
                 "the demo needs the `supervisor` package: pip install 'opsconsole[demo]' (make demo does this)",
                 "Missing supervisor",
             ) from None
-        env_line = f'REDIS_PORT="{self.redis_port}"' if self.redis_port else ""
+        env_line = ",".join(
+            x
+            for x in (
+                f'REDIS_PORT="{self.redis_port}"' if self.redis_port else "",
+                f'BUGSINK_DSN_FILE="{self.root / "bugsink.dsn"}"' if self.bugsink_port else "",
+            )
+            if x
+        )
         current = self.root / "srv" / "shop" / "current"
         programs = {
             "web": (
@@ -425,6 +516,15 @@ class Sandbox:
                     self.supervisord.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(self.supervisord.pid, signal.SIGKILL)
+        self._bugsink_done.set()
+        if self.bugsink is not None:
+            self.bugsink.stop()
+        if self._bugsink_placeholder is not None:
+            try:
+                self._bugsink_placeholder.shutdown()
+                self._bugsink_placeholder.server_close()
+            except OSError:
+                pass
         for server in (self.redis, self.prometheus):
             if server is not None and server.poll() is None:
                 server.terminate()

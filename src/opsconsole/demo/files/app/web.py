@@ -61,6 +61,26 @@ def render() -> str:
     return f"<html><head><link rel=stylesheet href=/static/app.css></head><body><h1>Demo shop {VERSION}</h1><p>{visits} visits</p></body></html>"
 
 
+_sentry = {"ready": False}
+
+
+def report(exc: BaseException) -> None:
+    """Send the exception to the demo's Bugsink with sentry_sdk, once Bugsink has given a DSN."""
+    dsn_file = os.environ.get("BUGSINK_DSN_FILE")
+    if not dsn_file:
+        return
+    try:
+        import sentry_sdk
+    except ImportError:
+        return
+    if not _sentry["ready"]:
+        if not os.path.exists(dsn_file):
+            return  # Bugsink is still starting
+        sentry_sdk.init(dsn=Path(dsn_file).read_text().strip(), release=f"demo-shop@{VERSION}", default_integrations=False)
+        _sentry["ready"] = True
+    sentry_sdk.capture_exception(exc)
+
+
 class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: str, kind: str = "text/html") -> None:
         data = body.encode()
@@ -83,6 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             self._get()
         except Exception as exc:  # noqa: BLE001 - a 500, as a web framework would answer
             status = 500
+            report(exc)
             self._send(500, f"internal error: {type(exc).__name__}\n", "text/plain")
         finally:
             if REQUESTS is not None and LATENCY is not None:
