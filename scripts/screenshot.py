@@ -1,4 +1,6 @@
-"""Regenerate docs/screenshot.svg: the console on the demo sandbox, saved by Textual's screenshot feature.
+"""Regenerate docs/screenshot.svg (the Processes pane) and docs/metrics.svg (the Metrics pane): the
+console on the demo sandbox, once a deploy ran and Bugsink and Prometheus have data, saved by
+Textual's screenshot feature.
 
 .venv/bin/python scripts/screenshot.py
 """
@@ -30,6 +32,9 @@ async def shoot(profile_path: Path) -> None:
             await pilot.pause(0.2)
         await pilot.pause(2.5)  # container stats
         app.save_screenshot("screenshot.svg", str(DOCS))
+        await pilot.press("6")
+        await pilot.pause(1.0)
+        app.save_screenshot("metrics.svg", str(DOCS))
 
 
 def main() -> None:
@@ -43,7 +48,10 @@ def main() -> None:
             DeployAction(ActionContext(profile, backends), Target(env="sandbox")), approved=True
         ).run_to_end()
         backends.close()
-        time.sleep(3)
+        deadline = time.monotonic() + 120  # Bugsink up, /boom errors reported, Prometheus scraped
+        while time.monotonic() < deadline and not (root / "bugsink.dsn").exists():
+            time.sleep(1)
+        time.sleep(30)
         asyncio.run(shoot(profile_path))
     finally:
         sandbox.stop()
