@@ -162,8 +162,7 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.action_screen import ActionScreen
-    from opsconsole.widgets.pane import Pane
-    from test_console import wait_until
+    from test_console import pane_texts, wait_until
 
     path = pairing_profile(tmp_path, sshd, repo, build=SLOW_BUILD.replace("0.15", "0.3"))
     monkeypatch.setenv("OPSCONSOLE_USER", "bob")
@@ -174,10 +173,9 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
         )
         await pilot.press("3")
         deploy = start_cli(tmp_path, "--profile", str(path), "deploy", "staging", "--yes")
-        pane = app.screen.query_one("#deploys", Pane)
 
         def rows() -> list[str]:
-            return [" ".join(str(c) for c in pane.table.get_row_at(n)) for n in range(pane.table.row_count)]
+            return pane_texts(app, "deploys")
 
         await wait_until(
             pilot, lambda: any("RUNNING" in r and "by ann@" in r for r in rows()), timeout=15, what="row"

@@ -614,8 +614,7 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
 ) -> None:
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
-    from opsconsole.widgets.pane import Pane
-    from test_console import wait_until
+    from test_console import pane_texts, wait_until
 
     path = profile(tmp_path, repo, ci_section(github_server))
     running = git(repo, "rev-parse", "HEAD")
@@ -640,8 +639,7 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
         await pilot.press("3")
 
         def cells() -> list[str]:
-            table = app.screen.query_one("#deploys", Pane).table
-            return [" ".join(str(c) for c in table.get_row_at(n)) for n in range(table.row_count)]
+            return pane_texts(app, "deploys")
 
         await wait_until(pilot, lambda: any("branch head" in c for c in cells()), timeout=20, what="CI rows")
         rows = cells()

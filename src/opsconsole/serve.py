@@ -16,10 +16,12 @@ check, so any page a user visits could open `ws://localhost:PORT/ws` and type in
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hmac
 import logging
 import secrets
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -91,7 +93,9 @@ def make_server(
     from textual_serve.app_service import AppService
     from textual_serve.server import Server, to_int
 
-    templates = local_template(Path(tempfile.mkdtemp(prefix="opsconsole-serve-")))
+    folder = Path(tempfile.mkdtemp(prefix="opsconsole-serve-"))
+    atexit.register(shutil.rmtree, folder, True)  # the page template copy goes with the server
+    templates = local_template(folder)
 
     class ConsoleServer(Server):
         def __init__(self) -> None:

@@ -391,9 +391,10 @@ def env_tasks(
         """CI of what runs (the first host's current release) and of the branch head."""
         from opsconsole.actions.pending import current_commit
         from opsconsole.backends.github import ci_report
+        from opsconsole.backends.releases import read_state
 
         assert env.deploy is not None
-        state = deploys(spec)
+        state = read_state(backends.host(spec), env.deploy)
         return ci_report(backends.ci(env), env.deploy.branch, state.current, current_commit(state))
 
     def health() -> list[HealthResult]:

@@ -171,6 +171,17 @@ class Verifier:
         return failed
 
 
+def running_version(env: Environment, project: str, state: Any) -> str | None:
+    """The Sentry release name of what a host runs (its DeployState), when its commit is known."""
+    from opsconsole.actions.pending import current_commit
+
+    sha = current_commit(state) if state is not None and state.current else None
+    if sha is None:
+        return None
+    ref = str(state.record_for(state.current).get("ref") or "")
+    return sentry_version(env, project, state.current, sha, ref)
+
+
 def sentry_version(env: Environment, project: str, release: str, sha: str, ref: str) -> str | None:
     if env.sentry is None:
         return None

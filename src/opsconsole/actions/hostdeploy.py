@@ -136,10 +136,16 @@ class HostDeploy:
     def fetch_and_resolve(self) -> None:
         """Fetch the mirror and resolve the ref to a commit (nothing in releases/ changes)."""
         self.step("fetch", self.fetch_command(), timeout=max(self.host.timeout, 300.0))
-        out = self.step(f"resolve {self.ref}", self.resolve_command(), timeout=self.host.timeout).split()
-        if len(out) < 2:
-            raise OpsError(f"{self.name}: ref '{self.ref}' not found in {self.config.repo}", "Unknown ref")
-        self.sha, self.commit_time = out[0], out[1]
+        label = f"resolve {self.ref}"
+        if self.cancel.is_set():
+            raise Cancelled(f"{self.name}: cancelled before {label}")
+        self.emit(StepStarted(self.name, label))
+        try:
+            self.sha, self.commit_time = resolve_ref(self.host, self.config, self.ref)
+        except OpsError as exc:
+            self.emit(StepFinished(self.name, label, False, exc.message))
+            raise
+        self.emit(StepFinished(self.name, label, True, self.sha[:12]))
 
     def build(self) -> None:
         """Export the resolved commit into the new release, link shared items, run the build."""
@@ -171,6 +177,16 @@ class HostDeploy:
         result = self.host.run(self.journal_command(record), timeout=self.host.timeout)
         if not result.ok:
             self.emit(Notice(f"{self.name}: could not append to the journal: {result.stderr.strip()[:200]}"))
+
+
+def resolve_ref(host: Host, config: DeployConfig, ref: str) -> tuple[str, str]:
+    """(sha, committer time) of `ref` in the host's mirror; OpsError naming the ref when unknown."""
+    part = HostDeploy(host.spec, host, config, "", ref, "", threading.Event())
+    result = host.run(part.resolve_command(), timeout=host.timeout)
+    out = result.stdout.split()
+    if not result.ok or len(out) < 2:
+        raise OpsError(f"{host.name}: ref '{ref}' not found in {config.repo}", "Unknown ref")
+    return out[0], out[1]
 
 
 # ------------------------------------------------------------------------ host health

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsconsole.actions.commands import MIRROR, q
-from opsconsole.actions.hostdeploy import HostDeploy, require_deploy
+from opsconsole.actions.hostdeploy import HostDeploy, require_deploy, resolve_ref
 from opsconsole.backends.github import CiState
 from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import DeployState, read_state, rq
@@ -116,20 +116,6 @@ class Pending:
 
 def _git(config: DeployConfig) -> str:
     return f"git --git-dir={rq(config.path + '/' + MIRROR)}"
-
-
-def resolve(host: Host, config: DeployConfig, ref: str) -> tuple[str, str]:
-    """(sha, committer time) of `ref` in the host's mirror; OpsError when the ref is unknown."""
-    git = _git(config)
-    result = host.run(
-        f"{git} rev-parse --verify --quiet {q(ref + '^{commit}')} && "
-        f"{git} log -1 --format=%cI {q(ref + '^{commit}')}",
-        timeout=host.timeout,
-    )
-    out = result.stdout.split()
-    if not result.ok or len(out) < 2:
-        raise OpsError(f"{host.name}: ref '{ref}' not found in {config.repo}", "Unknown ref")
-    return out[0], out[1]
 
 
 def log(
@@ -298,7 +284,7 @@ def what_goes_out(
         run = host.run(fetch, timeout=max(host.timeout, 300.0))
         if not run.ok:
             raise OpsError(f"{spec.raw}: fetching {config.repo} failed: {run.stderr.strip()[:300]}")
-        sha, when = resolve(host, config, ref)
+        sha, when = resolve_ref(host, config, ref)
     except OpsError as exc:
         return Pending(spec.raw, ref, error=exc.message), None
     found = pending(host, config, state, ref, sha, when, limit or SHOWN)

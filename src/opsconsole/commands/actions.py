@@ -233,7 +233,12 @@ def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Print
         _say(f"roll back with: opsconsole rollback {action.env.name}", sys.stderr)
         return ExitCode.FAILED
     rollback = ACTIONS["rollback"](
-        ActionContext(profile=action.ctx.profile, backends=action.ctx.backends, via=action.ctx.via),
+        ActionContext(
+            profile=action.ctx.profile,
+            backends=action.ctx.backends,
+            via=action.ctx.via,
+            remote=action.ctx.remote,
+        ),
         Target(
             env=action.env.name,
             options={"auto_rollback": True, "reason": "verification failed: " + "; ".join(status.reasons)},

@@ -257,20 +257,13 @@ class MainKeys:
 
     def _running_version(self, env: Environment) -> str | None:
         """The Sentry release name of what the first host runs, from the Deploys pane's data."""
-        from opsconsole.actions.pending import current_commit
-        from opsconsole.verify import sentry_version
+        from opsconsole.verify import running_version
 
-        for key, result in self._results("deploys"):
-            state = result.data
-            if state is None or not state.current or key[1] != env.hosts[0].raw:
-                continue
-            sha = current_commit(state)
-            if sha:
-                record = state.record_for(state.current)
-                return sentry_version(
-                    env, self.ops.profile.project_name, state.current, sha, str(record.get("ref") or "")
-                )
-        return None
+        if not env.hosts:
+            return None
+        first = dict(self._results("deploys")).get(("deploys", env.hosts[0].raw))
+        state = first.data if first is not None else None
+        return running_version(env, self.ops.profile.project_name, state)
 
     def action_clear_filter(self) -> None:
         self.focused_pane().clear_filter()
