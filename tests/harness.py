@@ -22,6 +22,7 @@ import urllib.request
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +374,77 @@ def make_sshd(
         private_dir=private_dir,
         etc_hosts=etc_hosts,
     )
+
+
+def fleet_addresses(count: int) -> list[str]:
+    """`count` loopback addresses past 127.0.0.x: 127.0.1.1, 127.0.1.2, … (all of 127/8 is lo)."""
+    return [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(count)]
+
+
+@dataclass
+class SshFleet:
+    """Many SSH "hosts": one sshd configuration answering on `count` loopback addresses, each its
+    own host name in a profile. OpenSSH listens on 16 addresses per daemon at most, so there is one
+    daemon per 16 addresses, all with the same keys, port and config."""
+
+    sshd: Sshd
+    addresses: list[str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"root@{address}:{self.sshd.port}" for address in self.addresses]
+
+    def accepted(self) -> int:
+        """How many SSH connections the daemons accepted so far (from their logs)."""
+        return sum(
+            log.read_text(errors="replace").count("Accepted publickey")
+            for log in self.sshd.root.glob("fleet-*.log")
+        )
+
+    def start(self) -> None:
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        base = (self.sshd.root / "sshd_config").read_text()
+        for n in range(0, len(self.addresses), 16):
+            chunk = self.addresses[n : n + 16]
+            config = self.sshd.root / f"fleet-{n // 16}.conf"
+            listen = "".join(f"ListenAddress {a}\n" for a in chunk)
+            text = base.replace("ListenAddress 127.0.0.1\n", listen).replace(
+                f"PidFile {self.sshd.root}/sshd.pid", f"PidFile {self.sshd.root}/fleet-{n // 16}.pid"
+            )
+            config.write_text(text.replace("MaxStartups 100:30:200", "MaxStartups 300:30:600"))
+            self.procs.append(
+                subprocess.Popen(
+                    [sshd, "-D", "-e", "-f", str(config)],
+                    stdout=open(self.sshd.root / f"fleet-{n // 16}.log", "wb"),  # noqa: SIM115
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        port = self.sshd.port
+
+        def ready(address: str) -> bool:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise ServiceUnavailable("sshd exited: see " + str(self.sshd.root))
+            with socket.create_connection((address, port), timeout=1) as sock:
+                return sock.recv(4).startswith(b"SSH-")
+
+        for address in (self.addresses[0], self.addresses[-1]):
+            wait_for(partial(ready, address), 15, f"sshd on {address}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+
+
+def make_ssh_fleet(root: Path, count: int) -> SshFleet:
+    """An SshFleet of `count` hosts (127.0.1.1…), trusted by its known_hosts file."""
+    sshd = make_sshd(root)
+    addresses = fleet_addresses(count)
+    key = " ".join(sshd.host_key.with_suffix(".pub").read_text().split()[:2])
+    sshd.known_hosts.write_text("".join(f"[{a}]:{sshd.port} {key}\n" for a in addresses))
+    return SshFleet(sshd, addresses)
 
 
 # ------------------------------------------------------------------------ redis

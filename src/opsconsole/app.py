@@ -37,9 +37,11 @@ from opsconsole.snapshot import (
     Backends,
     SourceResult,
     describe_timeout,
+    dora_result,
     env_tasks,
+    fan_out,
+    host_of,
     owed_keys,
-    run_with_deadline,
 )
 
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
@@ -180,9 +182,16 @@ class OpsConsoleApp(App[None]):
         try:
             tasks = env_tasks(self.backends, env)
             if tasks:
-                run_with_deadline(
-                    tasks, time.monotonic() + timeout + 0.3, describe_timeout(env, timeout), on_result=post
+                fan_out(
+                    tasks,
+                    timeout + 0.3,
+                    describe_timeout(env, timeout),
+                    on_result=post,
+                    host_of=host_of,
+                    gate=self.backends.gate,
                 )
+                if env.deploy is not None and env.hosts:  # from the journals the deploys sources read
+                    post(("dora",), dora_result(self.backends, env))
                 if env_name == self.current_env and env.docker is not None:
                     self._sample_stats(env_name)
         except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on

@@ -57,6 +57,8 @@ class Backends:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.hosts = HostPool(profile.defaults)
+        # how many hosts are contacted at once, across every refresh and snapshot of this profile
+        self.gate = threading.BoundedSemaphore(max(1, profile.defaults.concurrency))
         self._lock = threading.Lock()
         self._supervisors: dict[tuple[str, str], SupervisorClient] = {}
         self._dockers: dict[tuple[str, str], DockerClient] = {}
@@ -65,6 +67,9 @@ class Backends:
         self._prometheus: dict[str, PrometheusClient] = {}
         # per environment: the Sentry release whose new issues the Errors pane shows (None: all open)
         self.issues_release: dict[str, str] = {}
+        # (environment, host) -> (the journal's last record when read, its records or why not):
+        # read in the host's turn over its connection, again only when the journal has grown
+        self.journals: dict[tuple[str, str], tuple[str, Any]] = {}
 
     def host(self, spec: HostSpec) -> Host:
         return self.hosts.get(spec)
@@ -245,6 +250,55 @@ def run_with_deadline(
     return out
 
 
+def fan_out(
+    tasks: dict[Any, Callable[[], Any]],
+    budget: float,
+    describe_timeout: Callable[[Any], str],
+    on_result: Callable[[Any, SourceResult[Any]], None] | None = None,
+    *,
+    host_of: Callable[[Any], str | None] = lambda _key: None,
+    gate: threading.Semaphore | None = None,
+) -> dict[Any, SourceResult[Any]]:
+    """Every task with `budget` seconds, hosts contacted at most `gate`'s count at once.
+
+    The sources of one host (`host_of(key)`) start together once the gate has a slot for the host,
+    share its one connection, and have `budget` seconds from then; a host that does not answer
+    holds its slot for at most that long. Sources of no host (Sentry, health URLs...) start at once.
+    """
+    groups: dict[str | None, dict[Any, Callable[[], Any]]] = {}
+    for key, task in tasks.items():
+        groups.setdefault(host_of(key), {})[key] = task
+    results: dict[Any, SourceResult[Any]] = {}
+    lock = threading.Lock()
+
+    def run_group(batch: dict[Any, Callable[[], Any]], gated: bool) -> None:
+        try:
+            out = run_with_deadline(batch, time.monotonic() + budget, describe_timeout, on_result)
+            with lock:
+                results.update(out)
+        finally:
+            if gated and gate is not None:
+                gate.release()
+
+    threads: list[threading.Thread] = []
+
+    def start(batch: dict[Any, Callable[[], Any]], gated: bool) -> None:
+        thread = threading.Thread(target=run_group, args=(batch, gated), daemon=True, name="host-sources")
+        thread.start()
+        threads.append(thread)
+
+    ungrouped = groups.pop(None, None)
+    if ungrouped:
+        start(ungrouped, False)
+    for batch in groups.values():
+        if gate is not None:
+            gate.acquire()
+        start(batch, gate is not None)
+    for thread in threads:
+        thread.join()
+    return results
+
+
 @dataclass
 class HostSnapshot:
     supervisor: SourceResult[list[ProcessInfo]]
@@ -352,6 +406,7 @@ def env_tasks(
                 state.runs = [r for r in latest_runs(backends.host(spec), env, 3) if r.running]
             except OpsError as exc:
                 state.warnings.append(f"run logs: {exc.message}")
+        read_journal_if_grown(backends, env, spec, state)
         return state
 
     def files(spec: HostSpec) -> list[FileInfo]:
@@ -364,28 +419,6 @@ def env_tasks(
         release = backends.issues_release.get(env.name)
         query = f"is:unresolved firstRelease:{release}" if release else "is:unresolved"
         return asyncio.run(backends.sentry(env).issues(query=query))
-
-    def dora() -> dict[str, Any]:
-        """DORA keys over 90 days from every host's journal (the Metrics pane)."""
-        from datetime import UTC, datetime
-
-        from opsconsole.backends.releases import read_journal
-        from opsconsole.metrics import collect_dora
-
-        assert env.deploy is not None
-        config = env.deploy
-
-        def one(spec: HostSpec) -> Any:
-            try:
-                return read_journal(backends.host(spec), config)
-            except OpsError as exc:
-                return exc
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=len(env.hosts)) as pool:
-            journals = dict(zip([h.raw for h in env.hosts], pool.map(one, env.hosts), strict=True))
-        return collect_dora(journals, env.name, datetime.now(UTC))
 
     def ci(spec: HostSpec) -> CiReport:
         """CI of what runs (the first host's current release) and of the branch head."""
@@ -415,13 +448,56 @@ def env_tasks(
         tasks[("ci",)] = partial(ci, env.hosts[0])
     if env.prometheus is not None:
         tasks[("prometheus",)] = lambda: backends.prometheus(env).series(time.time())
-    if env.deploy is not None and env.hosts:
-        tasks[("dora",)] = dora
     if env.errors is not None:
         tasks[("sentry",)] = issues
     if env.health:
         tasks[("health",)] = health
     return tasks
+
+
+def host_of(key: tuple[str, ...]) -> str | None:
+    """The host a source key (…, source, host) talks to; None for environment-wide sources."""
+    return key[-1] if len(key) >= 2 and key[-2] in SOURCES else None
+
+
+def read_journal_if_grown(backends: Backends, env: Environment, spec: HostSpec, state: DeployState) -> None:
+    """Keep the host's whole journal for the delivery metrics: read again only when its last record
+    (which `read_state` just saw) differs from the one at the last reading."""
+    import json
+
+    from opsconsole.backends.releases import read_journal
+
+    assert env.deploy is not None
+    key = (env.name, spec.raw)
+    last = json.dumps(state.journal[-1:], sort_keys=True) if state.exists else "missing"
+    cached = backends.journals.get(key)
+    if cached is not None and cached[0] == last and not isinstance(cached[1], Exception):
+        return
+    value: Any
+    if not state.exists:
+        value = ([], [])
+    else:
+        try:
+            value = read_journal(backends.host(spec), env.deploy)
+        except OpsError as exc:
+            value = exc
+    backends.journals[key] = (last, value)
+
+
+def dora_result(backends: Backends, env: Environment) -> SourceResult[Any]:
+    """DORA keys over 90 days from the journals the hosts' deploys sources keep (the Metrics pane)."""
+    from datetime import UTC, datetime
+
+    from opsconsole.metrics import collect_dora
+
+    journals: dict[str, Any] = {}
+    for spec in env.hosts:
+        cached = backends.journals.get((env.name, spec.raw))
+        journals[spec.raw] = cached[1] if cached else OpsError("its journal could not be read yet")
+    try:
+        return SourceResult(data=collect_dora(journals, env.name, datetime.now(UTC)))
+    except OpsError as exc:
+        return SourceResult(error=exc.message)
 
 
 def describe_timeout(env: Environment, timeout: float) -> Callable[[tuple[str, ...]], str]:
@@ -470,15 +546,17 @@ def collect(backends: Backends, env_names: list[str], stats: bool = False) -> di
         for key, task in env_tasks(backends, env, stats).items():
             tasks[(name, *key)] = task
     # stats take one ~1 s sample after the list: allow for it
-    deadline = time.monotonic() + timeout + DEADLINE_MARGIN + (timeout if stats else 0.0)
+    budget = timeout + DEADLINE_MARGIN + (timeout if stats else 0.0)
 
     def describe(key: tuple[str, ...]) -> str:
         return describe_timeout(profile.env(key[0]), timeout)(key[1:])
 
-    results = run_with_deadline(tasks, deadline, describe)
+    results = fan_out(tasks, budget, describe, host_of=host_of, gate=backends.gate)
     out: dict[str, EnvSnapshot] = {}
     for name in env_names:
         env = profile.env(name)
+        if env.deploy is not None and env.hosts:
+            results[(name, "dora")] = dora_result(backends, env)
         mine = {key[1:]: value for key, value in results.items() if key[0] == name}
         out[name] = assemble(env, mine)
     return out

@@ -52,6 +52,7 @@ class Defaults:
     timeout: float = 5.0
     refresh: float = 5.0
     max_sessions: int = 8  # SSH sessions at once per connection (sshd's MaxSessions is 10 by default)
+    concurrency: int = 32  # hosts contacted at once by a refresh or `status` (a fleet of 200 waits its turn)
 
 
 @dataclass(frozen=True)

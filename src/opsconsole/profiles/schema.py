@@ -189,6 +189,7 @@ DEFAULTS = Table(
         "timeout": Key(positive_float),
         "refresh": Key(positive_float),
         "max_sessions": Key(positive_int),
+        "concurrency": Key(positive_int),
     },
     Defaults,
 )
