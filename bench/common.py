@@ -68,6 +68,8 @@ class Config:
     idle_seconds: float = 60.0
     memory_seconds: float = 300.0
     timeout: float = 3.0
+    scale_hosts: int = 200
+    scale_small: int = 10
     results: list[Result] = field(default_factory=list)
 
     @classmethod
@@ -87,4 +89,6 @@ class Config:
             idle_seconds=4.0,
             memory_seconds=5.0,
             timeout=2.0,
+            scale_hosts=12,
+            scale_small=4,
         )

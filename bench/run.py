@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.b_firehose import bench_firehose
 from bench.b_fleet import bench_dead, bench_fleet
 from bench.b_resources import bench_idle_and_memory, bench_stats
+from bench.b_scale import bench_scale
 from bench.b_startup import bench_startup
 from bench.common import Config, Result
 from bench.fleet import build_fleet
@@ -74,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--memory-seconds", type=float)
     parser.add_argument(
-        "--only", action="append", help="run only these (startup, fleet, dead, firehose, stats, idle)"
+        "--only",
+        action="append",
+        help="run only these (startup, fleet, dead, firehose, stats, idle, scale)",
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.smoke)
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.idle_seconds = args.idle_seconds
     if args.memory_seconds:
         cfg.memory_seconds = args.memory_seconds
-    wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle"])
+    wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle", "scale"])
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))
     os.environ["OPSCONSOLE_AUDIT_LOG"] = str(tmp / "audit.jsonl")
@@ -101,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             bench_firehose(cfg, tmp)
         if "idle" in wanted and fleet is not None:
             bench_idle_and_memory(cfg, fleet, tmp)
+        if fleet is not None:
+            fleet.stop()
+            fleet = None
+        if "scale" in wanted:
+            bench_scale(cfg, tmp / "scale")
     finally:
         if fleet is not None:
             fleet.stop()

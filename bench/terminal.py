@@ -18,6 +18,56 @@ from bench.common import ANSI
 # ------------------------------------------------------------------------ terminal helpers
 
 
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and every process below it (a console's helpers count as the console)."""
+    tree = _children()
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo += tree.get(current, [])
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for one in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def tree_rss_kib(pid: int) -> float:
+    """Resident memory of `pid` and its live descendants, in KiB."""
+    total = 0
+    for one in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return float(total)
+
+
 class Terminal:
     """A program in a pseudo-terminal: send keys, wait for text, count bytes, read its CPU and memory."""
 
@@ -79,9 +129,8 @@ class Terminal:
         os.write(self.fd, keys.encode())
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        """CPU of the program and of any helper process it started."""
+        return tree_cpu_seconds(self.pid)
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
