@@ -166,10 +166,10 @@ class OpsConsoleApp(App[None]):
 
     # ---------------------------------------------------------------- refresh
 
-    @work(thread=True, exit_on_error=False, group="refresh")
     def refresh_env(self, env_name: str) -> None:
-        """Every source of one environment at once; each result is posted as it arrives. Whatever
-        happens, the next refresh is armed, and an unexpected failure shows in every pane."""
+        """Every source of one environment, on the profile's shared workers (hosts take turns, at
+        most `defaults.concurrency` at once); each result is posted as it arrives. Whatever happens,
+        the next refresh is armed, and an unexpected failure shows in every pane."""
         if self._shutting_down.is_set():
             return
         self._refreshing_envs.add(env_name)
@@ -179,28 +179,44 @@ class OpsConsoleApp(App[None]):
         def post(key: SourceKey, result: SourceResult[Any]) -> None:
             self.post_message(SourceUpdated(env_name, key, result))
 
-        try:
-            tasks = env_tasks(self.backends, env)
-            if tasks:
-                fan_out(
-                    tasks,
-                    timeout + 0.3,
-                    describe_timeout(env, timeout),
-                    on_result=post,
-                    host_of=host_of,
-                    gate=self.backends.gate,
-                )
+        def failed(exc: Exception) -> None:
+            error = f"refresh of {env_name} failed: {type(exc).__name__}: {exc}"
+            for key in owed_keys(env):
+                post(key, SourceResult(error=error))
+
+        def done(_results: Any) -> None:  # on a worker thread, once every host has had its turn
+            try:
                 if env.deploy is not None and env.hosts:  # from the journals the deploys sources read
                     post(("dora",), dora_result(self.backends, env))
                 if env_name == self.current_env and env.docker is not None:
                     self._sample_stats(env_name)
-        except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on
-            error = f"refresh of {env_name} failed: {type(exc).__name__}: {exc}"
-            for key in owed_keys(env):
-                post(key, SourceResult(error=error))
-        finally:
-            if self.live and not self._shutting_down.is_set():
-                self.call_from_thread(self._rearm, env_name)
+            except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on
+                failed(exc)
+            finally:
+                if self.live and not self._shutting_down.is_set():
+                    try:
+                        self.call_from_thread(self._rearm, env_name)
+                    except RuntimeError:  # the app has stopped meanwhile
+                        pass
+
+        try:
+            tasks = env_tasks(self.backends, env)
+        except Exception as exc:  # noqa: BLE001
+            failed(exc)
+            tasks = {}
+        if not tasks:
+            if self.live:
+                self.call_later(self._rearm, env_name)
+            return
+        fan_out(
+            tasks,
+            timeout + 0.3,
+            describe_timeout(env, timeout),
+            on_result=post,
+            host_of=host_of,
+            pools=self.backends.pools,
+            on_done=done,
+        )
 
     def _rearm(self, env_name: str) -> None:
         # on the UI thread, after this refresh's results were handled (they were posted before);

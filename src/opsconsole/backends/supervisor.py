@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import sys
 import threading
 import urllib.parse
 import xmlrpc.client
@@ -32,7 +33,7 @@ class SupervisorError(OpsError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessInfo:
     host: str
     group: str
@@ -215,19 +216,23 @@ class SupervisorClient:
         return [self._info(raw) for raw in infos]
 
     def _info(self, raw: dict[str, Any]) -> ProcessInfo:
+        # names, states and log paths repeat on every host of a fleet and every refresh: one copy each
+        def text(key: str, default: str = "") -> str:
+            return sys.intern(str(raw.get(key, default)))
+
         return ProcessInfo(
             host=self.label,
-            group=str(raw.get("group", "")),
-            name=str(raw.get("name", "")),
-            state=str(raw.get("statename", "UNKNOWN")),
+            group=text("group"),
+            name=text("name"),
+            state=text("statename", "UNKNOWN"),
             pid=int(raw.get("pid", 0)),
             start=int(raw.get("start", 0)),
             now=int(raw.get("now", 0)),
             exitstatus=int(raw.get("exitstatus", 0)),
             description=str(raw.get("description", "")),
             spawnerr=str(raw.get("spawnerr", "")),
-            stdout_logfile=str(raw.get("stdout_logfile", "")),
-            stderr_logfile=str(raw.get("stderr_logfile", "")),
+            stdout_logfile=text("stdout_logfile"),
+            stderr_logfile=text("stderr_logfile"),
         )
 
     def process(self, name: str) -> ProcessInfo:

@@ -157,6 +157,10 @@ class MainScreen(MainKeys, Screen[None]):
     CSS_PATH = "main.tcss"
     BINDINGS: ClassVar[list[BindingType]] = main_bindings()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._hidden_stale: set[str] = set()  # panes whose data changed while another was shown
+
     def compose(self) -> ComposeResult:
         yield Static(id="header")
         yield Static(id="verify")
@@ -248,9 +252,7 @@ class MainScreen(MainKeys, Screen[None]):
             dirty["panes"].update(
                 p for p, source in PANE_SOURCES.items() if EXTRA_SOURCES.get(key[0], key[0]) == source
             )
-        tabs = self.query_one_optional(TabbedContent)
-        if tabs is not None and tabs.active == "tab-all":  # every environment's rows: only while shown
-            dirty["panes"].add("all")
+        dirty["panes"].add("all")  # every environment's rows (rendered only while shown)
         if not self.__dict__.get("_redraw_pending"):
             self._redraw_pending = True
             self.set_timer(0.2, self._redraw_dirty)
@@ -379,6 +381,11 @@ class MainScreen(MainKeys, Screen[None]):
         pane = self.query_one_optional(f"#{pane_id}", Pane)
         if pane is None or not pane.is_mounted:
             return  # not built yet (see compose): it renders itself when mounted
+        tabs = self.query_one_optional(TabbedContent)
+        if tabs is not None and tabs.active and tabs.active != f"tab-{pane_id}":
+            self._hidden_stale.add(pane_id)  # not shown: rendered when its tab is opened
+            return
+        self._hidden_stale.discard(pane_id)
         env = self.env
         if pane_id == "all":
             rows = rows_all(self.ops.results, self.ops.stats)

@@ -55,6 +55,9 @@ class MainKeys:
         def select_env(self, name: str) -> None: ...
         def render_header(self) -> None: ...
         def render_pane(self, pane_id: str) -> None: ...
+
+        _hidden_stale: set[str]
+
         def _results(self, source: str) -> list[tuple[tuple[str, ...], Any]]: ...
         def refresh_bindings(self) -> None: ...
         def notify(self, message: str, **kwargs: Any) -> None: ...
@@ -64,8 +67,9 @@ class MainKeys:
 
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()  # the footer offers the keys that act on this pane's rows
-        if self.focused_pane().pane_id == "all":
-            self.render_pane("all")  # it is not redrawn while hidden
+        pane_id = self.focused_pane().pane_id
+        if pane_id in self._hidden_stale:
+            self.render_pane(pane_id)  # hidden panes are not redrawn: this one is shown now
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The footer shows the keys that apply to the visible pane (like k9s); they still work

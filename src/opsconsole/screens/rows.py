@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opsconsole.human import parse_time
 from opsconsole.snapshot import SourceResult
-from opsconsole.widgets.pane import Row, age, cell, coarse_age
+from opsconsole.widgets.pane import Row, age, cell, start_time
 
 if TYPE_CHECKING:
     from opsconsole.backends.docker_engine import ContainerInfo
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Results = list[tuple[tuple[str, ...], SourceResult[Any]]]
 
 PANES = (
-    ("processes", "Processes", ("host", "process", "state", "pid", "uptime", "description")),
+    ("processes", "Processes", ("host", "process", "state", "pid", "started", "description")),
     ("containers", "Containers", ("host", "name", "state", "health", "image", "CPU%", "memory")),
     ("deploys", "Deploys", ("host", "release", "event", "ref", "who", "outcome", "when")),
     ("errors", "Errors", ("issue", "level", "title", "count", "users", "last seen")),
@@ -138,7 +138,9 @@ def rows_processes(results: Results) -> list[Row]:
     rows = []
     for key, result in results:
         for proc in cast("list[ProcessInfo]", result.data or []):
-            uptime = coarse_age(proc.uptime) if proc.uptime is not None else ""
+            # a start time, not an uptime: it says the same (a restart shows as a later time) and
+            # never changes while nothing happens, so an idle console redraws nothing
+            started = start_time(proc.start, proc.now) if proc.uptime is not None else ""
             # supervisord's description repeats pid and uptime ("pid 12, uptime 0:05:01"), which
             # would change every refresh: show it only when it says something else
             detail = proc.spawnerr or ("" if proc.description.startswith("pid ") else proc.description)
@@ -150,7 +152,7 @@ def rows_processes(results: Results) -> list[Row]:
                         cell(proc.full_name),
                         cell(proc.state, STATE_STYLES.get(proc.state, "")),
                         cell(proc.pid or ""),
-                        cell(uptime),
+                        cell(started),
                         cell(detail, limit=80),
                     ],
                     ("process", key[1], proc),

@@ -217,13 +217,14 @@ def sort_key(value: Cell) -> tuple[int, float, str]:
     return (0, number * scale, "")
 
 
-def coarse_age(seconds: float) -> str:
-    """An age that changes rarely (minutes, then hours, then days): cheap to keep on screen."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return "<1m"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+def start_time(start: float, now: float) -> str:
+    """When something started, in local time: `14:05` today (by `now`), `Nov 25 14:05` before.
+    Unlike an age it never changes on screen while nothing happens."""
+    import time as _time
+
+    when, today = _time.localtime(start), _time.localtime(now)
+    if when[:3] == today[:3]:
+        return _time.strftime("%H:%M", when)
+    if when.tm_year == today.tm_year:
+        return _time.strftime("%b %d %H:%M", when)
+    return _time.strftime("%Y-%m-%d", when)
