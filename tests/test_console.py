@@ -27,21 +27,31 @@ from test_actions import git
 async def wait_until(
     pilot: Any, check: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
+    from textual.css.query import NoMatches
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except NoMatches:  # the panes are built just after the first frame
+            pass
         await pilot.pause(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
 
 def pane_keys(app: OpsConsoleApp, pane_id: str) -> list[str]:
-    return [str(k.value) for k in app.screen.query_one(f"#{pane_id}", Pane).table.rows]
+    """The row keys of a pane ([] until the panes are built, just after the first frame)."""
+    pane = app.screen.query_one_optional(f"#{pane_id}", Pane)
+    return [] if pane is None else [str(k.value) for k in pane.table.rows]
 
 
 def pane_texts(app: OpsConsoleApp, pane_id: str) -> list[str]:
     """Each row of a pane as one line of text (its cells joined by spaces)."""
-    table = app.screen.query_one(f"#{pane_id}", Pane).table
+    pane = app.screen.query_one_optional(f"#{pane_id}", Pane)
+    if pane is None:
+        return []
+    table = pane.table
     return [" ".join(str(c) for c in table.get_row_at(n)) for n in range(table.row_count)]
 
 

@@ -104,7 +104,8 @@ url = "unix:///var/run/supervisor-{"x" * 80}.sock"
         assert "· live" not in status and "0 processes" not in status
         assert status.count("connection refused") == 3
         shown = pane.query_one(".pane-status")
-        assert shown.size.height >= 3  # one line per error at least: wrapped, not cut at 4 lines
+        # one line per error at least: wrapped, not cut at 4 lines (once laid out after the update)
+        await wait_until(pilot, lambda: shown.size.height >= 3, timeout=5, what="the errors' lines")
         label = str(app.screen.query_one("#envs", OptionList).get_option_at_index(0).prompt)
         assert "3 unreachable" in label
 

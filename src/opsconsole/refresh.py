@@ -12,6 +12,26 @@ from typing import Any
 IDLE_BACKOFF = 4
 
 
+def stale_after(refresh: float, timeout: float) -> float:
+    """How old a result is before it is called stale: the longest wait the schedule allows while
+    idle, plus one timeout for the refresh itself. (A shorter threshold flapped: an idle console
+    went stale and fresh again on every stretched refresh, redrawing the screen each time.)"""
+    return refresh * IDLE_BACKOFF + timeout + 1.0
+
+
+def coarse_age(seconds: float) -> str:
+    """An age that changes at most once a minute on screen: `<1m`, `4m`, `2h05m`, `3d4h`."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "<1m"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{minutes // 1440}d{(minutes % 1440) // 60}h"
+
+
 class RefreshSchedule:
     """The interval doubles (up to IDLE_BACKOFF times `refresh`) for each refresh that changed
     nothing; any change, or any key or click, brings it back to `refresh`."""

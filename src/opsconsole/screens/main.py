@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from opsconsole.actions.registry import action_keys
 from opsconsole.messages import SourceChanged, VerifyChanged
 from opsconsole.profiles import Environment
+from opsconsole.refresh import coarse_age, stale_after
 from opsconsole.sanitize import clean
 from opsconsole.screens.env_label import env_label, others_summary
 from opsconsole.screens.main_keys import MainKeys
@@ -37,7 +38,7 @@ from opsconsole.screens.rows import (
     rows_processes,
 )
 from opsconsole.snapshot import METRIC_SOURCES, SourceResult, configured, expected_keys
-from opsconsole.widgets.pane import Pane, Row, age
+from opsconsole.widgets.pane import Pane, Row
 
 if TYPE_CHECKING:
     from opsconsole.backends.sentry import IssuePage
@@ -308,14 +309,17 @@ class MainScreen(MainKeys, Screen[None]):
         if banner is None:
             return
         status = self.ops.verifications.get(self.ops.current_env or "")
-        banner.display = status is not None
+        if banner.display != (status is not None):
+            banner.display = status is not None
         if status is None:
             return
         text = Text(clean(status.line()), no_wrap=True, overflow="ellipsis")
         if status.verdict == "fail":
             text.append("  R: roll back ", style="bold reverse")
         banner.set_classes(f"verify-{status.verdict or 'running'}")
-        banner.update(text)
+        if getattr(banner, "_shown_text", None) != text:  # an update lays the screen out again
+            banner._shown_text = text
+            banner.update(text)
 
     def render_header(self) -> None:
         self.render_verify()
@@ -339,7 +343,8 @@ class MainScreen(MainKeys, Screen[None]):
         running = len(self._running_actions())
         if running:
             text.append(f"  {running} running (a) ", style="bold black on yellow")
-        refresh = self.ops.profile.defaults.refresh
+        defaults = self.ops.profile.defaults
+        stale = stale_after(defaults.refresh, defaults.timeout)
         now = self.ops.clock()
         narrow = getattr(self, "_narrow", False)
         short = {"supervisor": "sup", "docker": "dock", "deploys": "dep", "sentry": "err", "health": "http"}
@@ -358,10 +363,10 @@ class MainScreen(MainKeys, Screen[None]):
                 text.append(f"{gap}{label} …", style="dim")
             elif len(results) < expected:
                 text.append(f"{gap}{label} {len(results)}/{expected}…", style="yellow")
-            elif now - min(r.fetched_at for _, r in results) > refresh * 3:
+            elif now - min(r.fetched_at for _, r in results) > stale:
                 # freshness as a state, not a clock: nothing on screen changes while nothing changes
                 oldest = min(r.fetched_at for _, r in results)
-                text.append(f"{gap}{label} {age(now - oldest)} old", style="yellow")
+                text.append(f"{gap}{label} {coarse_age(now - oldest)} old", style="yellow")
             else:
                 text.append(f"{gap}{label} ✓", style="green")
         self._set_header(text)
@@ -431,8 +436,9 @@ class MainScreen(MainKeys, Screen[None]):
         filtered = self._filter_note(pane_id, rows)
         if filtered:
             status.append(filtered, style="cyan")
-        if self.ops.clock() - newest > self.ops.profile.defaults.refresh * 3:
-            status.append(f" · STALE ({age(self.ops.clock() - newest)} old)", style="yellow")
+        defaults = self.ops.profile.defaults
+        if self.ops.clock() - newest > stale_after(defaults.refresh, defaults.timeout):
+            status.append(f" · STALE ({coarse_age(self.ops.clock() - newest)} old)", style="yellow")
         for _, result in results:
             if result.data is not None and hasattr(result.data, "notes"):
                 for note in cast("IssuePage", result.data).notes:
