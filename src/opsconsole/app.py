@@ -43,6 +43,7 @@ from opsconsole.snapshot import (
     host_of,
     owed_keys,
 )
+from opsconsole.summary import visible
 
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
     from opsconsole.actions.base import Action
@@ -95,6 +96,9 @@ class OpsConsoleApp(App[None]):
         remote: str | None = None,
     ) -> None:
         super().__init__()
+        # no animations: a pane switch slid the tab underline over ~15 frames, each sent over SSH
+        # and each competing with the next key press
+        self.animation_level = "none"
         self.via = via  # "serve": this console runs in a browser (audited with the browser's address)
         self.remote = remote
         if self.no_color:
@@ -185,6 +189,13 @@ class OpsConsoleApp(App[None]):
         timeout = self.profile.defaults.timeout
 
         def post(key: SourceKey, result: SourceResult[Any]) -> None:
+            if key[0] == "supervisor" and result.ok:
+                previous = self.results.get(env_name, {}).get(key)
+                if previous is not None and previous.ok and visible(previous.data) == visible(result.data):
+                    # nothing on screen changes: fresh again, with no message and no redraw (the
+                    # UI thread stays free for keys while a fleet of supervisords answers)
+                    previous.fetched_at, previous.elapsed = result.fetched_at, result.elapsed
+                    return
             self.post_message(SourceUpdated(env_name, key, result))
 
         def failed(exc: Exception) -> None:

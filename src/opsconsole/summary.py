@@ -112,7 +112,7 @@ def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
     )
 
 
-def _stable(item: Any) -> Any:
+def visible(item: Any) -> Any:
     """The part of a result a person sees change (not clocks: `now`, latency, "Up 3 minutes")."""
     kind = type(item).__name__
     if kind == "ProcessInfo":
@@ -125,6 +125,7 @@ def _stable(item: Any) -> Any:
             item.start,
             item.exitstatus,
             item.spawnerr,
+            "" if item.description.startswith("pid ") else item.description,  # shown when not pid/uptime
         )
     if kind == "ContainerInfo":
         return (item.host, item.name, item.state, item.health, item.image, item.started_at)
@@ -137,10 +138,10 @@ def _stable(item: Any) -> Any:
     if kind == "FileInfo":
         return (item.host, item.path, item.exists)
     if isinstance(item, list | tuple):
-        return tuple(_stable(x) for x in item)
+        return tuple(visible(x) for x in item)
     return item
 
 
 def fingerprint(results: Mapping[SourceKey, SourceResult[Any]]) -> Any:
     """Equal fingerprints mean nothing visible changed between two refreshes."""
-    return tuple(sorted((key, result.error, _stable(result.data)) for key, result in results.items()))
+    return tuple(sorted((key, result.error, visible(result.data)) for key, result in results.items()))

@@ -66,10 +66,28 @@ class MainKeys:
     # ---------------------------------------------------------------- key actions
 
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
-        self.refresh_bindings()  # the footer offers the keys that act on this pane's rows
         pane_id = self.focused_pane().pane_id
+        offered = self._offered_keys(pane_id)
+        if offered != getattr(self, "_footer_keys", None):
+            # the footer offers the keys that act on this pane's rows; rebuilding it is half the cost
+            # of a pane switch, so only when they differ from the last pane's
+            self._footer_keys = offered
+            self.refresh_bindings()
         if pane_id in self._hidden_stale:
             self.render_pane(pane_id)  # hidden panes are not redrawn: this one is shown now
+
+    @staticmethod
+    def _offered_keys(pane_id: str) -> frozenset[str]:
+        """The action keys the footer shows on a pane (see check_action)."""
+        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
+        return frozenset(
+            k.id
+            for k in action_keys()
+            if not k.selection
+            or k.selection_optional
+            or pane_id == "all"
+            or kinds.get(pane_id) in k.selection
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The footer shows the keys that apply to the visible pane (like k9s); they still work
@@ -81,10 +99,7 @@ class MainKeys:
             return True
         tabs = self.query_one_optional(TabbedContent)
         active = ((tabs.active if tabs is not None else None) or "tab-processes")[len("tab-") :]
-        if active == "all":
-            return True  # every kind of row is there
-        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
-        return True if kinds.get(active) in key.selection else False  # False hides it
+        return True if key.id in self._offered_keys(active) else False  # False hides it
 
     def action_act(self, key_id: str) -> None:
         """Every action key: the registry says which action(s) it means and what it needs selected."""
