@@ -75,3 +75,14 @@ def split_sgr(text: str) -> list[tuple[str, str | None]]:
     if pos < len(text):
         runs.append((strip_escapes(text[pos:]), current))
     return [(t, s) for t, s in runs if t]
+
+
+def display_line(raw: str) -> tuple[str, str | None]:
+    """A log line made safe to show: (its plain text, its SGR-coloured form or None). Done where
+    lines arrive (a follower's thread), not on the screen's thread."""
+    runs = split_sgr(raw) if "\x1b[" in raw else None
+    text = "".join(t for t, _ in runs) if runs is not None else strip_escapes(raw)
+    sgr = None
+    if runs and any(style for _, style in runs):
+        sgr = "".join((f"\x1b[{style}m" if style else "\x1b[0m") + chunk for chunk, style in runs) + "\x1b[0m"
+    return text, sgr

@@ -115,6 +115,9 @@ class OutputLines:
     host: str
     lines: tuple[str, ...]
     stream: str = "out"
+    # each line as `sanitize.display_line` makes it, computed by the follower's thread so a
+    # viewer at 20,000 lines/s only stores them
+    shown: tuple[tuple[str, str | None], ...] | None = None
 
 
 @dataclass(frozen=True)

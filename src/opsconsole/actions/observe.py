@@ -22,6 +22,7 @@ from opsconsole.actions.targets import parse_target
 from opsconsole.backends.files import follow_file
 from opsconsole.errors import ExitCode, OpsError, RefusedError, UnreachableError, UsageError
 from opsconsole.profiles import HostSpec
+from opsconsole.sanitize import display_line
 
 MAX_LINES = 1_000_000
 
@@ -87,7 +88,8 @@ class LogsAction(Action):
             data = pending[0] + chunk
             *complete, pending[0] = data.split("\n")
             if complete:
-                emit(OutputLines(spec.raw, tuple(complete)))
+                lines = tuple(complete)
+                emit(OutputLines(spec.raw, lines, shown=tuple(display_line(line) for line in lines)))
 
         client.follow_log(
             target,

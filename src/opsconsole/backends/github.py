@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
-
-import httpx
 
 from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import CiConfig
 from opsconsole.sanitize import clean
 from opsconsole.secrets import Secret, redact
+
+if TYPE_CHECKING:  # httpx loads with the first client (the action layer imports CiState at start-up)
+    import httpx
 
 State = Literal["success", "failure", "pending"]
 PASSING = ("success", "neutral", "skipped")
@@ -124,6 +125,8 @@ class GitHubChecks:
         }
         if token is not None:
             headers["Authorization"] = f"Bearer {token.reveal()}"
+        import httpx
+
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout), transport=transport, follow_redirects=False
         )
@@ -141,6 +144,8 @@ class GitHubChecks:
 
     def _get(self, url: str) -> tuple[Any, dict[str, str]]:
         """GET with ETag revalidation; returns the JSON body and the Link relations."""
+        import httpx
+
         with self._lock:
             cached = self._etags.get(url)
         headers = {"If-None-Match": cached[0]} if cached else {}
@@ -196,6 +201,8 @@ class GitHubChecks:
         return (UnreachableError if status >= 500 else CiError)(redact(text), "CI error")
 
     def _paged(self, url: str, key: str) -> list[dict[str, Any]]:
+        import httpx
+
         out: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
             body, links = self._get(url)

@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from opsconsole.actions.base import Event, Outcome, describe
+from opsconsole.actions.base import Event, Outcome, OutputLines, describe
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
@@ -58,7 +58,7 @@ class LogScreen(Screen[None]):
         super().__init__()
         self.state = state
         self.run_id = state.id
-        self._pending: list[tuple[str, str]] = []
+        self._pending: list[tuple[str | tuple[str, str | None], str]] = []
         self._lock = threading.Lock()
         self._mode = "search"
         self.ended: str | None = None
@@ -95,6 +95,9 @@ class LogScreen(Screen[None]):
             self.on_run_event(event)
 
     def on_run_event(self, event: Event) -> None:
+        if isinstance(event, OutputLines) and event.shown is not None:  # made safe by the follower
+            self._pending.extend((shown, event.host) for shown in event.shown)
+            return
         seen = describe(event)
         if seen is not None and seen.lines:
             self._pending.extend((line, seen.host) for line in seen.lines)
@@ -135,7 +138,9 @@ class LogScreen(Screen[None]):
             status.append(
                 f" · {clean(self.ended)}", style="bold red" if self.ended != "the log ended" else ""
             )
-        self.query_one("#log-status", Static).update(status)
+        if status != getattr(self, "_shown_status", None):  # an update lays the screen out again
+            self._shown_status = status
+            self.query_one("#log-status", Static).update(status)
 
     def on_log_view_follow_changed(self, _event: LogView.FollowChanged) -> None:
         self._status()

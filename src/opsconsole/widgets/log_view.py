@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from opsconsole.sanitize import split_sgr, strip_escapes
+from opsconsole.sanitize import display_line
 
 # A line that starts with its own time: ISO 8601 / RFC 3339, syslog ("Nov 26 14:02:11"), or a
 # bracketed one ("[2026-11-26 14:02:11,123]"), as most loggers and Docker's timestamps write them.
@@ -89,18 +90,14 @@ class LogView(ScrollView, can_focus=True):
     def append(self, line: str, host: str = "", received: datetime | None = None) -> None:
         self.append_many([(line, host)], received)
 
-    def append_many(self, items: list[tuple[str, str]], received: datetime | None = None) -> None:
+    def append_many(
+        self, items: Sequence[tuple[str | tuple[str, str | None], str]], received: datetime | None = None
+    ) -> None:
+        """Lines as they came (made safe here), or as `display_line` already made them."""
         when = received or datetime.now(UTC)
         evicted = max(0, len(self.lines) + len(items) - self.max_lines)
         for raw, host in items:
-            runs = split_sgr(raw) if "\x1b[" in raw else None
-            text = "".join(t for t, _ in runs) if runs is not None else strip_escapes(raw)
-            sgr = None
-            if runs and any(style for _, style in runs):
-                sgr = (
-                    "".join((f"\x1b[{style}m" if style else "\x1b[0m") + chunk for chunk, style in runs)
-                    + "\x1b[0m"
-                )
+            text, sgr = display_line(raw) if isinstance(raw, str) else raw
             self.lines.append(LogLine(text, sgr, host, when))
         self.total_received += len(items)
         if evicted:
