@@ -387,8 +387,11 @@ class MainScreen(MainKeys, Screen[None]):
         if pane is None or not pane.is_mounted:
             return  # not built yet (see compose): it renders itself when mounted
         tabs = self.query_one_optional(TabbedContent)
-        if tabs is not None and tabs.active and tabs.active != f"tab-{pane_id}":
-            self._hidden_stale.add(pane_id)  # not shown: rendered when its tab is opened
+        hidden = tabs is not None and tabs.active and tabs.active != f"tab-{pane_id}"
+        # a hidden pane is rendered while it has no rows yet (so the first switch to it only shows
+        # it), then not again until its tab is opened; All (every environment's rows) never hidden
+        if hidden and (pane.rows or pane_id == "all"):
+            self._hidden_stale.add(pane_id)
             return
         self._hidden_stale.discard(pane_id)
         env = self.env
