@@ -17,7 +17,10 @@ import platform
 import shutil
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.b_firehose import bench_firehose
 from bench.b_fleet import bench_dead, bench_fleet
@@ -92,23 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))
     os.environ["OPSCONSOLE_AUDIT_LOG"] = str(tmp / "audit.jsonl")
     fleet = None
+    failed: list[str] = []
+
+    def attempt(name: str, fn: Callable[..., None], *args: Any) -> None:
+        """One benchmark; a failure is reported (and fails the run) without losing the others' rows."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+
     try:
         if "startup" in wanted:
-            bench_startup(cfg, tmp)
+            attempt("startup", bench_startup, cfg, tmp)
         if wanted & {"fleet", "dead", "stats", "idle"}:
             fleet = build_fleet(cfg, tmp / "fleet")
             for name, fn in (("fleet", bench_fleet), ("dead", bench_dead), ("stats", bench_stats)):
                 if name in wanted:
-                    fn(cfg, fleet)
+                    attempt(name, fn, cfg, fleet)
         if "firehose" in wanted:
-            bench_firehose(cfg, tmp)
+            attempt("firehose", bench_firehose, cfg, tmp)
         if "idle" in wanted and fleet is not None:
-            bench_idle_and_memory(cfg, fleet, tmp)
+            attempt("idle", bench_idle_and_memory, cfg, fleet, tmp)
         if fleet is not None:
             fleet.stop()
             fleet = None
         if "scale" in wanted:
-            bench_scale(cfg, tmp / "scale")
+            attempt("scale", bench_scale, cfg, tmp / "scale")
     finally:
         if fleet is not None:
             fleet.stop()
@@ -116,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"\nopsconsole benchmarks ({'smoke' if args.smoke else 'full'}) on {machine()}, {elapsed:.0f} s\n")
     print(table(cfg.results))
+    for failure in failed:
+        print(f"FAILED {failure}")
     if args.json:
         Path(args.json).write_text(
             json.dumps([{**r.__dict__, "ratio": r.ratio} for r in cfg.results], indent=2)
         )
+    if failed:
+        return 1
     if args.smoke:
         return 0  # smoke runs check that every benchmark runs; budgets are judged on full runs
     return 0 if all(r.met for r in cfg.results) else 1

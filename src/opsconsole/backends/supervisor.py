@@ -29,6 +29,9 @@ FAULT_SUCCESS = 80
 CONTROL_GRACE = 60.0  # start/stop wait for startsecs/stopwaitsecs on top of the timeout
 
 
+READ_ONLY_CALLS = ("supervisor.get", "supervisor.read", "supervisor.tail", "system.")
+
+
 class SupervisorError(OpsError):
     pass
 
@@ -189,15 +192,25 @@ class SupervisorClient:
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         seconds = timeout or self.timeout
+        # a read may be tried again once on a new connection when the connection closed without an
+        # answer (a kept connection gone stale, a busy supervisord dropping a new one); a change never
+        retry = method.startswith(READ_ONLY_CALLS)
         with self._lock:
-            self._transport.set_timeout(seconds)
-            try:
-                return getattr(self._proxy, method)(*args)
-            except xmlrpc.client.Fault:
-                raise
-            except Exception as exc:
-                self._transport.close()
-                raise self._error(exc, seconds) from None
+            while True:
+                self._transport.set_timeout(seconds)
+                try:
+                    return getattr(self._proxy, method)(*args)
+                except xmlrpc.client.Fault:
+                    raise
+                except (EOFError, ConnectionError, http.client.RemoteDisconnected) as exc:
+                    self._transport.close()
+                    if retry:
+                        retry = False
+                        continue
+                    raise self._error(exc, seconds) from None
+                except Exception as exc:
+                    self._transport.close()
+                    raise self._error(exc, seconds) from None
 
     def close(self) -> None:
         if self._lock.acquire(timeout=0.1):  # a call stuck on a dead host must not hold up closing
