@@ -126,7 +126,7 @@ def current(root: Path) -> str:
     ("shared", "says"),
     [
         ('["../../releases"]', "must stay inside the release"),
-        ('["../shared"]', "must stay inside the release"),
+        ('["../outside"]', "must stay inside the release"),
         ('["/etc"]', "relative to the release"),
         ('["media", "media/"]', "listed twice"),
         ('["media", "media/uploads"]', "lies inside 'media'"),

@@ -34,6 +34,7 @@ from opsconsole.refresh import RefreshSchedule
 from opsconsole.runs import Runs, RunState
 from opsconsole.screens.keymap import APP_BINDINGS
 from opsconsole.snapshot import (
+    DEADLINE_MARGIN,
     Backends,
     SourceResult,
     describe_timeout,
@@ -240,7 +241,7 @@ class OpsConsoleApp(App[None]):
             return
         fan_out(
             tasks,
-            timeout + 0.3,
+            timeout + DEADLINE_MARGIN,
             describe_timeout(env, timeout),
             on_result=post,
             host_of=host_of,
