@@ -67,6 +67,7 @@ def _actions_provider() -> Any:
 
 SourceKey = tuple[str, ...]
 CLEANUP_SECONDS = 120  # how long quitting waits for cancelled runs to clean up
+FIRST_FRAME_FALLBACK_SECONDS = 1.0  # start-up work waits for the first frame, at most this long
 FREEZE_AFTER_SECONDS = 2.0  # start-up objects (modules, widgets, styles) are frozen once built
 EXIT_GRACE_SECONDS = 5
 
@@ -128,6 +129,7 @@ class OpsConsoleApp(App[None]):
         self._shutting_down = threading.Event()
         self._refreshing_envs: set[str] = set()
         self._refresh_timers: dict[str, Any] = {}
+        self._first_frame_done = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -136,10 +138,27 @@ class OpsConsoleApp(App[None]):
             self.set_keymap(dict(self.profile.keymap))
         # output lines of running actions are delivered in batches, ten times a second at most
         self._flush_timer = self.set_interval(0.1, self._flush_runs, pause=True)
-        if self.live:
-            self.call_after_refresh(self.action_refresh_all)
         self._install_signal_handlers()
+        # what the first frame does not show waits for it (events.Ready); a timer in case no frame
+        # is ever drawn (a terminal of size 0)
+        self.set_timer(FIRST_FRAME_FALLBACK_SECONDS, self._after_first_frame)
         self.set_timer(FREEZE_AFTER_SECONDS, self._freeze_startup_objects)
+
+    def on_ready(self) -> None:
+        self._after_first_frame()
+
+    def _after_first_frame(self) -> None:
+        """The first frame (the environments) is on screen: now the rest. The panes and the action
+        keys are built, and the first refreshes start: none of them competes with that frame."""
+        if self._first_frame_done:
+            return
+        self._first_frame_done = True
+        for screen in self.screen_stack:
+            hook = getattr(screen, "after_first_frame", None)
+            if hook is not None:
+                hook()
+        if self.live:
+            self.action_refresh_all()
 
     def _freeze_startup_objects(self) -> None:
         """Move what start-up built (modules, widgets, styles) out of the garbage collector's reach:
@@ -260,6 +279,12 @@ class OpsConsoleApp(App[None]):
         self._refresh_timers[env_name] = self.set_timer(delay, lambda: self.refresh_env(env_name))
 
     async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not self._first_frame_done:
+            # a key typed before the first frame: the action keys must be bound to answer it
+            for screen in self.screen_stack:
+                hook = getattr(screen, "add_action_bindings", None)
+                if hook is not None:
+                    hook()
         if isinstance(event, events.Key | events.MouseDown) and self.schedule.idle:
             self.schedule.touched()
             env = self.current_env

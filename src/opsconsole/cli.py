@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from opsconsole import __version__
 from opsconsole.errors import ExitCode, OpsError
 
+if TYPE_CHECKING:  # argparse loads only for subcommands: the console's start-up does without it
+    import argparse
+
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from opsconsole.commands import actions, console, demo, metrics, pending, profile, secret, serve, status
 
     parser = argparse.ArgumentParser(
@@ -33,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _accept_global_options(parser: argparse.ArgumentParser) -> None:
     """`--profile` and `--read-only` work after the subcommand too (`opsconsole secret check
     --profile example`), at any depth; given there, they override the value before it."""
+    import argparse
+
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             continue
@@ -49,7 +57,7 @@ def _accept_global_options(parser: argparse.ArgumentParser) -> None:
             _accept_global_options(child)
 
 
-def _console_fast_path(args_list: list[str]) -> argparse.Namespace | None:
+def _console_fast_path(args_list: list[str]) -> SimpleNamespace | None:
     """`opsconsole [--profile P] [--read-only]` opens the console without building every subcommand's
     parser (and importing the modules behind them): start-up is what an on-call engineer waits for."""
     rest = list(args_list)
@@ -64,12 +72,13 @@ def _console_fast_path(args_list: list[str]) -> argparse.Namespace | None:
             values["profile"] = item.split("=", 1)[1]
         else:
             return None  # anything else: the full parser decides
-    return argparse.Namespace(**values)
+    return SimpleNamespace(**values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     fast = _console_fast_path(args_list)
+    args: argparse.Namespace | SimpleNamespace
     if fast is not None:
         args = fast
     else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsconsole.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
 
 
 def register(sub: Any) -> None:
@@ -17,7 +20,7 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run_console)
 
 
-def run_console(args: argparse.Namespace) -> int:
+def run_console(args: argparse.Namespace | SimpleNamespace) -> int:
     from opsconsole.app import CLEANUP_SECONDS, make_app
     from opsconsole.profiles import load
 

@@ -39,12 +39,12 @@ def screens() -> list[tuple[str, list[Binding]]]:
     from opsconsole.screens.details import DetailsScreen
     from opsconsole.screens.help import HelpScreen
     from opsconsole.screens.log_screen import LogScreen
-    from opsconsole.screens.main import MainScreen
+    from opsconsole.screens.main import main_bindings
     from opsconsole.screens.pick import PickScreen
 
     found = []
     for title, cls in (
-        ("Console", MainScreen),
+        ("Console", tuple(main_bindings())),
         ("Anywhere", APP_BINDINGS),
         ("Log viewer", LogScreen),
         ("Running action", ActionScreen),

@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from opsconsole.actions.registry import action_keys
 from opsconsole.messages import SourceChanged, VerifyChanged
 from opsconsole.profiles import Environment
 from opsconsole.refresh import coarse_age, stale_after
 from opsconsole.sanitize import clean
 from opsconsole.screens.env_label import env_label, others_summary
-from opsconsole.screens.main_keys import MainKeys
+from opsconsole.screens.main_keys import MainKeys, action_keys
 from opsconsole.screens.rows import (
     ALL_COLUMNS,
     EXTRA_SOURCES,
@@ -129,7 +128,9 @@ SCREEN_BINDINGS: list[BindingType] = [
 
 
 def main_bindings() -> list[BindingType]:
-    """Action keys from the registry (one generic dispatch), then the screen's own."""
+    """Action keys from the registry (one generic dispatch), then the screen's own: every key of the
+    console screen (help and `[keymap]` read these). The screen binds the action keys just after
+    its first frame (`MainScreen.add_action_bindings`)."""
     return [
         Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip, show=k.footer)
         for k in action_keys()
@@ -155,12 +156,40 @@ class EnvList(OptionList, can_focus=False):
 
 
 class MainScreen(MainKeys, Screen[None]):
-    CSS_PATH = "main.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = main_bindings()
+    # its rules are in app.tcss: a screen CSS_PATH of its own re-parses the whole stylesheet on load
+    # the action keys (D, R, r, s...) join these after the first frame: see add_action_bindings
+    BINDINGS: ClassVar[list[BindingType]] = SCREEN_BINDINGS
 
     def __init__(self) -> None:
         super().__init__()
         self._hidden_stale: set[str] = set()  # panes whose data changed while another was shown
+        self._actions_bound = False
+        self._panes_mounted = False
+
+    def after_first_frame(self) -> None:
+        """Called by the app once the first frame is on screen: the panes and the action keys."""
+        self.add_action_bindings()
+        if not self._panes_mounted:
+            self._panes_mounted = True
+            self.query_one("#panes-holder").mount(Panes())
+
+    def add_action_bindings(self) -> None:
+        """The registry's action keys, bound once. Importing the registry loads every action module
+        (~50 ms), so the first frame is drawn without it; a key typed before that frame binds them
+        first (the app's on_event)."""
+        if self._actions_bound:
+            return
+        self._actions_bound = True
+        own = BindingsMap(SCREEN_BINDINGS).key_to_bindings
+        # the order Textual would have merged them in: inherited keys, then this screen's
+        merged = BindingsMap()
+        for key, bindings in self._bindings.key_to_bindings.items():
+            if key not in own:
+                merged.key_to_bindings[key] = list(bindings)
+        for key, bindings in BindingsMap(main_bindings()).key_to_bindings.items():
+            merged.key_to_bindings[key] = list(bindings)
+        self._bindings = merged
+        self.refresh_bindings()
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
@@ -184,7 +213,6 @@ class MainScreen(MainKeys, Screen[None]):
     def on_mount(self) -> None:
         self._fill_envs()
         self.render_header()
-        self.call_after_refresh(self._mount_panes)
         if self.env is None:
             self.query_one("#header", Static).update(
                 Text(
@@ -213,9 +241,6 @@ class MainScreen(MainKeys, Screen[None]):
         for info in foreign_runs(results, own)[:1]:
             label.append(f"\n  ⟳ {info.what} by {info.who}", style="bold yellow")
         return label
-
-    def _mount_panes(self) -> None:
-        self.query_one("#panes-holder").mount(Panes())
 
     def on_resize(self, event: events.Resize) -> None:
         # the environment list hides below 110 columns (`e` picks an environment there); toggling one

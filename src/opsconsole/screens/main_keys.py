@@ -8,15 +8,23 @@ from typing import TYPE_CHECKING, Any
 from textual import events
 from textual.widgets import TabbedContent
 
-from opsconsole.actions.registry import ACTIONS, action_keys
 from opsconsole.actions.targets import SELECTION_HINTS, selection_target
 from opsconsole.messages import RunsChanged
 from opsconsole.screens.rows import PANES
 from opsconsole.widgets.pane import Pane
 
 if TYPE_CHECKING:
+    from opsconsole.actions.registry import ActionKey
     from opsconsole.profiles import Environment
     from opsconsole.ui import Console
+
+
+def action_keys() -> tuple[ActionKey, ...]:
+    """The registry's keys. The registry (every action module) loads after the first frame: the
+    screen's first frame needs none of it (see MainScreen.add_action_bindings)."""
+    from opsconsole.actions.registry import action_keys as keys
+
+    return keys()
 
 
 def row_name(kind: str, item: Any) -> str:
@@ -34,6 +42,12 @@ def row_name(kind: str, item: Any) -> str:
     if kind == "health":
         return str(item.url)
     return str(item)
+
+
+def _actions() -> dict[str, Any]:
+    from opsconsole.actions.registry import ACTIONS
+
+    return ACTIONS
 
 
 class MainKeys:
@@ -216,9 +230,9 @@ class MainKeys:
             self.action_quit()
         elif word == "help":
             self.action_help()
-        elif word in ACTIONS and self.env is not None:
+        elif word in _actions() and self.env is not None:
             if not arg:
-                if ACTIONS[word].target_arg:
+                if _actions()[word].target_arg:
                     self.notify(f":{word} needs a name, e.g. :{word} worker", severity="warning")
                     return
                 self.ops.request_action(word, self.env.name)
