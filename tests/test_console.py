@@ -509,6 +509,50 @@ async def test_cells_that_outgrow_their_column_widen_it(tmp_path: Path, console_
         assert memory.content_width >= len("836.0 KiB")
 
 
+async def test_changed_cells_redraw_only_their_rows(tmp_path: Path, console_profile: Path) -> None:
+    """A refresh that changes a cell draws its row again, and only that row (the others keep what
+    they rendered); the new value is what shows, also after the pane was hidden and shown again
+    (which no longer re-renders the table) and after the terminal was resized."""
+    from opsconsole.widgets.pane import Row, cell
+
+    app = make_app(load_profile(console_profile), live=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(
+            pilot, lambda: app.screen.query_one_optional("#containers", Pane) is not None, what="panes"
+        )
+        await pilot.press("2")
+        pane = app.screen.query_one("#containers", Pane)
+
+        def rows(cpu: str) -> list[Row]:
+            def cells(n: int) -> list[str]:
+                return ["local", f"c{n}", "running", "none", "busybox", cpu if n == 2 else "1.0", "1 MiB"]
+
+            return [Row(f"local|c{n}", [cell(c) for c in cells(n)], None) for n in range(5)]
+
+        def shown() -> list[str]:
+            return [pane.table.render_line(y).text for y in range(1, 6)]
+
+        pane.set_rows(rows("1.0"))
+        await pilot.pause()
+        assert all("1.0" in line for line in shown())
+        table = pane.table
+        updates = table._update_count
+        pane.set_rows(rows("7.5"))
+        await pilot.pause()
+        assert "7.5" in shown()[2] and all("7.5" not in line for i, line in enumerate(shown()) if i != 2)
+        assert table._update_count == updates  # no table-wide invalidation
+        kept = {key[0].value for key in table._row_render_cache.keys()}
+        assert {"local|c0", "local|c4"} <= kept  # the other rows' renders were kept
+
+        await pilot.press("1")
+        await pilot.press("2")
+        await pilot.pause()
+        assert table._update_count == updates and "7.5" in shown()[2]
+        await pilot.resize_terminal(130, 40)
+        await pilot.pause()
+        assert table._update_count > updates and "7.5" in shown()[2]
+
+
 async def test_action_screen_shows_whole_steps_and_no_cancel_after_the_end(
     tmp_path: Path, console_profile: Path
 ) -> None:

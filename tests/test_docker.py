@@ -15,6 +15,7 @@ import harness
 from opsconsole.backends.docker_engine import DockerClient, compute_stats
 from opsconsole.backends.hosts import HostError, make_host
 from opsconsole.errors import UsageError
+from opsconsole.human import parse_time
 from opsconsole.profiles import Defaults, DockerConfig, parse_host
 
 
@@ -137,6 +138,48 @@ def test_restart_stop_start(client: DockerClient, containers: dict[str, str], do
     assert docker_engine.containers.get(name).status == "exited"
     client.start(name)
     assert docker_engine.containers.get(name).status == "running"
+
+
+def test_start_times_are_read_again_only_when_a_container_restarted(
+    containers: dict[str, str], docker_engine: Any
+) -> None:
+    """A refresh lists the containers and inspects only those whose start time may have changed:
+    new ones, a changed state, or an "Up …" shorter than the known start allows (a restart)."""
+    client = DockerClient(make_host(parse_host("local"), Defaults()), DockerConfig())
+    api = client.client().api
+    inspected: list[str] = []
+    real = api.inspect_container
+
+    def counting(container_id: str) -> Any:
+        inspected.append(container_id)
+        return real(container_id)
+
+    api.inspect_container = counting
+    ours = {docker_engine.containers.get(name).id: name for name in containers.values()}
+    by_name = {c.name: c for c in client.containers()}
+    assert set(ours) <= set(inspected)  # first list: every start time is read
+    inspected.clear()
+    again = {c.name: c for c in client.containers()}
+    assert not set(ours) & set(inspected)  # nothing changed: no inspect
+    assert {n: c.started_at for n, c in again.items()} == {n: c.started_at for n, c in by_name.items()}
+
+    ticker = docker_engine.containers.get(containers["ticker"])
+    started = parse_time(ticker.attrs["State"]["StartedAt"])
+    assert started is not None
+    time.sleep(max(0.0, 5.0 - (time.time() - started.timestamp())))  # a restart must show as one
+    ticker.restart(timeout=1)  # by someone else, between two refreshes: the state stays "running"
+    inspected.clear()
+    after = {c.name: c for c in client.containers()}
+    assert [ours[i] for i in inspected if i in ours] == [containers["ticker"]]
+    assert after[containers["ticker"]].started_at == docker_engine.containers.get(containers["ticker"]).attrs[
+        "State"
+    ]["StartedAt"]
+
+    ticker.stop(timeout=1)
+    inspected.clear()
+    stopped = {c.name: c for c in client.containers()}
+    assert stopped[containers["ticker"]].state == "exited" and ticker.id in inspected  # state changed
+    ticker.start()
 
 
 def test_unknown_container_is_a_usage_error(client: DockerClient) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import harness
 from opsconsole.backends.hosts import HostError, make_host
@@ -135,3 +138,51 @@ def test_follow_log_loses_and_repeats_nothing_while_writing_fast(
     numbers = _numbers(got)
     assert len(numbers) > 1000
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+# ---------------------------------------------------------------- the fast XML-RPC decoder
+
+_xml_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**31), max_value=2**31 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"))),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_xml_values)
+def test_fast_decoder_reads_what_xmlrpc_reads(value: Any) -> None:
+    """supervisord answers are decoded by ElementTree's C parser: the same values as the
+    standard XML-RPC parser, for anything Python's marshaller can write."""
+    import xmlrpc.client
+
+    from opsconsole.backends.supervisor import _decode_response
+
+    data = xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True).encode()
+    assert _decode_response(data) == xmlrpc.client.loads(data)[0]
+
+
+def test_fast_decoder_faults_and_the_unusual() -> None:
+    import xmlrpc.client
+
+    from opsconsole.backends.supervisor import _decode_response, _Unusual
+
+    fault = xmlrpc.client.dumps(xmlrpc.client.Fault(10, "BAD_NAME: web"), methodresponse=True).encode()
+    with pytest.raises(xmlrpc.client.Fault) as raised:
+        _decode_response(fault)
+    assert (raised.value.faultCode, raised.value.faultString) == (10, "BAD_NAME: web")
+    untyped = b"<?xml version='1.0'?><methodResponse><params><param><value>plain</value></param></params></methodResponse>"
+    assert _decode_response(untyped) == ("plain",)
+    # base64, dates and broken XML go to the standard parser
+    for odd in (
+        xmlrpc.client.dumps((xmlrpc.client.Binary(b"\x00\x01"),), methodresponse=True).encode(),
+        xmlrpc.client.dumps((xmlrpc.client.DateTime(0),), methodresponse=True).encode(),
+        b"<methodResponse><params>",
+    ):
+        with pytest.raises(_Unusual):
+            _decode_response(odd)

@@ -83,6 +83,44 @@ def compute_stats(name: str, sample: dict[str, Any]) -> ContainerStats:
     )
 
 
+_UP_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 366 * 86400}
+
+
+def _uptime_at_most(status: str) -> float | None:
+    """The most a running container's uptime can be, by Docker's own "Up 5 minutes" (go-units'
+    HumanDuration, rounded down); None when the status says otherwise."""
+    import re
+
+    match = re.match(r"Up (Less than a second|About a minute|About an hour|(\d+) (\w+?)s?)\b", status)
+    if match is None:
+        return None
+    if match.group(2) is None:
+        return {"Less than a second": 1.0, "About a minute": 120.0, "About an hour": 7200.0}[match.group(1)]
+    unit = _UP_UNITS.get(match.group(3))
+    return None if unit is None else (int(match.group(2)) + 1) * unit
+
+
+def _must_inspect(item: dict[str, Any], known: dict[str, tuple[str, str | None]]) -> bool:
+    """Whether a listed container's start time must be read again (an inspect each: 30 of them
+    every refresh was most of the Docker source's cost). Yes when it is new or its state changed,
+    or when Docker's "Up …" is shorter than the time since the start we know: restarted
+    between two refreshes, without a state change being seen."""
+    import time
+
+    from opsconsole.human import parse_time
+
+    seen = known.get(item["Id"])
+    if seen is None or seen[0] != str(item.get("State")):
+        return True
+    if item.get("State") != "running":
+        return False  # a stopped container's start time stays until it runs again (a state change)
+    start = parse_time(seen[1])
+    most = _uptime_at_most(str(item.get("Status", "")))
+    if start is None or most is None:
+        return True
+    return time.time() - start.timestamp() > most + 2.0  # 2 s of leeway for the clocks
+
+
 def _health_from_status(status: str) -> str:
     for word in ("unhealthy", "healthy", "health: starting"):
         if f"({word})" in status:
@@ -110,6 +148,8 @@ class DockerClient:
         self.timeout = host.timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        # container id -> (state, StartedAt) from its last inspect: see _must_inspect
+        self._started: dict[str, tuple[str, str | None]] = {}
 
     @property
     def label(self) -> str:
@@ -203,7 +243,10 @@ class DockerClient:
 
         def read(client: Any) -> list[ContainerInfo]:
             raw = client.api.containers(all=True)
-            started: dict[str, str | None] = {}
+            known = self._started
+            started: dict[str, str | None] = {
+                item["Id"]: known[item["Id"]][1] for item in raw if not _must_inspect(item, known)
+            }
 
             def inspect(item: dict[str, Any]) -> None:
                 try:
@@ -212,9 +255,11 @@ class DockerClient:
                 except Exception:  # noqa: BLE001 - removed in between: no start time
                     started[item["Id"]] = None
 
-            if raw:
-                with ThreadPoolExecutor(max_workers=min(8, len(raw))) as pool:
-                    list(pool.map(inspect, raw))
+            todo = [item for item in raw if item["Id"] not in started]
+            if todo:
+                with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                    list(pool.map(inspect, todo))
+            self._started = {item["Id"]: (str(item.get("State")), started.get(item["Id"])) for item in raw}
             out = []
             for item in raw:
                 labels = item.get("Labels") or {}

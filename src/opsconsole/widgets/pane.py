@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import RowKey
 
 from opsconsole.sanitize import clean
 
@@ -45,6 +48,48 @@ class Row:
 class PaneTable(DataTable[Cell], can_focus=False):
     """Not focusable: the screen routes the cursor keys to the visible pane's table, so switching
     panes moves no focus (which would re-render the footer and restyle the screen on every switch)."""
+
+    _rendered_for: tuple[Any, ...] | None = None
+
+    def _on_resize(self, event: events.Resize) -> None:
+        """DataTable forgets every rendered row on each Resize, and a pane's table gets one each
+        time its pane is shown again, at the same size: that re-rendered the whole table on every
+        pane switch. Only a real change of size does it here."""
+        event.prevent_default()  # instead of DataTable's own _on_resize, which does just that
+        size = (event.size, event.virtual_size)
+        if size != self._rendered_for:
+            self._rendered_for = size
+            self._update_count += 1
+
+    def update_cells(self, changes: Sequence[tuple[str, int, Cell]]) -> None:
+        """Set cells (row key, column index, value), drawing again only the rows they are in.
+
+        DataTable.update_cell keys every render cache by one table-wide update count, so a single
+        changed cell re-renders every row (~100 ms for a 30-row pane on the UI thread, the slow
+        key presses of a refresh); here only the changed rows' cache entries go. A value wider
+        than its column takes DataTable's own path, which widens the column (never cut)."""
+        columns = list(self.columns.values())
+        rows: set[RowKey] = set()
+        for row_key, index, value in changes:
+            column = columns[index]
+            if cell_len(value.plain if isinstance(value, Text) else value) > column.content_width:
+                self.update_cell(row_key, column.key, value, update_width=True)
+                continue
+            key = RowKey(row_key)
+            self._data[key][column.key] = value
+            rows.add(key)
+        if not rows:
+            return
+        indexes = {i for i in (self._row_locations.get(key) for key in rows) if i is not None}
+        caches: list[Any] = [self._row_render_cache, self._cell_render_cache]
+        for cache in caches:
+            for cache_key in [k for k in cache.keys() if k[0] in rows]:
+                cache.discard(cache_key)
+        for renderables_key in [k for k in self._row_renderable_cache.keys() if k[1] in indexes]:
+            self._row_renderable_cache.discard(renderables_key)
+        self._line_cache.clear()  # lines are joined from the rows' renders: cheap to join again
+        for index in indexes:
+            self.refresh_row(index)
 
 
 class Pane(Vertical):
@@ -86,8 +131,8 @@ class Pane(Vertical):
         self.call_after_refresh(self.post_message, Pane.Ready(self.pane_id))
 
     @property
-    def table(self) -> DataTable[Cell]:
-        return self.query_one(DataTable)
+    def table(self) -> PaneTable:
+        return self.query_one(PaneTable)
 
     def set_status(self, text: str | Text, error: bool = False) -> None:
         new = text if isinstance(text, Text) else Text(text)
@@ -117,11 +162,16 @@ class Pane(Vertical):
         current = [str(k.value) for k in table.rows]
         wanted = [r.key for r in shown]
         if current == wanted and not force:
-            for row in shown:  # same rows: update changed cells only (no flicker, few bytes)
-                for column, value in zip(table.columns, row.cells, strict=False):
-                    if str(table.get_cell(row.key, column)) != str(value):
-                        # widen the column when the value outgrew it ("…" → "836.0 KiB"): never cut
-                        table.update_cell(row.key, column, value, update_width=True)
+            # same rows: only the changed cells, and only their rows are drawn again (no flicker,
+            # few bytes, and no re-render of the whole table on the UI thread)
+            changes = [
+                (row.key, index, value)
+                for row in shown
+                for index, (column, value) in enumerate(zip(table.columns, row.cells, strict=False))
+                if str(table.get_cell(row.key, column)) != str(value)
+            ]
+            if changes:
+                table.update_cells(changes)
         else:
             table.clear()
             for row in shown:
