@@ -69,7 +69,11 @@ class SshHost(Host):
         from fabric import Connection
 
         user = self.spec.user
-        if user is None and "user" not in Connection(self.spec.hostname, port=self.spec.port).ssh_config:
+        config = _fabric_config()
+        if (
+            user is None
+            and "user" not in Connection(self.spec.hostname, port=self.spec.port, config=config).ssh_config
+        ):
             user = self.defaults.user
         connect_kwargs: dict[str, Any] = {
             "banner_timeout": self.timeout,
@@ -84,6 +88,7 @@ class SshHost(Host):
             port=self.spec.port,
             connect_timeout=self.timeout,
             connect_kwargs=connect_kwargs,
+            config=config,
         )
         client = connection.client
         known = self.known_hosts
@@ -337,6 +342,29 @@ class SshHost(Host):
 
 _KNOWN_HOSTS: dict[Path, tuple[tuple[int, int], Any]] = {}
 _KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+_FABRIC_CONFIG: tuple[Any, Any] | None = None  # (the ssh_config files' state, the Config)
+
+
+def _fabric_config() -> Any:
+    """One Fabric configuration for every connection (it is only read once made), made again when
+    an ssh_config file changes. Each Connection built its own: a deep copy of every default and the
+    ssh_config files read again, ~8 KiB of memory a host in a fleet and two file reads a connection."""
+    global _FABRIC_CONFIG
+    files: list[tuple[str, int | None, int | None]] = []
+    for name in (os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"):
+        try:
+            stat = os.stat(name)
+            files.append((name, stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            files.append((name, None, None))
+    state = tuple(files)
+    if _FABRIC_CONFIG is None or _FABRIC_CONFIG[0] != state:
+        from fabric import Config
+
+        _FABRIC_CONFIG = (state, Config())
+    return _FABRIC_CONFIG[1]
 
 
 def _known_hosts(path: Path) -> Any:
