@@ -40,6 +40,14 @@ async def wait_until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def panes_built(app: OpsConsoleApp) -> bool:
+    """Every pane is mounted (they are built just after the first frame, each in its tab)."""
+    from opsconsole.screens.rows import PANES
+
+    ids = [pane_id for pane_id, _title, _columns in PANES] + ["all"]
+    return all(app.screen.query_one_optional(f"#{pane_id}", Pane) is not None for pane_id in ids)
+
+
 def pane_keys(app: OpsConsoleApp, pane_id: str) -> list[str]:
     """The row keys of a pane ([] until the panes are built, just after the first frame)."""
     pane = app.screen.query_one_optional(f"#{pane_id}", Pane)
@@ -221,9 +229,7 @@ async def test_protected_deploy_needs_the_typed_name(
 ) -> None:
     app = make_app(load_profile(console_profile))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
@@ -342,9 +348,7 @@ async def test_profile_keymap_remaps_a_binding(tmp_path: Path, console_profile: 
     profile = write_profile(tmp_path, text, name="remapped")
     app = make_app(load_profile(profile), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
         await pilot.pause(0.2)
@@ -381,9 +385,7 @@ token = {{ secret = "sentry-token" }}
 """
     app = make_app(load_profile(write_profile(tmp_path, text)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("4")
         await wait_until(pilot, lambda: pane_keys(app, "errors") == [issue["id"]], what="issue row")
         await pilot.press("enter")

@@ -181,7 +181,7 @@ repo = "unused"
 async def test_metrics_pane_shows_the_four_keys_from_the_journals(tmp_path: Path) -> None:
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
-    from test_console import pane_texts, wait_until
+    from test_console import pane_texts, panes_built, wait_until
 
     root = tmp_path / "srv" / "shop"
     (root / ".opsconsole").mkdir(parents=True)
@@ -201,9 +201,7 @@ async def test_metrics_pane_shows_the_four_keys_from_the_journals(tmp_path: Path
     )
     app = make_app(load_profile(path))
     async with app.run_test(size=(160, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("6")
 
         def rows() -> list[str]:

@@ -162,15 +162,13 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.action_screen import ActionScreen
-    from test_console import pane_texts, wait_until
+    from test_console import pane_texts, panes_built, wait_until
 
     path = pairing_profile(tmp_path, sshd, repo, build=SLOW_BUILD.replace("0.15", "0.3"))
     monkeypatch.setenv("OPSCONSOLE_USER", "bob")
     app = make_app(load_profile(path), read_only=True)  # the watcher needs no rights at all
     async with app.run_test(size=(160, 40), notifications=True) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("3")
         deploy = start_cli(tmp_path, "--profile", str(path), "deploy", "staging", "--yes")
 

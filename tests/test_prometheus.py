@@ -147,14 +147,12 @@ async def test_metrics_pane_shows_values_and_sparklines(
 ) -> None:
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
-    from test_console import pane_texts, wait_until
+    from test_console import pane_texts, panes_built, wait_until
 
     wait_for_data(prometheus)
     app = make_app(load_profile(prom_profile(tmp_path, prometheus.url)))
     async with app.run_test(size=(160, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("6")
 
         def rows() -> list[str]:

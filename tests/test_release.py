@@ -556,7 +556,7 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.confirm import ConfirmScreen
-    from test_console import wait_until
+    from test_console import panes_built, wait_until
 
     url, health = health_url
     monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
@@ -569,9 +569,7 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
         return str(widget.render()) if widget is not None and widget.display else ""
 
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         assert banner() == ""
         for healthy, verdict in ((True, "VERIFIED"), (False, "FAILED")):
             health.healthy = healthy
@@ -614,7 +612,7 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
 ) -> None:
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
-    from test_console import pane_texts, wait_until
+    from test_console import pane_texts, panes_built, wait_until
 
     path = profile(tmp_path, repo, ci_section(github_server))
     running = git(repo, "rev-parse", "HEAD")
@@ -633,9 +631,7 @@ async def test_deploys_pane_and_status_show_ci_of_the_running_release_and_the_he
         monkeypatch.setenv(key, value)
     app = make_app(load_profile(path))
     async with app.run_test(size=(160, 40)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("3")
 
         def cells() -> list[str]:
@@ -658,7 +654,7 @@ async def test_errors_pane_toggles_new_in_the_running_release(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.widgets.pane import Pane
-    from test_console import wait_until
+    from test_console import panes_built, wait_until
 
     path = profile(tmp_path, repo, sentry_section(sentry_server))
     assert run_cli("--profile", str(path), "deploy", "staging", "--yes", env=env).returncode == 0
@@ -671,9 +667,7 @@ async def test_errors_pane_toggles_new_in_the_running_release(
         monkeypatch.setenv(key, value)
     app = make_app(load_profile(path))
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_until(
-            pilot, lambda: app.screen.query_one_optional("TabbedContent") is not None, what="panes"
-        )
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
         pane = app.screen.query_one("#errors", Pane)
 
         def titles() -> list[str]:

@@ -166,3 +166,19 @@ def test_console_keeps_one_connection_per_host_across_refreshes(
     gaps = asyncio.run(scenario())
     assert all(gap > 1.0 for gap in gaps), gaps
     assert fleet.accepted() - before == 12
+
+
+def test_refreshes_of_many_environments_are_spread_over_the_interval() -> None:
+    """Every environment refreshes at once at start; from then on each at its own offset within
+    the interval (as Prometheus spreads scrapes), not the whole fleet in one burst each time."""
+    from opsconsole.refresh import RefreshSchedule
+
+    schedule = RefreshSchedule(4.0)
+    schedule.spread(["a", "b", "c", "d"])
+    first = [schedule.next_delay(env, {}) for env in "abcd"]
+    assert first == [4.0, 5.0, 6.0, 7.0]  # after the first refresh: 0, 1/4, 2/4, 3/4 of 4 s apart
+    schedule.touched()  # someone is looking: no idle stretch
+    assert [schedule.next_delay(env, {}) for env in "abcd"] == [4.0] * 4  # then each keeps its phase
+    alone = RefreshSchedule(4.0)
+    alone.spread(["only"])
+    assert alone.next_delay("only", {}) == 4.0

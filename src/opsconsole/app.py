@@ -122,6 +122,7 @@ class OpsConsoleApp(App[None]):
         self.stats: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in profile.environments}
         self.runs = Runs()
         self.schedule = RefreshSchedule(profile.defaults.refresh)
+        self.schedule.spread(list(profile.environments))
         self.exit_signal: int | None = None
         self.current_env: str | None = next(iter(profile.environments), None)
         self.verifications: dict[str, Any] = {}  # env -> VerifyStatus of its latest deploy

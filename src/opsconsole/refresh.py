@@ -6,7 +6,7 @@ touches a key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 IDLE_BACKOFF = 4
@@ -42,6 +42,16 @@ class RefreshSchedule:
         self._fingerprints: dict[str, Any] = {}
         self._streaks: dict[str, int] = {}
         self._touched: set[str] = set()
+        self._offsets: dict[str, float] = {}
+
+    def spread(self, envs: Sequence[str]) -> None:
+        """Offsets that spread the environments' refreshes evenly over one interval, as Prometheus
+        spreads its scrapes. The first refresh of every environment runs at once (everything shows
+        as soon as it can); from the second on, each keeps its own offset. Without it a fleet was
+        read, and its answers parsed on the console's threads, in one burst every interval, and a
+        key pressed during a burst waited for it."""
+        count = len(envs)
+        self._offsets = {env: index / count for index, env in enumerate(envs)} if count > 1 else {}
 
     def next_delay(self, env: str, results: Mapping[Any, Any]) -> float:
         from opsconsole.summary import fingerprint
@@ -51,7 +61,8 @@ class RefreshSchedule:
         self._touched.discard(env)
         self._fingerprints[env] = now
         self._streaks[env] = self._streaks.get(env, 0) + 1 if same else 0
-        return float(self.refresh * min(2 ** self._streaks[env], self.backoff))
+        delay = float(self.refresh * min(2 ** self._streaks[env], self.backoff))
+        return delay + self.refresh * self._offsets.pop(env, 0.0)  # the offset once, on the first
 
     @property
     def idle(self) -> bool:
