@@ -283,6 +283,8 @@ class Workers:
                 job()
             except Exception:  # noqa: BLE001 - jobs report their own errors; a worker never dies of one
                 pass
+            # an idle worker must not keep its last job alive (and with it that refresh's results)
+            job = None
             with self._lock:
                 self._idle += 1
 
