@@ -165,7 +165,12 @@ def test_console_keeps_one_connection_per_host_across_refreshes(
 
     gaps = asyncio.run(scenario())
     assert all(gap > 1.0 for gap in gaps), gaps
-    assert fleet.accepted() - before == 12
+    opened = {
+        name: getattr(host, "opened", None)
+        for name, host in app.backends.hosts._hosts.items()
+        if getattr(host, "opened", None) != ["first use"]
+    }
+    assert fleet.accepted() - before == 12, f"connections opened again, and why: {opened}"
 
 
 def test_refreshes_of_many_environments_are_spread_over_the_interval() -> None:

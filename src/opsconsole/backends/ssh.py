@@ -54,6 +54,7 @@ class SshHost(Host):
         self._links: list[_Link] = []
         self._failure: tuple[float, HostError] | None = None
         self._streamlocal: bool | None = None  # whether the server forwards unix sockets (unknown yet)
+        self.opened: list[str] = []  # why each connection was opened (first use, lost, all busy)
 
     @property
     def _connection(self) -> Any:
@@ -148,12 +149,15 @@ class SshHost(Host):
                     if not link.alive and link.sessions == 0:
                         link.close()
                         self._links.remove(link)
+                        self.opened.append("the connection was lost")
                 for link in self._links:
                     if link.alive and link.sessions < self.max_sessions:
                         link.sessions += 1
                         return link
                 if sum(1 for link in self._links if link.alive) < MAX_LINKS:
+                    why = "all sessions busy" if self._links else "first use"
                     link = self._open_link()
+                    self.opened.append(why)
                     link.sessions += 1
                     return link
                 left = deadline - time.monotonic()
