@@ -238,7 +238,7 @@ class SshHost(Host):
             channel = transport.open_session(timeout=self.timeout)
             channel.exec_command(guarded_command(command) if guarded else command)
             if not guarded:
-                channel.shutdown_write()  # no input: the command reads EOF
+                _shutdown_write(channel)  # no input: the command reads EOF
         except HostError:
             raise
         except Exception as exc:
@@ -346,6 +346,18 @@ class SshHost(Host):
 
 _KNOWN_HOSTS: dict[Path, tuple[tuple[int, int], Any]] = {}
 _KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+def _shutdown_write(channel: Any) -> None:
+    """channel.shutdown_write(), with the EOF sent while the channel's lock is held. paramiko sends
+    it after releasing the lock: when the command had already finished, the transport thread could
+    answer the server's CLOSE in between, our EOF then followed our CLOSE, and sshd dropped the
+    whole connection ("ieof packet referred to nonexistent channel"), every session on it with it.
+    Under the lock the EOF goes first (paramiko answers a CLOSE under the same lock)."""
+    with channel.lock:
+        message = channel._send_eof()
+        if message is not None and channel.transport is not None:
+            channel.transport._send_user_message(message)
 
 
 _FABRIC_CONFIG: tuple[Any, Any] | None = None  # (the ssh_config files' state, the Config)
