@@ -154,12 +154,16 @@ class OpsConsoleApp(App[None]):
         if self._first_frame_done:
             return
         self._first_frame_done = True
-        for screen in self.screen_stack:
-            hook = getattr(screen, "after_first_frame", None)
-            if hook is not None:
-                hook()
+        self._on_screens("after_first_frame")
         if self.live:
             self.action_refresh_all()
+
+    def _on_screens(self, hook: str) -> None:
+        """Call `hook` on every screen that has it (the console screen's start-up steps)."""
+        for screen in self.screen_stack:
+            method = getattr(screen, hook, None)
+            if method is not None:
+                method()
 
     def _freeze_startup_objects(self) -> None:
         """Move what start-up built (modules, widgets, styles) out of the garbage collector's reach:
@@ -281,11 +285,7 @@ class OpsConsoleApp(App[None]):
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not self._first_frame_done:
-            # a key typed before the first frame: the action keys must be bound to answer it
-            for screen in self.screen_stack:
-                hook = getattr(screen, "add_action_bindings", None)
-                if hook is not None:
-                    hook()
+            self._on_screens("add_action_bindings")  # a key before the first frame: bind them now
         if isinstance(event, events.Key | events.MouseDown) and self.schedule.idle:
             self.schedule.touched()
             env = self.current_env

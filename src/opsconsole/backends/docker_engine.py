@@ -7,8 +7,10 @@ host keys are checked against the profile's known_hosts like every other source.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from typing import Any
 from opsconsole.backends.hosts import Host, HostError, describe_error
 from opsconsole.backends.ssh import SshHost
 from opsconsole.errors import OpsError, UsageError
+from opsconsole.human import parse_time
 from opsconsole.profiles import DockerConfig
 
 SSH_BASE = "tcp://docker-over-ssh:2375"
@@ -86,12 +89,13 @@ def compute_stats(name: str, sample: dict[str, Any]) -> ContainerStats:
 _UP_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 366 * 86400}
 
 
+_UP = re.compile(r"Up (Less than a second|About a minute|About an hour|(\d+) (\w+?)s?)\b")
+
+
 def _uptime_at_most(status: str) -> float | None:
     """The most a running container's uptime can be, by Docker's own "Up 5 minutes" (go-units'
     HumanDuration, rounded down); None when the status says otherwise."""
-    import re
-
-    match = re.match(r"Up (Less than a second|About a minute|About an hour|(\d+) (\w+?)s?)\b", status)
+    match = _UP.match(status)
     if match is None:
         return None
     if match.group(2) is None:
@@ -105,10 +109,6 @@ def _must_inspect(item: dict[str, Any], known: dict[str, tuple[str, str | None]]
     every refresh was most of the Docker source's cost). Yes when it is new or its state changed,
     or when Docker's "Up …" is shorter than the time since the start we know: restarted
     between two refreshes, without a state change being seen."""
-    import time
-
-    from opsconsole.human import parse_time
-
     seen = known.get(item["Id"])
     if seen is None or seen[0] != str(item.get("State")):
         return True
