@@ -125,6 +125,18 @@ def test_the_environment_list_names_the_cause() -> None:
     assert badges == ["timed out", "auth failed", "host key", "secret missing", "unreachable"]
 
 
+def test_a_port_with_401_in_it_is_not_an_auth_failure() -> None:
+    """A CI run once labelled a refused connection to 127.0.0.1:40167 'auth failed'."""
+    from opsconsole.summary import cause_of
+
+    assert cause_of("root@127.0.0.1:40167: ssh: connection refused") == "unreachable"
+    assert cause_of("root@10.0.4.3:1403: ssh: timed out after 5 s") == "timed out"
+    assert cause_of("sentry: HTTP 401 (the token is invalid or expired)") == "auth failed"
+    assert cause_of("github: HTTP 403: Forbidden") == "auth failed"
+    assert cause_of("prometheus: HTTP 401 (check prometheus.token)") == "auth failed"
+    assert cause_of("supervisor: authentication failed (401); check supervisor.username") == "auth failed"
+
+
 async def test_toasts_show_brackets_as_written(console_profile: Path) -> None:  # noqa: F811
     app = make_app(load_profile(console_profile), live=False)
     async with app.run_test(size=(120, 30), notifications=True) as pilot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,20 +52,22 @@ class EnvSummary:
         return out
 
 
+# Patterns over the lower-cased message. Status codes count only as status codes ("HTTP 401",
+# "(403)"): a port such as 127.0.0.1:40167 must not read as an authentication failure.
 CAUSES = (
-    ("secret missing", ("secret '",)),
-    ("auth failed", ("authentication failed", "401", "403")),
-    ("host key", ("host key",)),
-    ("timed out", ("timed out",)),
-    ("unreachable", ("connection refused", "cannot resolve", "connection lost", "unreachable", "no route")),
+    ("secret missing", re.compile(r"secret '")),
+    ("auth failed", re.compile(r"authentication failed|\bhttp 40[13]\b|\(40[13]\)")),
+    ("host key", re.compile(r"host key")),
+    ("timed out", re.compile(r"timed out")),
+    ("unreachable", re.compile(r"connection refused|cannot resolve|connection lost|unreachable|no route")),
 )
 
 
 def cause_of(error: str) -> str:
     """The class of an error, as the environment list names it."""
     text = error.lower()
-    for cause, needles in CAUSES:
-        if any(n in text for n in needles):
+    for cause, pattern in CAUSES:
+        if pattern.search(text):
             return cause
     return "error"
 
