@@ -20,6 +20,10 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 class Tmux:
+    """One program in its own tmux server (its own socket, no user config): a session killed by one
+    test never leaves a server shutting down under the next test's `new-session`, as a shared default
+    server did once in CI."""
+
     def __init__(
         self,
         command: list[str],
@@ -29,10 +33,9 @@ class Tmux:
     ) -> None:
         self.name = f"opsc-{uuid.uuid4().hex[:8]}"
         env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
-        subprocess.run(
+        started = subprocess.run(
             [
-                "tmux",
-                "new-session",
+                *self.tmux("-f", os.devnull, "new-session"),
                 "-d",
                 "-s",
                 self.name,
@@ -45,18 +48,25 @@ class Tmux:
                 f"TERM={term}",
                 *command,
             ],
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if started.returncode != 0:
+            raise AssertionError(f"tmux new-session failed ({started.returncode}): {started.stderr.strip()}")
+
+    def tmux(self, *args: str) -> list[str]:
+        """A tmux command line for this session's own server."""
+        return ["tmux", "-L", self.name, *args]
 
     def screen(self) -> str:
-        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        done = subprocess.run(self.tmux("capture-pane", "-p", "-t", self.name), capture_output=True, text=True)
         return done.stdout
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return subprocess.run(self.tmux("has-session", "-t", self.name), capture_output=True).returncode == 0
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run(self.tmux("send-keys", "-t", self.name, *keys), check=True)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
@@ -69,7 +79,7 @@ class Tmux:
         raise AssertionError(f"{text!r} not on screen after {timeout} s:\n{screen}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run(self.tmux("kill-server"), capture_output=True)
 
 
 @pytest.fixture
@@ -217,7 +227,7 @@ def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: h
     try:
         session.wait_for("counter:counter")
         raw = subprocess.run(
-            ["tmux", "capture-pane", "-e", "-p", "-t", session.name], capture_output=True, text=True
+            session.tmux("capture-pane", "-e", "-p", "-t", session.name), capture_output=True, text=True
         ).stdout
         colours = []
         for params in re.findall(r"\x1b\[([0-9;:]*)m", raw):
@@ -236,7 +246,7 @@ def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: h
     try:
         session.wait_for("counter:counter")
         raw = subprocess.run(
-            ["tmux", "capture-pane", "-e", "-p", "-t", session.name], capture_output=True, text=True
+            session.tmux("capture-pane", "-e", "-p", "-t", session.name), capture_output=True, text=True
         ).stdout
         assert re.search(r"\x1b\[[0-9;]*(3[0-8]|4[0-8]|9[0-7])[;m]", raw)
     finally:
@@ -246,7 +256,7 @@ def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: h
 def test_palette_all_view_and_copy_in_a_real_terminal(tmux_console: Tmux) -> None:
     """ctrl+p finds an action by name, `0` shows every environment, `y` copies (OSC 52, which tmux
     keeps as its paste buffer)."""
-    subprocess.run(["tmux", "set-option", "-t", tmux_console.name, "-s", "set-clipboard", "on"], check=True)
+    subprocess.run(tmux_console.tmux("set-option", "-t", tmux_console.name, "-s", "set-clipboard", "on"), check=True)
     tmux_console.wait_for("web:web_1")
     tmux_console.keys("C-p")
     tmux_console.wait_for("Search")
@@ -265,7 +275,7 @@ def test_palette_all_view_and_copy_in_a_real_terminal(tmux_console: Tmux) -> Non
     deadline = time.monotonic() + 10
     buffer = ""
     while time.monotonic() < deadline:
-        buffer = subprocess.run(["tmux", "show-buffer"], capture_output=True, text=True).stdout
+        buffer = subprocess.run(tmux_console.tmux("show-buffer"), capture_output=True, text=True).stdout
         if ":" in buffer:
             break
         time.sleep(0.1)

@@ -50,9 +50,9 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # the process may end between the two looks: gone is not alive
+    try:  # the process may end between the two looks, or while /proc is read (ESRCH): gone is not alive
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
