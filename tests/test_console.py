@@ -604,3 +604,89 @@ async def test_a_refresh_that_raises_shows_why_and_comes_back(
         await wait_until(
             pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="recovery"
         )
+
+
+async def test_pane_table_cells_render_exactly_as_datatable_renders_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PaneTable builds one-line cells itself (DataTable's Rich path cost ~0.2 ms a cell, the slow
+    first show of a pane): for random styled text (wide characters, spans, brackets, empty cells,
+    cut, justified, multi-line and tab cells that take DataTable's own path), with and without the cursor and
+    the hover, it gives the very segments DataTable gives, and the very lines on screen."""
+    import random
+
+    from rich.style import Style
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable
+
+    from opsconsole.widgets.pane import PaneTable
+
+    rng = random.Random(18)
+    alphabet = "ab Z09[]/:=é漢字😀-"
+    styles = ["", "bold", "green", "red on white", "dim italic", "reverse", "underline blue"]
+
+    def random_cell() -> Text:
+        plain = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 14)))
+        if rng.random() < 0.05:
+            plain += rng.choice(["\n", "\t"]) + "x"
+        text = Text(plain, style=rng.choice(styles), justify=rng.choice([None, None, None, "right", "left"]))
+        for _ in range(rng.randrange(0, 3)):
+            if plain:
+                start = rng.randrange(len(plain))
+                text.stylize(rng.choice(styles[1:]), start, rng.randrange(start, len(plain) + 1))
+        return text
+
+    data = [[random_cell() for _ in range(5)] for _ in range(40)]
+
+    class Plain(DataTable[Any], can_focus=False):  # DataTable's own rendering; unfocused like a pane's
+        pass
+
+    class Tables(App[None]):
+        def compose(self) -> ComposeResult:
+            for table in (PaneTable(cursor_type="row"), Plain(cursor_type="row")):
+                table.add_columns("a", "b", "c", "d")
+                table.add_column("cut", width=6)  # a fixed width: longer cells are cut
+                for row in data:
+                    table.add_row(*row)
+                table.styles.height = 20
+                yield table
+
+    slow_path: list[tuple[int, int]] = []
+    datatable_render_cell = DataTable._render_cell
+
+    def counted(table: Any, row: int, column: int, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(table, PaneTable) and row >= 0:
+            slow_path.append((row, column))
+        return datatable_render_cell(table, row, column, *args, **kwargs)
+
+    app = Tables()
+    async with app.run_test(size=(160, 44)) as pilot:
+        await pilot.pause()
+        ours, theirs = app.query_one(PaneTable), app.query_one(Plain)
+        assert "_render_cell" not in vars(Plain)
+        monkeypatch.setattr(DataTable, "_render_cell", counted)
+        widths = [column.get_render_width(ours) for column in ours.ordered_columns]
+        assert widths == [column.get_render_width(theirs) for column in theirs.ordered_columns]
+        for base in (Style(), Style(bgcolor="grey11"), Style(color="white", bold=True)):
+            for row in range(len(data)):
+                for column, width in enumerate(widths):
+                    for cursor, hover in ((False, False), (True, False), (False, True)):
+                        mine = ours._render_cell(row, column, base, width, cursor, hover)
+                        expected = theirs._render_cell(row, column, base, width, cursor, hover)
+                        assert mine == expected, (row, column, data[row][column], cursor, hover)
+        for cursor_row in (0, 7, 19):
+            ours.move_cursor(row=cursor_row)
+            theirs.move_cursor(row=cursor_row)
+            await pilot.pause()
+            for y in range(20):
+                assert list(ours.render_line(y)) == list(theirs.render_line(y)), (cursor_row, y)
+    # the fast path did the work: only cut, justified, multi-line and tab cells took DataTable's
+    fits = {
+        (r, c)
+        for r, row in enumerate(data)
+        for c, text in enumerate(row)
+        if c < 4 and "\n" not in text.plain and "\t" not in text.plain and text.justify is None
+    }
+    assert len(fits) > 80 and not fits & set(slow_path)
+    assert slow_path  # and the others did take it

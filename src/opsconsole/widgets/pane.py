@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -61,6 +63,73 @@ class PaneTable(DataTable[Cell], can_focus=False):
             self._rendered_for = size
             self._update_count += 1
 
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """A one-line cell that fits its column, built straight from its Text's segments.
+
+        DataTable renders every cell through Rich's Padding and Styled and two passes of
+        render_lines (~0.2 ms a cell): the first show of a 30-row pane cost 45–115 ms on the UI
+        thread, the slowest key presses. This builds the very same segments (the padding, the
+        text's own, the fill, each styled as Styled would) and caches them under DataTable's own
+        key; header cells, labels, multi-line rows and anything that would wrap, cut, justify or
+        expand tabs take DataTable's path. tests/test_console.py checks both give identical segments."""
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:  # the header (-1), labels (-1), or not there
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cache_key = (
+            row_key,
+            column_key,
+            base_style,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        cached: list[list[Segment]] | None = self._cell_render_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        row = self.rows.get(row_key)
+        cells = self._get_row_renderables(row_index).cells
+        text = cells[column_index] if column_index < len(cells) else None
+        padding = self.cell_padding
+        inner = width - 2 * padding
+        if row is None or row.height != 1 or not isinstance(text, Text) or inner < 1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        plain = text.plain
+        length = cell_len(plain)
+        if length > inner or "\n" in plain or "\t" in plain or text.justify not in (None, "default"):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            False,
+            False,
+            row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        blank = Style.null()  # Padding's own style ("none"): what its spaces and the fill carry
+        pad = [Segment(" " * padding, blank)] if padding else []
+        fill = [Segment(" " * (inner - length), blank)] if length < inner else []
+        # Text.__rich_console__ joins the (single) wrapped line into a new Text before rendering
+        segments = [*pad, *Text("\n").join([text]).render(self.app.console), *fill, *pad]
+        line = [Segment(chars, _styled(pre_style + style, post_style)) for chars, style, _ in segments]
+        lines = [line]
+        self._cell_render_cache[cache_key] = lines
+        return lines
+
     def update_cells(self, changes: Sequence[tuple[str, int, Cell]]) -> None:
         """Set cells (row key, column index, value), drawing again only the rows they are in.
 
@@ -90,6 +159,13 @@ class PaneTable(DataTable[Cell], can_focus=False):
         self._line_cache.clear()  # lines are joined from the rows' renders: cheap to join again
         for index in indexes:
             self.refresh_row(index)
+
+
+def _styled(style: Style, post_style: Style | None) -> Style:
+    """The style Rich's Styled gives a segment whose pre-styled style is `style`."""
+    if not post_style:
+        return style
+    return style + post_style if style else post_style
 
 
 class Pane(Vertical):
