@@ -10,12 +10,12 @@ import json
 import os
 import re
 import threading
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, quote_plus
 
 from opsconsole.errors import SecretError
 from opsconsole.profiles import SecretRef
+from opsconsole.record import frozen
 
 SERVICE = "opsconsole"
 ENV_PREFIX = "OPSCONSOLE_SECRET_"
@@ -83,7 +83,7 @@ def env_var(name: str) -> str:
 Source = Literal["environment", "keyring"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Lookup:
     name: str
     source: Source | None

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from opsconsole.record import frozen
 from opsconsole.snapshot import SourceResult
 
 SourceKey = tuple[str, ...]  # (source, host) or (source,)
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvSummary:
     processes_down: int = 0
     unhealthy_containers: int = 0

@@ -15,12 +15,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsconsole.backends.remote_scripts import guarded_command
 from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import Defaults, HostSpec
+from opsconsole.record import frozen
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line)
 
@@ -51,7 +51,7 @@ class Cancelled(OpsError):
         super().__init__(what, "Cancelled")
 
 
-@dataclass(frozen=True)
+@frozen
 class CommandResult:
     exit_code: int
     stdout: str

@@ -25,6 +25,7 @@ from opsconsole.profiles import (
     parse_profile_text,
     resolve_profile_path,
 )
+from opsconsole.record import is_record
 
 
 def register(sub: Any) -> None:
@@ -82,7 +83,7 @@ def _secret_view(ref: SecretRef) -> str:
 
 
 def _table(value: Any) -> dict[str, Any]:
-    """A config dataclass as TOML: secrets shown by name and source, nested tables as tables."""
+    """A config record as TOML: secrets shown by name and source, nested tables as tables."""
     table: dict[str, Any] = {}
     for key, item in vars(value).items():
         if item is None:
@@ -91,7 +92,7 @@ def _table(value: Any) -> dict[str, Any]:
             table[key] = _secret_view(item)
         elif isinstance(item, tuple):
             table[key] = list(item)
-        elif hasattr(item, "__dataclass_fields__"):
+        elif is_record(item):
             table[key] = _table(item)
         else:
             table[key] = item

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from opsconsole.errors import UsageError
+from opsconsole.record import field, frozen
 
 LOCAL = "local"
 PathKey = tuple[str | int, ...]
@@ -16,7 +16,7 @@ PathKey = tuple[str | int, ...]
 # --------------------------------------------------------------------------- typed profile
 
 
-@dataclass(frozen=True)
+@frozen
 class SecretRef:
     """A reference to a secret by name; the value comes from the environment or the keyring."""
 
@@ -26,7 +26,7 @@ class SecretRef:
         return f"<secret {self.name}>"
 
 
-@dataclass(frozen=True)
+@frozen
 class HostSpec:
     """`local`, or an SSH target `[user@]host[:port]` (user and port fall back to defaults/ssh_config)."""
 
@@ -44,7 +44,7 @@ class HostSpec:
         return self.raw
 
 
-@dataclass(frozen=True)
+@frozen
 class Defaults:
     user: str | None = None
     identity_file: str | None = None
@@ -55,19 +55,19 @@ class Defaults:
     concurrency: int = 32  # hosts contacted at once by a refresh or `status` (a fleet of 200 waits its turn)
 
 
-@dataclass(frozen=True)
+@frozen
 class SupervisorConfig:
     url: str = "unix:///var/run/supervisor.sock"
     username: str | None = None
     password: SecretRef | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class DockerConfig:
     url: str = "unix:///var/run/docker.sock"
 
 
-@dataclass(frozen=True)
+@frozen
 class SentryConfig:
     organization: str
     project: str
@@ -86,7 +86,7 @@ class SentryConfig:
         return text[:200]
 
 
-@dataclass(frozen=True)
+@frozen
 class BugsinkConfig:
     """Bugsink, a self-hosted error tracker, in place of Sentry for the Errors pane."""
 
@@ -95,7 +95,7 @@ class BugsinkConfig:
     token: SecretRef
 
 
-@dataclass(frozen=True)
+@frozen
 class PrometheusConfig:
     """Prometheus queries shown in the Metrics pane: label -> PromQL, in the profile's order."""
 
@@ -104,7 +104,7 @@ class PrometheusConfig:
     queries: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class CiConfig:
     """The CI whose checks gate a deploy (GitHub Actions and any GitHub check-run/status integration)."""
 
@@ -115,7 +115,7 @@ class CiConfig:
     checks: tuple[str, ...] = ()  # names that must pass; empty: every check run of the commit
 
 
-@dataclass(frozen=True)
+@frozen
 class VerifyConfig:
     """After a deploy: for `window` seconds the health URLs keep passing and at most `max_new_issues`
     Sentry issues at level error or above are first seen in the new release."""
@@ -124,7 +124,7 @@ class VerifyConfig:
     max_new_issues: int = 0
 
 
-@dataclass(frozen=True)
+@frozen
 class DeployConfig:
     path: str
     repo: str
@@ -141,17 +141,17 @@ class DeployConfig:
     verify: VerifyConfig | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class CacheConfig:
     purge: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class LogsConfig:
     files: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class CustomAction:
     name: str
     command: str
@@ -163,7 +163,7 @@ class CustomAction:
         return self.title or self.name
 
 
-@dataclass(frozen=True)
+@frozen
 class Environment:
     name: str
     hosts: tuple[HostSpec, ...] = ()
@@ -205,7 +205,7 @@ class Environment:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Profile:
     name: str
     path: Path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +51,23 @@ from opsconsole.profiles.model import (
     VerifyConfig,
     suggest,
 )
+from opsconsole.record import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Key:
     convert: Converter
     required: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class Table:
     keys: Mapping[str, Key | Table | TableArray]
     build: Callable[..., Any]
     required: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class TableArray:
     item: Table
     required: bool = False

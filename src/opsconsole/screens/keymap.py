@@ -3,12 +3,12 @@ come from the action registry): what help lists and what `[keymap]` may remap. N
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.binding import Binding
 
+from opsconsole.record import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class BindingInfo:
     screen: str
     id: str
