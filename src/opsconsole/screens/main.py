@@ -167,11 +167,13 @@ class MainScreen(MainKeys, Screen[None]):
         self._panes_mounted = False
 
     def after_first_frame(self) -> None:
-        """Called by the app once the first frame is on screen: the panes and the action keys."""
+        """Called by the app once the first frame is on screen: the action keys, the panes and the
+        footer (mounted now, it is built once, with every key, instead of twice)."""
         self.add_action_bindings()
         if not self._panes_mounted:
             self._panes_mounted = True
             self.query_one("#panes-holder").mount(Panes())
+            self.mount(Footer(compact=True))
 
     def add_action_bindings(self) -> None:
         """The registry's action keys, bound once. Importing the registry loads every action module
@@ -199,7 +201,6 @@ class MainScreen(MainKeys, Screen[None]):
                 yield Static("Environments", classes="sidebar-title")
                 yield EnvList(id="envs")
             yield Vertical(id="panes-holder")
-        yield Footer(compact=True)
 
     @property
     def ops(self) -> Console:
