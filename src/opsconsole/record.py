@@ -25,9 +25,9 @@ _set = object.__setattr__
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: T) -> T:
     """Make `cls` a frozen record of its annotated fields, in order (a base record's come first)."""
-    specs: list[tuple[str, Any, Any]] = []
+    specs: dict[str, tuple[str, Any, Any]] = {}  # a field redefined keeps its place, as in dataclasses
     for base in reversed(cls.__mro__[1:]):
-        specs.extend(base.__dict__.get("__record_fields__", ()))
+        specs.update((spec[0], spec) for spec in base.__dict__.get("__record_fields__", ()))
     seen_default = False
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
@@ -47,9 +47,9 @@ def frozen(cls: T) -> T:
                 raise TypeError(f"non-default argument '{name}' follows default argument")
         else:
             seen_default = True
-        specs = [spec for spec in specs if spec[0] != name] + [(name, default, factory)]
-    setattr(cls, "__record_fields__", tuple(specs))  # noqa: B010 - set on a class that does not declare it
-    setattr(cls, "__match_args__", tuple(name for name, _, _ in specs))  # noqa: B010
+        specs[name] = (name, default, factory)
+    setattr(cls, "__record_fields__", tuple(specs.values()))  # noqa: B010 - set on a class that does not declare it
+    setattr(cls, "__match_args__", tuple(specs))  # noqa: B010
     for method in (_init, _repr, _eq, _hash, _setattr, _delattr):
         setattr(cls, f"__{method.__name__[1:]}__", method)
     return cls

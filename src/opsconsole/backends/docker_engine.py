@@ -86,9 +86,15 @@ def compute_stats(name: str, sample: dict[str, Any]) -> ContainerStats:
     )
 
 
-_UP_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 366 * 86400}
-
-
+_UP_UNITS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 31 * 86400,
+    "year": 366 * 86400,
+}
 _UP = re.compile(r"Up (Less than a second|About a minute|About an hour|(\d+) (\w+?)s?)\b")
 
 

@@ -54,7 +54,7 @@ class SshHost(Host):
         self._links: list[_Link] = []
         self._failure: tuple[float, HostError] | None = None
         self._streamlocal: bool | None = None  # whether the server forwards unix sockets (unknown yet)
-        self.opened: list[str] = []  # why each connection was opened (first use, lost, all busy)
+        self.opened: list[str] = []  # why connections were opened (first use, lost, all busy): the last few
 
     @property
     def _connection(self) -> Any:
@@ -137,6 +137,12 @@ class SshHost(Host):
         self._links.append(link)
         return link
 
+    def _note_opened(self, why: str) -> None:
+        """Keep the reason, and only the last few: a console that runs for weeks against a host that
+        keeps dropping must not grow a list without end."""
+        self.opened.append(why)
+        del self.opened[:-OPENED_KEPT]
+
     def _lease(self) -> _Link:
         """A session slot on a connection: every user (commands, the Supervisor bridge, Docker's
         dial-stdio, log followers) shares `max_sessions` per connection, kept below sshd's
@@ -149,7 +155,7 @@ class SshHost(Host):
                     if not link.alive and link.sessions == 0:
                         link.close()
                         self._links.remove(link)
-                        self.opened.append("the connection was lost")
+                        self._note_opened("the connection was lost")
                 for link in self._links:
                     if link.alive and link.sessions < self.max_sessions:
                         link.sessions += 1
@@ -157,7 +163,7 @@ class SshHost(Host):
                 if sum(1 for link in self._links if link.alive) < MAX_LINKS:
                     why = "all sessions busy" if self._links else "first use"
                     link = self._open_link()
-                    self.opened.append(why)
+                    self._note_opened(why)
                     link.sessions += 1
                     return link
                 left = deadline - time.monotonic()
@@ -437,6 +443,7 @@ def _open_streamlocal(transport: Any, path: str, timeout: float) -> Any:
     return chan
 
 
+OPENED_KEPT = 16  # reasons kept in SshHost.opened
 MAX_LINKS = 4  # connections per host at most; each carries up to `max_sessions` sessions
 
 
