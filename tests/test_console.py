@@ -690,3 +690,61 @@ async def test_pane_table_cells_render_exactly_as_datatable_renders_them(
     }
     assert len(fits) > 80 and not fits & set(slow_path)
     assert slow_path  # and the others did take it
+
+
+async def test_the_all_pane_holds_no_rows_until_it_is_opened() -> None:
+    """All (every environment's rows: 4,000 at 200 hosts) is drawn only while shown, also when the
+    results are in before its tab has mounted; opening it shows them, and leaving it keeps them."""
+    from snapshot_app import build
+
+    app = build()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
+        await wait_until(pilot, lambda: len(pane_keys(app, "processes")) == 3, what="processes")
+        await pilot.pause(0.3)
+        assert pane_keys(app, "all") == []
+        app.screen.render_all()  # type: ignore[attr-defined]  # the stale check, every 3 refreshes
+        assert pane_keys(app, "all") == []
+        await pilot.press("0")
+        await wait_until(pilot, lambda: len(pane_keys(app, "all")) >= 5, what="all rows")
+        assert any("web_0" in line for line in pane_texts(app, "all"))
+        assert any("shop-redis-1" in line for line in pane_texts(app, "all"))
+
+
+async def test_the_environment_list_selects_by_click_and_keeps_only_what_it_shows(tmp_path: Path) -> None:
+    """The environment list (drawn line by line, like k9s's) selects the environment clicked, keeps
+    the highlighted one in view among 60, draws again only a label that changed, and keeps rendered
+    lines only for the labels on screen."""
+    from opsconsole.widgets.env_list import EnvList
+    from snapshot_app import build
+
+    app = build()
+    async with app.run_test(size=(160, 40)) as pilot:
+        envs = app.screen.query_one("#envs", EnvList)
+        assert [envs.label_at(n).plain.split("\n")[0] for n in range(2)] == [
+            "● staging",
+            "● production [protected]",
+        ]
+        assert envs.highlighted == 0
+        start = envs._starts[1]
+        await pilot.click("#envs", offset=(3, start))
+        await wait_until(pilot, lambda: app.current_env == "production", what="production selected")
+        assert envs.highlighted == 1
+        assert "production" in envs.render_line(start).text
+
+    text = "\n".join(f'[environments.e{n:02d}]\nhosts = ["127.0.0.1"]' for n in range(60))
+    app = make_app(load_profile(write_profile(tmp_path, text)), live=False)
+    async with app.run_test(size=(160, 24)) as pilot:
+        envs = app.screen.query_one("#envs", EnvList)
+        await pilot.pause()
+        shown = envs.size.height
+        assert envs.virtual_size.height > shown  # 60 labels do not fit: the list scrolls
+        app.screen.select_env("e59")  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert envs.highlighted == 59
+        lines = [envs.render_line(y).text for y in range(shown)]
+        assert any("e59" in line for line in lines) and not any("e00" in line for line in lines)
+        assert len(envs._strips) <= shown  # only labels on screen were rendered
+        before = envs.label_at(3)
+        envs.set_label(3, before)
+        assert envs.label_at(3) is before  # an equal label changes nothing

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import OptionList
 
 import harness
 from conftest import write_profile
@@ -21,6 +20,7 @@ from opsconsole.screens.action_screen import ActionScreen
 from opsconsole.screens.confirm import ConfirmScreen
 from opsconsole.screens.log_screen import LogScreen
 from opsconsole.screens.pick import PickScreen
+from opsconsole.widgets.env_list import EnvList
 from opsconsole.widgets.log_view import LogView, own_timestamp
 from opsconsole.widgets.pane import Pane
 from test_console import audit_env, console_profile, pane_keys, wait_until  # noqa: F401 - fixtures
@@ -70,7 +70,7 @@ url = "{supervisord.unix_url}"
         assert "supervisor ✗1" in seen[-1]
         status = str(app.screen.query_one("#processes", Pane).status_text)
         assert "processes · 1 of 2 hosts" in status and "timed out" in status
-        label = str(app.screen.query_one("#envs", OptionList).get_option_at_index(0).prompt)
+        label = app.screen.query_one("#envs", EnvList).label_at(0).plain
         assert "timed out" in label and "unreachable" not in label
 
 
@@ -106,7 +106,7 @@ url = "unix:///var/run/supervisor-{"x" * 80}.sock"
         shown = pane.query_one(".pane-status")
         # one line per error at least: wrapped, not cut at 4 lines (once laid out after the update)
         await wait_until(pilot, lambda: shown.size.height >= 3, timeout=5, what="the errors' lines")
-        label = str(app.screen.query_one("#envs", OptionList).get_option_at_index(0).prompt)
+        label = app.screen.query_one("#envs", EnvList).label_at(0).plain
         assert "3 unreachable" in label
 
 

@@ -171,9 +171,10 @@ def test_start_times_are_read_again_only_when_a_container_restarted(
     inspected.clear()
     after = {c.name: c for c in client.containers()}
     assert [ours[i] for i in inspected if i in ours] == [containers["ticker"]]
-    assert after[containers["ticker"]].started_at == docker_engine.containers.get(containers["ticker"]).attrs[
-        "State"
-    ]["StartedAt"]
+    assert (
+        after[containers["ticker"]].started_at
+        == docker_engine.containers.get(containers["ticker"]).attrs["State"]["StartedAt"]
+    )
 
     ticker.stop(timeout=1)
     inspected.clear()

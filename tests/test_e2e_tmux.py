@@ -59,7 +59,9 @@ class Tmux:
         return ["tmux", "-L", self.name, *args]
 
     def screen(self) -> str:
-        done = subprocess.run(self.tmux("capture-pane", "-p", "-t", self.name), capture_output=True, text=True)
+        done = subprocess.run(
+            self.tmux("capture-pane", "-p", "-t", self.name), capture_output=True, text=True
+        )
         return done.stdout
 
     def alive(self) -> bool:
@@ -256,7 +258,9 @@ def test_no_color_sends_no_colour_to_the_terminal(tmp_path: Path, supervisord: h
 def test_palette_all_view_and_copy_in_a_real_terminal(tmux_console: Tmux) -> None:
     """ctrl+p finds an action by name, `0` shows every environment, `y` copies (OSC 52, which tmux
     keeps as its paste buffer)."""
-    subprocess.run(tmux_console.tmux("set-option", "-t", tmux_console.name, "-s", "set-clipboard", "on"), check=True)
+    subprocess.run(
+        tmux_console.tmux("set-option", "-t", tmux_console.name, "-s", "set-clipboard", "on"), check=True
+    )
     tmux_console.wait_for("web:web_1")
     tmux_console.keys("C-p")
     tmux_console.wait_for("Search")

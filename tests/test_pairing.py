@@ -15,6 +15,7 @@ import pytest
 
 import harness
 from conftest import write_profile
+from opsconsole.widgets.env_list import EnvList
 from test_actions import git
 
 SLOW_BUILD = "for i in $(seq 1 25); do echo line-$i; sleep 0.15; done"
@@ -180,7 +181,7 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
         )
         running = next(r for r in rows() if "RUNNING" in r)
         assert "deploy main by ann@" in running and "enter or w: watch" in running
-        label = str(app.screen.query_one("#envs").get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+        label = app.screen.query_one("#envs", EnvList).label_at(0).plain
         assert "⟳ deploy main by ann@" in label
         await pilot.press("w")
         await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="watch screen")

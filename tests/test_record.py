@@ -99,7 +99,9 @@ def test_defaults_factories_match_args_and_empty_records() -> None:
         case _:
             pytest.fail("no match")
     theirs_empty, ours_empty = pair(empty)
-    assert repr(ours_empty()) == repr(theirs_empty()).replace(theirs_empty.__qualname__, ours_empty.__qualname__)
+    assert repr(ours_empty()) == repr(theirs_empty()).replace(
+        theirs_empty.__qualname__, ours_empty.__qualname__
+    )
     assert ours_empty() == ours_empty() and hash(ours_empty()) == hash(())
 
 

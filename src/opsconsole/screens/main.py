@@ -10,8 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static, TabbedContent, TabPane
-from textual.widgets.option_list import Option
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from opsconsole.messages import SourceChanged, VerifyChanged
 from opsconsole.profiles import Environment
@@ -37,6 +36,7 @@ from opsconsole.screens.rows import (
     rows_processes,
 )
 from opsconsole.snapshot import METRIC_SOURCES, SourceResult, configured, expected_keys
+from opsconsole.widgets.env_list import EnvList
 from opsconsole.widgets.pane import Pane, Row
 
 if TYPE_CHECKING:
@@ -151,10 +151,6 @@ class Panes(Vertical):
                 yield Pane("all", ALL_COLUMNS)
 
 
-class EnvList(OptionList, can_focus=False):
-    """Environments: click one, or press `e` (no focus, so arrow keys always move the pane's rows)."""
-
-
 class MainScreen(MainKeys, Screen[None]):
     # its rules are in app.tcss: a screen CSS_PATH of its own re-parses the whole stylesheet on load
     # the action keys (D, R, r, s...) join these after the first frame: see add_action_bindings
@@ -224,16 +220,11 @@ class MainScreen(MainKeys, Screen[None]):
         self.set_interval(max(self.ops.profile.defaults.refresh, 1.0) * 3, self._check_stale)
 
     def _fill_envs(self) -> None:
-        envs = self.query_one("#envs", OptionList)
-        highlighted = envs.highlighted
-        envs.clear_options()
-        for name, env in self.ops.profile.environments.items():
-            envs.add_option(Option(self._env_label(env), id=name))
+        envs = self.query_one("#envs", EnvList)
         names = list(self.ops.profile.environments)
-        if self.ops.current_env in names:
-            envs.highlighted = names.index(self.ops.current_env)
-        elif highlighted is not None:
-            envs.highlighted = highlighted
+        labels = [self._env_label(env) for env in self.ops.profile.environments.values()]
+        current = self.ops.current_env
+        envs.set_envs(names, labels, names.index(current) if current in names else envs.highlighted)
 
     def _env_label(self, env: Environment) -> Text:
         label = env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only)
@@ -255,9 +246,8 @@ class MainScreen(MainKeys, Screen[None]):
     def on_pane_ready(self, message: Pane.Ready) -> None:
         self.render_pane(message.pane_id)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
-            self.select_env(event.option.id)
+    def on_env_list_selected(self, event: EnvList.Selected) -> None:
+        self.select_env(event.name)
 
     def select_env(self, name: str) -> None:
         self.ops.current_env = name
@@ -298,16 +288,11 @@ class MainScreen(MainKeys, Screen[None]):
             self.render_header()
 
     def _update_env_label(self, name: str) -> None:
-        envs = self.query_one("#envs", OptionList)
         names = list(self.ops.profile.environments)
-        if name not in names:
-            return
-        label = self._env_label(self.ops.profile.env(name))
-        shown: dict[str, Text] = self.__dict__.setdefault("_labels", {})
-        if shown.get(name) == label:
-            return  # unchanged: the list is not redrawn
-        shown[name] = label
-        envs.replace_option_prompt_at_index(names.index(name), label)
+        if name in names:  # an unchanged label is not redrawn
+            self.query_one("#envs", EnvList).set_label(
+                names.index(name), self._env_label(self.ops.profile.env(name))
+            )
 
     def render_all(self) -> None:
         self.render_header()
@@ -413,9 +398,12 @@ class MainScreen(MainKeys, Screen[None]):
         if pane is None or not pane.is_mounted:
             return  # not built yet (see compose): it renders itself when mounted
         tabs = self.query_one_optional(TabbedContent)
-        hidden = tabs is not None and tabs.active and tabs.active != f"tab-{pane_id}"
+        # until the tabs have mounted, no tab is active yet: the processes tab is the one shown
+        shown = (tabs.active if tabs is not None else "") or "tab-processes"
+        hidden = shown != f"tab-{pane_id}"
         # a hidden pane is rendered while it has no rows yet (so the first switch to it only shows
-        # it), then not again until its tab is opened; All (every environment's rows) never hidden
+        # it), then not again until its tab is opened; All (every environment's rows) never hidden:
+        # at 200 hosts it would hold 4,000 rows (~60 KiB a host) that nobody sees
         if hidden and (pane.rows or pane_id == "all"):
             self._hidden_stale.add(pane_id)
             return
