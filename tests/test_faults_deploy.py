@@ -298,7 +298,7 @@ def test_losing_the_ssh_connection_mid_build_kills_the_build_and_cleans_up(
         wait_for(pidfile.exists, "the build to start")
         build_pid = int(pidfile.read_text())
         host = backends.host(parse_host(sshd.host))
-        host._connection.client.get_transport().sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+        host._connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
         wait_for(lambda: not alive(build_pid), "the build process to die with its session", deadline=5)
         thread.join(60)
     finally:

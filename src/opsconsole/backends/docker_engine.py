@@ -1,14 +1,16 @@
 """Docker Engine through the docker SDK: the profile's URL locally, the same URL through SSH remotely.
 
-Over SSH the SDK's HTTP requests ride on the host's verified Fabric/paramiko connection, each HTTP
+Over SSH the SDK's HTTP requests ride on the host's verified SSH connection, each HTTP
 connection an exec channel running `docker system dial-stdio` (what `docker -H ssh://` does), so
 host keys are checked against the profile's known_hosts like every other source.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -208,8 +210,9 @@ class DockerClient:
         if isinstance(self.host, SshHost):
             client = docker.DockerClient(base_url=SSH_BASE, version="1.24", timeout=self.timeout)
             adapter = _SshAdapter(self.host, self.config.url, self.timeout)
-            # the SDK reads streamed responses off `fp.channel` for bases that start like this
-            client.api.base_url = "http+docker://ssh"
+            # not "http+docker://ssh…": for those the SDK reads streams off a paramiko `fp.channel`;
+            # our SSH sessions are plain sockets, which it reads as it reads any other
+            client.api.base_url = "http+docker://opsconsole-over-ssh"
             client.api.mount(client.api.base_url, adapter)
             version = client.api.version(api_version=False)
             negotiated = min(
@@ -354,14 +357,14 @@ class DockerClient:
             def stop_when_cancelled() -> None:
                 cancel.wait()
                 try:
-                    fp = stream._response.raw._fp.fp
-                    channel = getattr(fp, "channel", None)
-                    if channel is not None:  # SSH: the SDK cannot cancel these; close the channel
-                        channel.close()
-                    else:
-                        stream.close()
+                    # a read blocked on the socket wakes on shutdown (closing it alone does not)
+                    sock = getattr(getattr(stream._response.raw._fp.fp, "raw", None), "_sock", None)
+                    if isinstance(sock, socket.socket):
+                        sock.shutdown(socket.SHUT_RDWR)
                 except Exception:  # noqa: BLE001 - already closed
                     pass
+                with contextlib.suppress(Exception):
+                    stream.close()
 
             stopper = threading.Thread(target=stop_when_cancelled, daemon=True)
             stopper.start()

@@ -1,4 +1,4 @@
-"""Host access: `local` (subprocess, sockets opened directly) or SSH (Fabric, host keys verified).
+"""Host access: `local` (subprocess, sockets opened directly) or SSH (asyncssh, host keys verified).
 
 Every call has a timeout. A connection is opened lazily, reused per host, and re-opened after it
 drops. Errors are `HostError`s whose text names the host and the cause
@@ -24,9 +24,9 @@ from opsconsole.record import frozen
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line)
 
-# paramiko logs connection failures itself; they are reported as HostErrors instead, and a log
-# record on stderr would scribble over the console's screen.
-logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+# asyncssh logs every connection and channel (and its failures) itself; they are reported as
+# HostErrors instead, and a log record on stderr would scribble over the console's screen.
+logging.getLogger("asyncssh").setLevel(logging.CRITICAL)
 
 
 class HostError(UnreachableError):
@@ -73,31 +73,20 @@ class Stream(Protocol):
 
 def describe_error(host: str, what: str, exc: BaseException, timeout: float) -> str:
     """One line naming host, source and cause: 'web-2: ssh: timed out after 5.0 s'."""
-    import paramiko
-
     if isinstance(exc, OpsError):
         return exc.message
     if isinstance(exc, TimeoutError | socket.timeout):
         return f"{host}: {what}: timed out after {timeout:g} s"
-    if isinstance(exc, paramiko.BadHostKeyException):
-        return (
-            f"{host}: ssh: the host key does not match known_hosts (expected {exc.expected_key.get_name()} "
-            f"{exc.expected_key.get_base64()[:16]}…): refusing to connect. If the host was rebuilt, verify its "
-            f"new key, then remove the old one with `ssh-keygen -R {exc.hostname}`"
-        )
-    if isinstance(exc, paramiko.SSHException) and (
-        "No existing session" in str(exc) or "protocol banner" in str(exc)
-    ):
-        return f"{host}: {what}: timed out after {timeout:g} s waiting for the SSH server to answer"
-    if isinstance(exc, paramiko.ChannelException) and exc.code == 2:
-        return (
-            f"{host}: {what}: sshd refused a new session (MaxSessions, 10 by default, is reached); "
-            "opsconsole keeps below defaults.max_sessions (8): lower it to fit the server's MaxSessions"
-        )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return f"{host}: ssh: authentication failed ({exc}); check the user, identity_file and ssh-agent"
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        return f"{host}: {what}: connection refused"
+    kind = type(exc).__module__.split(".")[0]
+    if kind == "asyncssh":
+        import asyncssh
+
+        if isinstance(exc, asyncssh.PermissionDenied):
+            return f"{host}: ssh: authentication failed ({exc.reason}); check the user, identity_file and ssh-agent"
+        if isinstance(exc, asyncssh.ConnectionLost | asyncssh.DisconnectError):
+            return f"{host}: {what}: connection lost ({exc.reason})"
+        if isinstance(exc, asyncssh.ChannelOpenError):
+            return f"{host}: {what}: the server refused the channel ({exc.reason})"
     if isinstance(exc, socket.gaierror):
         return f"{host}: {what}: cannot resolve host name ({exc.strerror})"
     if isinstance(exc, ConnectionRefusedError):

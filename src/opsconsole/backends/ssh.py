@@ -1,7 +1,10 @@
-"""SSH hosts through Fabric, with host keys verified against known_hosts (RejectPolicy)."""
+"""SSH hosts over asyncssh (one event loop thread for every connection), with host keys verified
+against known_hosts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -17,7 +20,7 @@ from opsconsole.profiles import Defaults, HostSpec
 
 
 class _LineSplitter(io.TextIOBase):
-    """A file-like that hands complete lines to a callback (Fabric's out_stream)."""
+    """A file-like that hands complete lines to a callback (a command's output, line by line)."""
 
     def __init__(self, stream: str, callback: LineCallback) -> None:
         super().__init__()
@@ -42,7 +45,10 @@ class _LineSplitter(io.TextIOBase):
 
 
 class SshHost(Host):
-    """An SSH target through Fabric, with host keys verified against known_hosts."""
+    """An SSH target over one asyncssh connection (more when its sessions are all busy), host keys
+    verified against known_hosts. Every SSH connection of the process lives on one event loop
+    thread (`_Loop`): a host costs no thread of its own (paramiko ran one per connection, ~12 KiB
+    of stack each and most of a fleet's memory). Callers stay blocking and get real sockets."""
 
     def __init__(self, spec: HostSpec, defaults: Defaults, timeout: float) -> None:
         self.spec = spec
@@ -58,65 +64,67 @@ class SshHost(Host):
 
     @property
     def _connection(self) -> Any:
-        """The first open connection (tests cut it to simulate a dropped link)."""
-        return self._links[0].connection if self._links else None
+        """The first open connection's link (tests cut its socket to simulate a dropped link)."""
+        return self._links[0] if self._links else None
 
     @property
     def known_hosts(self) -> Path:
         return Path(os.path.expanduser(self.defaults.known_hosts or "~/.ssh/known_hosts"))
 
-    def _connect(self) -> Any:
-        import paramiko
-        from fabric import Connection
-
+    def _target(self) -> tuple[str, int | None, str | None]:
+        """Host name, port and user as ~/.ssh/config resolves them (a `Host` alias, its HostName,
+        Port and User: asyncssh reads the same file when it connects), with defaults.user where
+        neither the profile nor ssh_config names one."""
+        config = _ssh_config(self.spec.hostname, self.spec.port)
         user = self.spec.user
-        config = _fabric_config()
-        if (
-            user is None
-            and "user" not in Connection(self.spec.hostname, port=self.spec.port, config=config).ssh_config
-        ):
+        if user is None and config.get("User") is None:
             user = self.defaults.user
-        connect_kwargs: dict[str, Any] = {
-            "banner_timeout": self.timeout,
-            "auth_timeout": self.timeout,
-            "channel_timeout": self.timeout,
-        }
-        if self.defaults.identity_file:
-            connect_kwargs["key_filename"] = [os.path.expanduser(self.defaults.identity_file)]
-        connection = Connection(
-            self.spec.hostname,
-            user=user,
-            port=self.spec.port,
-            connect_timeout=self.timeout,
-            connect_kwargs=connect_kwargs,
-            config=config,
-        )
-        client = connection.client
+        port = self.spec.port or config.get("Port")
+        return str(config.get("Hostname") or self.spec.hostname), int(port) if port else None, user
+
+    def _connect(self) -> Any:
+        import asyncssh
+
+        hostname, port, user = self._target()
         known = self.known_hosts
-        if known.is_file():
-            # only this host's entries: loading the whole file per connection is O(hosts²) in a fleet
-            name = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
-            for keytype, key in (_known_hosts(known).lookup(name) or {}).items():
-                client.get_host_keys().add(name, keytype, key)
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        trusted = _known_hosts(known)
+        options: dict[str, Any] = {
+            "known_hosts": trusted,
+            "connect_timeout": self.timeout,
+            "login_timeout": self.timeout,
+            "keepalive_interval": 15,
+        }
+        if user:
+            options["username"] = user
+        if self.defaults.identity_file:
+            options["client_keys"] = [os.path.expanduser(self.defaults.identity_file)]
         try:
-            connection.open()
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                port = connection.port
-                target = connection.host if port == 22 else f"-p {port} {connection.host}"
+            return _LOOP.call(
+                asyncssh.connect(self.spec.hostname, self.spec.port or (), **options), self.timeout + 1
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            name = hostname if port in (None, 22) else f"[{hostname}]:{port}"
+            expected = trusted.match(hostname, "", port)[0] if trusted is not None else []
+            if expected:
+                key = expected[0].export_public_key("openssh").split()
                 raise HostError(
-                    f"{self.name}: ssh: unknown host key (not in {known}); refusing to connect. "
-                    f"Verify the host's fingerprint, then trust it with: ssh-keyscan {target} >> {known}",
-                    "Unknown host key",
+                    f"{self.name}: ssh: the host key does not match known_hosts (expected {key[0].decode()} "
+                    f"{key[1].decode()[:16]}…): refusing to connect. If the host was rebuilt, verify its "
+                    f"new key, then remove the old one with `ssh-keygen -R {name}`",
+                    "Changed host key",
                 ) from None
-            raise
-        transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(15)
-            # without it every channel open waits out a delayed ACK (~40 ms on Linux)
-            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+            target = hostname if port in (None, 22) else f"-p {port} {hostname}"
+            raise HostError(
+                f"{self.name}: ssh: unknown host key (not in {known}); refusing to connect. "
+                f"Verify the host's fingerprint, then trust it with: ssh-keyscan {target} >> {known}",
+                "Unknown host key",
+            ) from None
+        except TimeoutError:
+            raise HostError(
+                f"{self.name}: ssh: timed out after {self.timeout:g} s connecting (no answer from the "
+                "host, or from its SSH server)",
+                "Unreachable",
+            ) from None
 
     def _open_link(self) -> _Link:
         """A new connection (under the lock). Callers that queued behind a failed attempt get its
@@ -181,29 +189,39 @@ class SshHost(Host):
             link.sessions -= 1
             self._free.notify()
 
-    def connection(self) -> Any:
-        """An open connection, for callers that manage no channel of their own."""
-        link = self._lease()
-        self._release(link)
-        return link.connection
+    def _refused(self, what: str, exc: BaseException) -> HostError:
+        import asyncssh
 
-    def open_exec(self, command: str) -> Any:
-        """An exec channel on a leased session slot; closing it gives the slot back."""
+        if isinstance(exc, asyncssh.ChannelOpenError) and exc.code == asyncssh.OPEN_CONNECT_FAILED:
+            return HostError(
+                f"{self.name}: {what}: sshd refused a new session (MaxSessions, 10 by default, is reached); "
+                "opsconsole keeps below defaults.max_sessions (8): lower it to fit the server's MaxSessions",
+                "SSH busy",
+            )
+        if isinstance(exc, HostError):
+            return exc
+        return self.error(what, exc)
+
+    def _open_process(self, link: _Link, command: str) -> Any:
+        if not link.alive:
+            raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
+        try:
+            return _LOOP.call(link.connection.create_process(command, encoding=None), self.timeout)
+        except Exception as exc:
+            raise self._refused("ssh", exc) from None
+
+    def open_exec(self, command: str) -> _ChannelSocket:
+        """A socket to a command's stdin and stdout, on a leased session slot; closing it closes
+        the channel and gives the slot back. Its stderr and exit status are kept (`.process`)."""
         link = self._lease()
         try:
-            transport = link.connection.client.get_transport()
-            if transport is None or not transport.is_active():
-                raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-            channel = transport.open_session(timeout=self.timeout)
-            channel.settimeout(self.timeout)
-            channel.exec_command(command)
-        except HostError:
+            process = self._open_process(link, command)
+        except BaseException:
             self._release(link)
             raise
-        except Exception as exc:
-            self._release(link)
-            raise self.error("ssh", exc) from None
-        return _LeasedChannel(channel, lambda: self._release(link))
+        sock = _bridge(process.stdout, process.stdin, lambda: self._release(link))
+        sock.process = process
+        return sock
 
     def run(
         self,
@@ -216,39 +234,30 @@ class SshHost(Host):
     ) -> CommandResult:
         link = self._lease()
         try:
-            return self._run_on(link.connection, command, timeout, on_line, cancel, check)
+            return self._run_on(link, command, timeout, on_line, cancel, check)
         finally:
             self._release(link)
 
     def _run_on(
         self,
-        connection: Any,
+        link: _Link,
         command: str,
         timeout: float | None,
         on_line: LineCallback | None,
         cancel: threading.Event | None,
         check: bool,
     ) -> CommandResult:
-        """The command on its own exec channel, read as it arrives (paramiko directly: Fabric's
-        runner polls its streams and cost ~0.1 s per command, which a refresh of 200 hosts pays)."""
+        """The command on its own exec channel; its output arrives on the SSH loop and is read here
+        as it comes, so `on_line` runs on the caller's thread, never on the loop."""
         import codecs
-        import select
+        import queue
 
         # with `cancel`, guarded: the command dies when its channel closes (cancel or a dropped
         # connection), since sshd signals nothing to a session without a pty
         guarded = cancel is not None
-        try:
-            transport = connection.client.get_transport()
-            if transport is None or not transport.is_active():
-                raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-            channel = transport.open_session(timeout=self.timeout)
-            channel.exec_command(guarded_command(command) if guarded else command)
-            if not guarded:
-                _shutdown_write(channel)  # no input: the command reads EOF
-        except HostError:
-            raise
-        except Exception as exc:
-            raise self.error("ssh", exc) from None
+        process = self._open_process(link, guarded_command(command) if guarded else command)
+        chunks: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        _LOOP.submit(_collect(process, chunks, close_stdin=not guarded))
         callback = on_line or (lambda _s, _l: None)
         streams: dict[str, tuple[_LineSplitter, Any, list[str]]] = {
             "out": (_LineSplitter("out", callback), codecs.getincrementaldecoder("utf-8")("replace"), []),
@@ -264,42 +273,31 @@ class SshHost(Host):
 
         deadline = None if timeout is None else time.monotonic() + timeout
         reason: str | None = None
-        try:
-            wake = channel.fileno()  # readable when stdout or stderr has data, or at EOF
-            while True:
-                while channel.recv_ready():
-                    take("out", channel.recv(65536))
-                while channel.recv_stderr_ready():
-                    take("err", channel.recv_stderr(65536))
-                if channel.eof_received or channel.closed or not transport.is_active():
-                    if not (channel.recv_ready() or channel.recv_stderr_ready()):
-                        break
-                    continue
+        exited: int | None = None
+        while True:
+            try:
+                kind, value = chunks.get(timeout=0.05)
+            except queue.Empty:
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
                 elif deadline is not None and time.monotonic() > deadline:
                     reason = "timeout"
                 if reason:
+                    _LOOP.call_soon(process.close)  # a guarded command dies with its channel
                     break
-                select.select([wake], [], [], 0.05)
-            if reason is None:
-                channel.status_event.wait(self.timeout)  # the exit status follows the output
-        except Exception as exc:
-            channel.close()
-            raise self.error("ssh", exc) from None
-        exited = channel.exit_status if channel.status_event.is_set() else -1
-        channel.close()
+                continue
+            if kind == "end":
+                exited = value
+                break
+            take(kind, value)
         for name in streams:
             take(name, b"", final=True)
             streams[name][0].finish()
         self._raise_if_stopped(reason, command, timeout)
-        if exited == -1:  # no exit status: killed by a signal, or the connection is going down
-            for _ in range(20):
-                if not transport.is_active():
-                    break
-                time.sleep(0.05)
-        if exited == -1 and not transport.is_active():
-            raise HostError(f"{self.name}: ssh: connection lost while running `{command}`", "Unreachable")
+        if exited is None:  # no exit status: killed by a signal, or the connection went down
+            if not link.alive:
+                raise HostError(f"{self.name}: ssh: connection lost while running `{command}`", "Unreachable")
+            exited = -1
         stdout, stderr = ("".join(streams[name][2]) for name in ("out", "err"))
         return self._checked(command, CommandResult(int(exited), stdout, stderr), check)
 
@@ -310,36 +308,40 @@ class SshHost(Host):
         if self._streamlocal is not False:
             link = self._lease()
             try:
-                channel = _open_streamlocal(link.connection.client.get_transport(), path, self.timeout)
+                if not link.alive:
+                    raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
+                reader, writer = _LOOP.call(link.connection.open_unix_connection(path), self.timeout)
             except Exception:  # noqa: BLE001 - refused (or no such socket): the bridge tells which
                 self._release(link)
             else:
                 self._streamlocal = True
-                channel.settimeout(self.timeout)
-                return _LeasedChannel(channel, lambda: self._release(link))
+                sock = _bridge(reader, writer, lambda: self._release(link))
+                sock.settimeout(self.timeout)
+                return sock
         bridge = _BridgeChannel(self.open_exec(unix_bridge_command(path)), self.name, path)
+        bridge.settimeout(self.timeout)
         if self._streamlocal is None:
             self._streamlocal = False  # the bridge answered where streamlocal did not: the server refuses it
         return bridge
 
     def open_tcp(self, host: str, port: int) -> Stream:
+        link = self._lease()
         try:
-            transport = self.connection().client.get_transport()
-            if transport is None or not transport.is_active():
+            if not link.alive:
                 raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-            channel = transport.open_channel(
-                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.timeout
-            )
-        except HostError:
-            raise
+            reader, writer = _LOOP.call(link.connection.open_connection(host, port), self.timeout)
         except Exception as exc:
+            self._release(link)
+            if isinstance(exc, HostError):
+                raise
             raise self.error(f"ssh tunnel to {host}:{port}", exc) from None
-        channel.settimeout(self.timeout)
-        return channel  # type: ignore[no-any-return]
+        sock = _bridge(reader, writer, lambda: self._release(link))
+        sock.settimeout(self.timeout)
+        return sock
 
     def close(self) -> None:
-        # A connect in progress holds the lock until its timeout: don't wait for it (its thread is a
-        # daemon and its connection is dropped with the process).
+        # A connect in progress holds the lock until its timeout: don't wait for it (its connection
+        # is dropped with the process).
         if not self._lock.acquire(timeout=0.1):
             return
         try:
@@ -350,97 +352,172 @@ class SshHost(Host):
             self._lock.release()
 
 
+class _Loop:
+    """The one event loop thread that every SSH connection of the process lives on, started at the
+    first connection. Blocking callers hand it coroutines and wait for their results."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, daemon=True, name="ssh-loop").start()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, awaitable: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
+
+    def call(self, coroutine: Any, timeout: float) -> Any:
+        """The coroutine's result, or TimeoutError after `timeout` (the coroutine is cancelled)."""
+        import concurrent.futures
+
+        future = self.submit(coroutine)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"timed out after {timeout:g} s") from None
+
+    def call_soon(self, callback: Callable[[], Any]) -> None:
+        self.loop.call_soon_threadsafe(callback)
+
+
+_LOOP = _Loop()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable  # asyncssh.connect() gives an awaitable that is not a coroutine
+
+
+async def _collect(process: Any, chunks: Any, close_stdin: bool) -> None:
+    """A command's stdout and stderr as they arrive, then ("end", exit status or None)."""
+    if close_stdin:
+        process.stdin.write_eof()  # no input: the command reads EOF
+
+    async def pump(name: str, reader: Any) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            chunks.put((name, data))
+
+    try:
+        await asyncio.gather(pump("out", process.stdout), pump("err", process.stderr))
+        await process.wait_closed()
+    except Exception:  # noqa: BLE001 - a dropped connection: told by the caller (no exit status)
+        pass
+    finally:
+        chunks.put(("end", process.exit_status))
+
+
+class _ChannelSocket(socket.socket):
+    """The caller's end of a socket pair whose other end the SSH loop pumps to and from a channel:
+    a real socket (select, makefile and timeouts work as on any socket). Closing it (and every file
+    made from it) closes the channel and gives its session slot back, once."""
+
+    process: Any = None
+    _on_close: Callable[[], None] | None = None
+
+    def _real_close(self, _ss: Any = socket.socket) -> None:
+        try:
+            super()._real_close()  # type: ignore[misc]
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
+
+
+def _bridge(reader: Any, writer: Any, release: Callable[[], None]) -> _ChannelSocket:
+    mine, theirs = socket.socketpair()
+    sock = _ChannelSocket(mine.family, mine.type, mine.proto, fileno=mine.detach())
+    theirs.setblocking(False)
+
+    def closed() -> None:
+        try:
+            _LOOP.call_soon(writer.close)
+        finally:
+            release()
+
+    sock._on_close = closed
+    _LOOP.submit(_pump(theirs, reader, writer))
+    return sock
+
+
+async def _pump(sock: socket.socket, reader: Any, writer: Any) -> None:
+    """Bytes both ways between the socket pair's far end and the channel, until both are done."""
+    loop = asyncio.get_running_loop()
+
+    async def down() -> None:  # channel -> caller
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await loop.sock_sendall(sock, data)
+        except Exception:  # noqa: BLE001 - the caller closed its end, or the channel went down
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+    async def up() -> None:  # caller -> channel
+        try:
+            while True:
+                data = await loop.sock_recv(sock, 65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except Exception:  # noqa: BLE001 - as above
+            pass
+        with contextlib.suppress(Exception):
+            writer.write_eof()
+
+    try:
+        await asyncio.gather(down(), up())
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+        sock.close()
+
+
 _KNOWN_HOSTS: dict[Path, tuple[tuple[int, int], Any]] = {}
 _KNOWN_HOSTS_LOCK = threading.Lock()
 
 
-def _shutdown_write(channel: Any) -> None:
-    """channel.shutdown_write(), with the EOF sent while the channel's lock is held. paramiko sends
-    it after releasing the lock: when the command had already finished, the transport thread could
-    answer the server's CLOSE in between, our EOF then followed our CLOSE, and sshd dropped the
-    whole connection ("ieof packet referred to nonexistent channel"), every session on it with it.
-    Under the lock the EOF goes first (paramiko answers a CLOSE under the same lock)."""
-    with channel.lock:
-        message = channel._send_eof()
-        if message is not None and channel.transport is not None:
-            channel.transport._send_user_message(message)
+def _ssh_config(host: str, port: int | None) -> Any:
+    """~/.ssh/config's settings for `host`, as asyncssh applies them when it connects."""
+    import getpass
 
+    from asyncssh.config import SSHClientConfig
 
-_FABRIC_CONFIG: tuple[Any, Any] | None = None  # (the ssh_config files' state, the Config)
-
-
-def _fabric_config() -> Any:
-    """One Fabric configuration for every connection (it is only read once made), made again when
-    an ssh_config file changes. Each Connection built its own: a deep copy of every default and the
-    ssh_config files read again, ~8 KiB of memory a host in a fleet and two file reads a connection."""
-    global _FABRIC_CONFIG
-    files: list[tuple[str, int | None, int | None]] = []
-    for name in (os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"):
-        try:
-            stat = os.stat(name)
-            files.append((name, stat.st_mtime_ns, stat.st_size))
-        except OSError:
-            files.append((name, None, None))
-    state = tuple(files)
-    if _FABRIC_CONFIG is None or _FABRIC_CONFIG[0] != state:
-        from fabric import Config
-
-        _FABRIC_CONFIG = (state, Config())
-    return _FABRIC_CONFIG[1]
+    path = Path(os.path.expanduser("~/.ssh/config"))
+    paths = [path] if path.is_file() else []
+    return SSHClientConfig.load(None, paths, False, False, False, getpass.getuser(), (), host, port or ())
 
 
 def _known_hosts(path: Path) -> Any:
-    """known_hosts parsed once per change of the file (not once per connection)."""
-    import paramiko
+    """known_hosts parsed once per change of the file (not once per connection); a missing or empty
+    file trusts no key (every host is then refused with how to trust it)."""
+    import asyncssh
 
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError:
+        return asyncssh.import_known_hosts("")
     version = (stat.st_mtime_ns, stat.st_size)
     with _KNOWN_HOSTS_LOCK:
         cached = _KNOWN_HOSTS.get(path)
         if cached is not None and cached[0] == version:
             return cached[1]
-        keys = paramiko.HostKeys(str(path))
+        keys = asyncssh.read_known_hosts(str(path))
         _KNOWN_HOSTS[path] = (version, keys)
         return keys
-
-
-def _open_streamlocal(transport: Any, path: str, timeout: float) -> Any:
-    """A `direct-streamlocal@openssh.com` channel to a unix socket on the server (OpenSSH's
-    `ssh -L local:/remote.sock`). paramiko's open_channel cannot send this request's fields (path,
-    reserved string, reserved uint32), so this is its body with them: it uses paramiko 3-5 internals
-    and any failure falls back to the python3 bridge."""
-    import paramiko
-    from paramiko.common import cMSG_CHANNEL_OPEN
-    from paramiko.message import Message
-
-    if transport is None or not transport.active:
-        raise paramiko.SSHException("SSH session not active")
-    with transport.lock:
-        window_size = transport._sanitize_window_size(None)
-        max_packet_size = transport._sanitize_packet_size(None)
-        chanid = transport._next_channel()
-        m = Message()
-        m.add_byte(cMSG_CHANNEL_OPEN)
-        m.add_string("direct-streamlocal@openssh.com")
-        m.add_int(chanid)
-        m.add_int(window_size)
-        m.add_int(max_packet_size)
-        m.add_string(path)
-        m.add_string("")
-        m.add_int(0)
-        chan = paramiko.Channel(chanid)
-        transport._channels.put(chanid, chan)
-        transport.channel_events[chanid] = event = threading.Event()
-        transport.channels_seen[chanid] = True
-        chan._set_transport(transport)
-        chan._set_window(window_size, max_packet_size)
-    transport._send_user_message(m)
-    if not event.wait(timeout):
-        raise paramiko.SSHException("timed out opening a streamlocal channel")
-    chan = transport._channels.get(chanid)
-    if chan is None:
-        raise transport.get_exception() or paramiko.SSHException("streamlocal channel refused")
-    return chan
 
 
 OPENED_KEPT = 16  # reasons kept in SshHost.opened
@@ -456,53 +533,34 @@ class _Link:
 
     @property
     def alive(self) -> bool:
-        transport = self.connection.client.get_transport()
-        return bool(self.connection.is_connected and transport is not None and transport.is_active())
+        return not self.connection.is_closed()
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's TCP socket (tests cut it to simulate a dropped link)."""
+        return self.connection.get_extra_info("socket")  # type: ignore[no-any-return]
 
     def close(self) -> None:
         try:
-            self.connection.close()
+            _LOOP.call_soon(self.connection.close)
         except Exception:  # noqa: BLE001 - closing is best effort
             pass
 
 
-class _LeasedChannel:
-    """A paramiko channel whose close() also gives its session slot back (once)."""
-
-    def __init__(self, channel: Any, release: Callable[[], None]) -> None:
-        self._channel = channel
-        self._release: Callable[[], None] | None = release
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._channel, name)
-
-    def close(self) -> None:
-        try:
-            self._channel.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-    def __del__(self) -> None:
-        if self._release is not None:  # dropped without close (a pool discarding it)
-            self.close()
-
-
 class _BridgeChannel:
-    """An exec channel running the unix-socket bridge; reports the bridge's errors clearly."""
+    """The python3 unix-socket bridge's socket; reports the bridge's errors clearly."""
 
-    def __init__(self, channel: Any, host: str, path: str) -> None:
-        self.channel = channel
+    def __init__(self, sock: _ChannelSocket, host: str, path: str) -> None:
+        self.sock = sock
         self.host = host
         self.path = path
         self._got_data = False
 
     def sendall(self, data: bytes) -> None:
-        self.channel.sendall(data)
+        self.sock.sendall(data)
 
     def recv(self, size: int) -> bytes:
-        data: bytes = self.channel.recv(size)
+        data: bytes = self.sock.recv(size)
         if data:
             self._got_data = True
         elif not self._got_data:
@@ -510,10 +568,17 @@ class _BridgeChannel:
         return data
 
     def _raise_bridge_error(self) -> None:
-        status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else None
+        process = self.sock.process
+        try:
+            _LOOP.call(process.wait_closed(), 2.0)
+        except Exception:  # noqa: BLE001 - what it wrote so far is enough to tell
+            pass
+        status = process.exit_status
         err = b""
-        while self.channel.recv_stderr_ready():
-            err += self.channel.recv_stderr(65536)
+        try:
+            err = _LOOP.call(process.stderr.read(65536), 1.0) or b""
+        except Exception:  # noqa: BLE001
+            pass
         text = err.decode("utf-8", "replace")
         if "FileNotFoundError" in text or "No such file" in text:
             raise FileNotFoundError(2, "No such file or directory", self.path)
@@ -533,10 +598,10 @@ class _BridgeChannel:
         return io.BufferedReader(_RawReader(self))
 
     def settimeout(self, timeout: float | None) -> None:
-        self.channel.settimeout(timeout)
+        self.sock.settimeout(timeout)
 
     def close(self) -> None:
-        self.channel.close()
+        self.sock.close()
 
 
 class _RawReader(io.RawIOBase):
