@@ -327,9 +327,14 @@ class Sshd:
 
 
 def make_sshd(
-    root: Path, private_dir: Path | None = None, max_sessions: int | None = 100, etc_hosts: Path | None = None
+    root: Path,
+    private_dir: Path | None = None,
+    max_sessions: int | None = 100,
+    etc_hosts: Path | None = None,
+    streamlocal: bool = True,
 ) -> Sshd:
-    """A loopback sshd; `max_sessions=None` keeps sshd's own default (MaxSessions 10)."""
+    """A loopback sshd; `max_sessions=None` keeps sshd's own default (MaxSessions 10);
+    `streamlocal=False` refuses unix-socket forwarding (as some hardened servers do)."""
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise ServiceUnavailable("ssh-keygen is not installed (apt-get install openssh-client)")
@@ -354,7 +359,7 @@ def make_sshd(
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             AllowTcpForwarding yes
-            AllowStreamLocalForwarding yes
+            AllowStreamLocalForwarding {"yes" if streamlocal else "no"}
             {f"MaxSessions {max_sessions}" if max_sessions else "# MaxSessions: sshd's default (10)"}
             MaxStartups 100:30:200
             Subsystem sftp internal-sftp

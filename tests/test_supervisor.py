@@ -65,6 +65,36 @@ def test_missing_socket_names_host_and_path(tmp_path: Path) -> None:
         client.processes()
 
 
+def test_a_server_that_refuses_socket_forwarding_is_read_through_the_bridge(
+    tmp_path: Path, supervisord: harness.Supervisord
+) -> None:
+    """Where sshd refuses unix-socket forwarding, Supervisor is reached through a python3 bridge on
+    the host, with the same answers, and a socket that is not there is named as such. Every session
+    is given back: the host's session slots are all free afterwards."""
+    server = harness.make_sshd(tmp_path / "sshd", streamlocal=False)
+    server.start()
+    try:
+        defaults = Defaults(known_hosts=str(server.known_hosts), identity_file=str(server.client_key))
+        host = make_host(parse_host(server.host), defaults)
+        client = SupervisorClient(host, SupervisorConfig(url=supervisord.unix_url))
+        for _ in range(3):
+            procs = {p.full_name: p for p in client.processes()}
+            assert procs["counter:counter"].state == "RUNNING"
+        assert host._streamlocal is False  # type: ignore[attr-defined]
+        missing = SupervisorClient(host, SupervisorConfig(url=f"unix://{tmp_path}/none.sock"))
+        with pytest.raises(HostError, match=r"none.sock does not exist"):
+            missing.processes()
+        client.close()
+        missing.close()
+        deadline = time.monotonic() + 5
+        while any(link.sessions for link in host._links) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert [link.sessions for link in host._links] == [0]  # type: ignore[attr-defined]
+        host.close()
+    finally:
+        server.stop()
+
+
 def test_restart_changes_pid_and_start_stop(client: SupervisorClient) -> None:
     before = client.process("sleeper").pid
     client.restart("sleeper")

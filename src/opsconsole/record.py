@@ -35,8 +35,12 @@ def frozen(cls: T) -> T:
         default: Any = cls.__dict__.get(name, MISSING)
         factory: Any = MISSING
         if isinstance(default, Field):
-            if not (default.init and default.repr and default.compare in (True, None) and default.hash is None):
-                raise TypeError(f"{cls.__name__}.{name}: a record field takes only a default or default_factory")
+            if not (
+                default.init and default.repr and default.compare in (True, None) and default.hash is None
+            ):
+                raise TypeError(
+                    f"{cls.__name__}.{name}: a record field takes only a default or default_factory"
+                )
             default, factory = default.default, default.default_factory
             if default is MISSING:
                 delattr(cls, name)
@@ -71,7 +75,9 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     for index, (name, default, factory) in enumerate(specs):
         if index < len(args):
             if name in kwargs:
-                raise TypeError(f"{type(self).__qualname__}.__init__() got multiple values for argument '{name}'")
+                raise TypeError(
+                    f"{type(self).__qualname__}.__init__() got multiple values for argument '{name}'"
+                )
             value = args[index]
         elif name in kwargs:
             value = kwargs.pop(name)
@@ -80,7 +86,9 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
         elif factory is not MISSING:
             value = factory()
         else:
-            raise TypeError(f"{type(self).__qualname__}.__init__() missing 1 required positional argument: '{name}'")
+            raise TypeError(
+                f"{type(self).__qualname__}.__init__() missing 1 required positional argument: '{name}'"
+            )
         _set(self, name, value)
     if kwargs:
         raise TypeError(

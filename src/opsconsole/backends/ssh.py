@@ -431,6 +431,11 @@ class _ChannelSocket(socket.socket):
             if on_close is not None:
                 on_close()
 
+    def __del__(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:  # dropped without close (a pool discarding it): the slot comes back
+            on_close()
+
 
 def _bridge(reader: Any, writer: Any, release: Callable[[], None]) -> _ChannelSocket:
     mine, theirs = socket.socketpair()
