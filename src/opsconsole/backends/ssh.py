@@ -365,6 +365,10 @@ class _Loop:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
+                # a task whose caller stopped waiting (a timeout, a cancel) may still end in an
+                # error: callers get theirs as HostErrors, and asyncio's own report of it would be
+                # written to stderr, over the console's screen
+                loop.set_exception_handler(lambda _loop, _context: None)
                 threading.Thread(target=loop.run_forever, daemon=True, name="ssh-loop").start()
                 self._loop = loop
             return self._loop
