@@ -104,7 +104,7 @@ class SshHost(Host):
             )
         except asyncssh.HostKeyNotVerifiable:
             name = hostname if port in (None, 22) else f"[{hostname}]:{port}"
-            expected = trusted.match(hostname, "", port)[0] if trusted is not None else []
+            expected = trusted.match(hostname, "", port)[0]
             if expected:
                 key = expected[0].export_public_key("openssh").split()
                 raise HostError(
@@ -306,17 +306,12 @@ class SshHost(Host):
         host, no shell start-up per connection); where the server refuses it, or the socket cannot be
         reached that way, a python3 bridge over an exec channel, whose errors say exactly why."""
         if self._streamlocal is not False:
-            link = self._lease()
             try:
-                if not link.alive:
-                    raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-                reader, writer = _LOOP.call(link.connection.open_unix_connection(path), self.timeout)
+                sock = self._channel(lambda connection: connection.open_unix_connection(path), "ssh")
             except Exception:  # noqa: BLE001 - refused (or no such socket): the bridge tells which
-                self._release(link)
+                pass
             else:
                 self._streamlocal = True
-                sock = _bridge(reader, writer, lambda: self._release(link))
-                sock.settimeout(self.timeout)
                 return sock
         bridge = _BridgeChannel(self.open_exec(unix_bridge_command(path)), self.name, path)
         bridge.settimeout(self.timeout)
@@ -325,16 +320,20 @@ class SshHost(Host):
         return bridge
 
     def open_tcp(self, host: str, port: int) -> Stream:
+        return self._channel(
+            lambda connection: connection.open_connection(host, port), f"ssh tunnel to {host}:{port}"
+        )
+
+    def _channel(self, open_streams: Callable[[Any], Any], what: str) -> _ChannelSocket:
+        """A socket to the channel `open_streams(connection)` opens, on a leased session slot."""
         link = self._lease()
         try:
             if not link.alive:
                 raise HostError(f"{self.name}: ssh: connection lost", "Unreachable")
-            reader, writer = _LOOP.call(link.connection.open_connection(host, port), self.timeout)
+            reader, writer = _LOOP.call(open_streams(link.connection), self.timeout)
         except Exception as exc:
             self._release(link)
-            if isinstance(exc, HostError):
-                raise
-            raise self.error(f"ssh tunnel to {host}:{port}", exc) from None
+            raise exc if isinstance(exc, HostError) else self.error(what, exc) from None
         sock = _bridge(reader, writer, lambda: self._release(link))
         sock.settimeout(self.timeout)
         return sock
@@ -431,13 +430,14 @@ class _ChannelSocket(socket.socket):
         try:
             super()._real_close()  # type: ignore[misc]
         finally:
-            on_close, self._on_close = self._on_close, None
-            if on_close is not None:
-                on_close()
+            self._closed_once()
 
     def __del__(self) -> None:
+        self._closed_once()  # dropped without close (a pool discarding it): the slot comes back
+
+    def _closed_once(self) -> None:
         on_close, self._on_close = self._on_close, None
-        if on_close is not None:  # dropped without close (a pool discarding it): the slot comes back
+        if on_close is not None:
             on_close()
 
 

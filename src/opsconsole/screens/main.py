@@ -397,13 +397,10 @@ class MainScreen(MainKeys, Screen[None]):
         pane = self.query_one_optional(f"#{pane_id}", Pane)
         if pane is None or not pane.is_mounted:
             return  # not built yet (see compose): it renders itself when mounted
-        tabs = self.query_one_optional(TabbedContent)
-        # until the tabs have mounted, no tab is active yet: the processes tab is the one shown
-        shown = (tabs.active if tabs is not None else "") or "tab-processes"
-        hidden = shown != f"tab-{pane_id}"
+        hidden = self.shown_pane_id() != pane_id
         # a hidden pane is rendered while it has no rows yet (so the first switch to it only shows
         # it), then not again until its tab is opened; All (every environment's rows) never hidden:
-        # at 200 hosts it would hold 4,000 rows (~60 KiB a host) that nobody sees
+        # at 200 hosts it would hold 4,000 rows (~43 KiB an environment) that nobody sees
         if hidden and (pane.rows or pane_id == "all"):
             self._hidden_stale.add(pane_id)
             return
@@ -494,9 +491,7 @@ class MainScreen(MainKeys, Screen[None]):
     # ---------------------------------------------------------------- selection helpers
 
     def focused_pane(self) -> Pane:
-        tabs = self.query_one_optional(TabbedContent)
-        active = (tabs.active if tabs is not None else None) or "tab-processes"
-        return self.query_one(f"#{active[len('tab-') :]}", Pane)
+        return self.query_one(f"#{self.shown_pane_id()}", Pane)
 
     def selection(self) -> tuple[str, str, Any] | None:
         data = self.focused_pane().selected()

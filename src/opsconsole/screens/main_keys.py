@@ -77,6 +77,11 @@ class MainKeys:
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def query_one_optional(self, selector: Any, expect_type: Any = None) -> Any: ...
 
+    def shown_pane_id(self) -> str:
+        """The pane whose tab is shown: processes until the tabs have mounted and say otherwise."""
+        tabs = self.query_one_optional(TabbedContent)
+        return str((tabs.active if tabs is not None else "") or "tab-processes")[len("tab-") :]
+
     # ---------------------------------------------------------------- key actions
 
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
@@ -111,9 +116,7 @@ class MainKeys:
         key = next((k for k in action_keys() if k.id == parameters[0]), None)
         if key is None or not key.selection or key.selection_optional:
             return True
-        tabs = self.query_one_optional(TabbedContent)
-        active = ((tabs.active if tabs is not None else None) or "tab-processes")[len("tab-") :]
-        return True if key.id in self._offered_keys(active) else False  # False hides it
+        return True if key.id in self._offered_keys(self.shown_pane_id()) else False  # False hides it
 
     def action_act(self, key_id: str) -> None:
         """Every action key: the registry says which action(s) it means and what it needs selected."""
@@ -323,8 +326,7 @@ class MainKeys:
             tabs.active = f"tab-{PANES[index][0]}"
 
     def action_next_pane(self) -> None:
-        tabs = self.query_one_optional(TabbedContent)
-        active = (tabs.active if tabs is not None else None) or "tab-processes"
+        active = f"tab-{self.shown_pane_id()}"
         ids = [f"tab-{p[0]}" for p in PANES] + ["tab-all"]
         following = ids[(ids.index(active) + 1) % len(ids)] if active in ids else ids[0]
         if following == "tab-all":
