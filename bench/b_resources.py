@@ -23,8 +23,8 @@ def _rss_mib(pid: int) -> float:
 def bench_stats(cfg: Config, fleet: Fleet) -> None:
     if fleet.docker is None:
         return
+    from opsconsole.backends.clients import make_host
     from opsconsole.backends.docker_engine import DockerClient
-    from opsconsole.backends.hosts import make_host
     from opsconsole.profiles import Defaults, DockerConfig, parse_host
 
     started = time.perf_counter()

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))
     os.environ["OPSCONSOLE_AUDIT_LOG"] = str(tmp / "audit.jsonl")
+    # the benchmarks write their profiles in temp folders: trusted for this run (profiles/trust.py)
+    os.environ["OPSCONSOLE_TRUSTED_PATHS"] = str(Path(tempfile.gettempdir()).resolve())
     fleet = None
     failed: list[str] = []
 

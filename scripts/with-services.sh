@@ -21,6 +21,40 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Nginx: installed but never started by its package (policy-rc.d refuses every start while
+# apt runs); the tests run their own in a temp prefix on loopback (tests/nginx_harness.py).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "with-services: installing nginx"
+    policy=/usr/sbin/policy-rc.d
+    had_policy=""; [ -e "$policy" ] && had_policy=1
+    [ -n "$had_policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    (export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+     apt-get install -y -qq --no-install-recommends nginx >/dev/null 2>&1 \
+       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx >/dev/null; }) || true
+    [ -n "$had_policy" ] || rm -f "$policy"
+  else
+    echo "with-services: nginx missing and not root: the Nginx tests are skipped" >&2
+  fi
+fi
+
+# Alertmanager: installed but never started by its package (policy-rc.d refuses every start while
+# apt runs); the tests run their own on loopback in a temp dir (tests/alertmanager_harness.py).
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "with-services: installing prometheus-alertmanager"
+    policy=/usr/sbin/policy-rc.d
+    had_policy=""; [ -e "$policy" ] && had_policy=1
+    [ -n "$had_policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    (export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+     apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null 2>&1 \
+       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; }) || true
+    [ -n "$had_policy" ] || rm -f "$policy"
+  else
+    echo "with-services: prometheus-alertmanager missing and not root: the Alerts tests are skipped" >&2
+  fi
+fi
+
 # Prometheus: Debian's package unpacked (not installed: its postinst would start a server on all
 # interfaces); the tests find it in /opt/opsconsole-prometheus (tests/harness.py).
 if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /opt/opsconsole-prometheus/usr/bin/prometheus ] \
@@ -30,6 +64,14 @@ if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /opt/opsconsole-prometheus/
   (cd "$deb_dir" && apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }) \
     && dpkg -x "$deb_dir"/prometheus_*.deb /opt/opsconsole-prometheus
   rm -rf "$deb_dir"
+fi
+
+# fab-classic (Fabric 1) in a venv of its own, for the Fabric 1 fabfile test (tests/fabric_harness.py);
+# without it that test builds the venv once in /tmp.
+if [ "$(id -u)" = 0 ] && [ ! -x /opt/opsconsole-fab-classic/bin/fab ]; then
+  echo "with-services: installing fab-classic into /opt/opsconsole-fab-classic"
+  python3 "$(dirname "$0")/../tests/fabric_harness.py" /opt/opsconsole-fab-classic >/dev/null \
+    || echo "with-services: fab-classic was not installed" >&2
 fi
 
 started_dockerd=""
@@ -54,6 +96,12 @@ if command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
       tail -20 "$state_dir/dockerd.log" >&2 || true
     fi
   fi
+fi
+
+# systemd as PID 1 in a container (tests/systemd_harness.py): its image is built once (~40 s with
+# mmdebstrap) and kept in docker, so a run with the image finds it at once.
+if [ "$(id -u)" = 0 ] && docker info >/dev/null 2>&1; then
+  "$(dirname "$0")/build-systemd-image.sh" || echo "with-services: the systemd test image was not built" >&2
 fi
 
 "$@"

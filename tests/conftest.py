@@ -36,6 +36,12 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("OPSCONSOLE_AUDIT_LOG", raising=False)
     monkeypatch.delenv("OPSCONSOLE_PROFILE", raising=False)
     monkeypatch.delenv("OPSCONSOLE_READ_ONLY", raising=False)
+    # the profiles tests write (in pytest's temp folders) and the repository's examples are trusted;
+    # tests of trust itself set their own OPSCONSOLE_TRUSTED_PATHS
+    monkeypatch.setenv(
+        "OPSCONSOLE_TRUSTED_PATHS",
+        os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(REPO / "profiles")]),
+    )
     for key in list(os.environ):
         if key.startswith("OPSCONSOLE_SECRET_"):
             monkeypatch.delenv(key)

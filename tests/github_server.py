@@ -46,6 +46,8 @@ class GitHubServer:
         self.owner, self.repo, self.token = owner, repo, token
         self.runs: dict[str, list[Run]] = {}  # by sha or branch name
         self.statuses: dict[str, list[tuple[str, str]]] = {}  # (context, state), newest first
+        self.claimed_total: dict[str, int] = {}  # a total_count larger than the runs served (by ref)
+        self.next_base: str | None = None  # where `next` links point (default: this server)
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.charged = 0
@@ -148,7 +150,7 @@ class GitHubServer:
         headers: dict[str, str] = {}
         if page * per_page < len(items):
             keep = {k: v for k, v in query.items() if k != "page"}
-            nxt = f"{self.url}{path}?{urlencode({**keep, 'page': page + 1}, doseq=True)}"
+            nxt = f"{self.next_base or self.url}{path}?{urlencode({**keep, 'page': page + 1}, doseq=True)}"
             headers["Link"] = f'<{nxt}>; rel="next"'
         return body, headers
 
@@ -171,7 +173,7 @@ class GitHubServer:
                 completed_at="2026-11-26T10:05:00Z" if run.status == "completed" else None,
             )
             runs.append(item)
-        return {"total_count": len(runs), "check_runs": runs}
+        return {"total_count": self.claimed_total.get(ref, len(runs)), "check_runs": runs}
 
     def _status(self, ref: str) -> dict[str, Any]:
         schema = _schema(STATUS)

@@ -11,7 +11,7 @@ from opsconsole.backends.releases import DeployState, LockInfo
 from opsconsole.backends.sentry import IssuePage, SentryIssue
 from opsconsole.backends.supervisor import ProcessInfo
 from opsconsole.profiles import parse_profile_text
-from opsconsole.snapshot import SourceResult
+from opsconsole.sources.fanout import SourceResult
 
 NOW = 1_764_151_200.0  # 2025-11-26 10:00:00 UTC
 PROFILE = """

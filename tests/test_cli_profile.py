@@ -48,36 +48,21 @@ def test_list_and_show_mask_secrets(run_cli, tmp_path: Path) -> None:
 
 def test_init_writes_valid_profile_and_never_overwrites(run_cli, tmp_path: Path) -> None:
     target = tmp_path / "new.toml"
-    args = [
-        "profile",
-        "init",
-        "new",
-        "-o",
-        str(target),
-        "--host",
-        "deploy@web-1:2222",
-        "--host",
-        "local",
-        "--supervisor-url",
-        "unix:///run/supervisor.sock",
-        "--env",
-        "production",
-        "--protected",
-    ]
+    args = ["profile", "init", "local", "-o", str(target), "--name", "new", "--env", "production"]
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     data = tomllib.loads(target.read_text())
-    assert data["environments"]["production"]["hosts"] == ["deploy@web-1:2222", "local"]
+    assert data["environments"]["production"]["hosts"] == ["local"]
     assert data["environments"]["production"]["protected"] is True
     assert run_cli("profile", "validate", str(target)).returncode == 0
     again = run_cli(*args)
-    assert again.returncode == 2 and "--force" in again.stderr
-    assert run_cli(*args, "--force").returncode == 0
+    assert again.returncode == 2 and "never overwrites" in again.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".new.toml")]
     assert leftovers == []
 
 
 def test_init_default_location_is_user_config_dir(run_cli, isolated_dirs: Path) -> None:
-    done = run_cli("profile", "init", "mine", env={"OPSCONSOLE_CONFIG_DIR": str(isolated_dirs / "config")})
+    config = {"OPSCONSOLE_CONFIG_DIR": str(isolated_dirs / "config")}
+    done = run_cli("profile", "init", "local", "--name", "mine", env=config)
     assert done.returncode == 0, done.stderr
     assert (isolated_dirs / "config" / "mine.toml").is_file()

@@ -42,9 +42,9 @@ async def wait_until(
 
 def panes_built(app: OpsConsoleApp) -> bool:
     """Every pane is mounted (they are built just after the first frame, each in its tab)."""
-    from opsconsole.screens.rows import PANES
+    from opsconsole.panes import pane_specs
 
-    ids = [pane_id for pane_id, _title, _columns in PANES] + ["all"]
+    ids = [spec.id for spec in pane_specs(app.profile)] + ["all"]
     return all(app.screen.query_one_optional(f"#{pane_id}", Pane) is not None for pane_id in ids)
 
 
@@ -482,7 +482,7 @@ async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_p
 
 
 def test_memory_always_carries_a_unit() -> None:
-    from opsconsole.screens.rows import fmt_bytes
+    from opsconsole.panes.containers import fmt_bytes
 
     assert [fmt_bytes(v) for v in (836, 856_064, 1_153_434, 3 * 1024**3)] == [
         "836 B",
@@ -577,9 +577,9 @@ async def test_a_refresh_that_raises_shows_why_and_comes_back(
     console_profile: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unexpected exception in a refresh is shown in the panes, and the next refresh still comes."""
-    import opsconsole.app as app_module
+    import opsconsole.sources.model as app_module
 
-    real = app_module.env_tasks  # type: ignore[attr-defined]
+    real = app_module.env_tasks
     calls = {"n": 0}
 
     def flaky(backends: Any, env: Any) -> Any:
@@ -748,3 +748,33 @@ async def test_the_environment_list_selects_by_click_and_keeps_only_what_it_show
         before = envs.label_at(3)
         envs.set_label(3, before)
         assert envs.label_at(3) is before  # an equal label changes nothing
+
+
+async def test_pane_table_draws_cells_at_their_new_width_after_a_frame_came_first() -> None:
+    """A frame drawn between add_row and the table's idle (the screen paints on its own loop) renders
+    the cells at the label widths; once the widths follow the rows, the cells are drawn again whole,
+    not left cut ("counter:counter" showed as "counter" in CI until the rows next changed)."""
+    from textual.app import App, ComposeResult
+
+    from opsconsole.widgets.pane import PaneTable, cell
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            table = PaneTable(cursor_type="row")
+            table.add_columns("host", "process")
+            table.styles.height = 8  # as in a pane (1fr): a new row that fits resizes nothing
+            yield table
+
+    app = One()
+    async with app.run_test(size=(80, 10)) as pilot:
+        table = app.query_one(PaneTable)
+        await pilot.pause()
+        table.add_row(cell("local"), cell("counter:counter"), key="a")
+        # the frame that came first: every line rendered (and cached) at the label widths
+        early = "".join(segment.text for segment in table.render_line(1))
+        assert "counter:counter" not in early
+        table._update_dimensions(table._new_rows.copy())
+        table._new_rows.clear()
+        await pilot.pause()
+        line = "".join(segment.text for segment in table.render_line(1))
+        assert "local" in line and "counter:counter" in line, line

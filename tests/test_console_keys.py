@@ -111,8 +111,8 @@ url = "unix:///var/run/supervisor-{"x" * 80}.sock"
 
 
 def test_the_environment_list_names_the_cause() -> None:
-    from opsconsole.snapshot import SourceResult
-    from opsconsole.summary import summarize
+    from opsconsole.sources.fanout import SourceResult
+    from opsconsole.sources.summary import summarize
 
     results: dict[tuple[str, ...], SourceResult[Any]] = {
         ("supervisor", "a"): SourceResult(error="a: ssh: timed out after 5 s"),
@@ -127,7 +127,7 @@ def test_the_environment_list_names_the_cause() -> None:
 
 def test_a_port_with_401_in_it_is_not_an_auth_failure() -> None:
     """A CI run once labelled a refused connection to 127.0.0.1:40167 'auth failed'."""
-    from opsconsole.summary import cause_of
+    from opsconsole.sources.summary import cause_of
 
     assert cause_of("root@127.0.0.1:40167: ssh: connection refused") == "unreachable"
     assert cause_of("root@10.0.4.3:1403: ssh: timed out after 5 s") == "timed out"
@@ -276,7 +276,7 @@ async def test_log_viewer_match_counter_and_own_timestamps(console_profile: Path
         from opsconsole.actions.runner import ActionRun
 
         action = app.make_action("logs", "staging", f"file:{app.profile.env('staging').logs.files[0]}")  # type: ignore[union-attr]
-        from opsconsole.runs import RunState
+        from opsconsole.actions.runs import RunState
 
         app.push_screen(LogScreen(RunState(99, action, ActionRun(action))))
         await pilot.pause()
@@ -300,7 +300,7 @@ async def test_header_and_footer_fit(console_profile: Path, width: int) -> None:
     app = make_app(load_profile(console_profile))
     async with app.run_test(size=(width, 24)) as pilot:
         await wait_until(pilot, lambda: "✓" in header(app), what="sources")
-        shot = screen_text(app)
-        assert "Quit" in shot  # the footer's last item is not cut
+        # the footer is mounted after the first frame; once drawn, its last item is not cut
+        await wait_until(pilot, lambda: "Quit" in screen_text(app), timeout=10, what="the footer's last item")
         if width == 80:
             assert "1 other:" in header(app)

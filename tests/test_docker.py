@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import harness
+from opsconsole.backends.clients import make_host
 from opsconsole.backends.docker_engine import DockerClient, compute_stats
-from opsconsole.backends.hosts import HostError, make_host
+from opsconsole.backends.hosts import HostError
 from opsconsole.errors import UsageError
 from opsconsole.human import parse_time
 from opsconsole.profiles import Defaults, DockerConfig, parse_host

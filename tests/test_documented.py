@@ -19,9 +19,9 @@ from textual.widgets import Static
 import harness
 from conftest import write_profile
 from opsconsole.app import make_app
+from opsconsole.backends.clients import Backends
 from opsconsole.profiles import load_profile, parse_host, resolve_profile_path
 from opsconsole.screens.action_screen import ActionScreen
-from opsconsole.snapshot import Backends
 from opsconsole.widgets.log_view import LogView
 from test_actions import app_repo, audit, audit_lines, deploy_profile  # noqa: F401 - fixtures
 from test_console import console_profile, pane_keys, wait_until  # noqa: F401 - fixtures
@@ -324,7 +324,7 @@ def test_default_toml_is_chosen_among_several(tmp_path: Path, monkeypatch: pytes
 
 async def test_log_viewer_search_times_and_cap(console_profile: Path) -> None:  # noqa: F811
     from opsconsole.actions.runner import ActionRun
-    from opsconsole.runs import RunState
+    from opsconsole.actions.runs import RunState
     from opsconsole.screens.log_screen import LogScreen
 
     app = make_app(load_profile(console_profile), live=False, log_lines=10_000)

@@ -189,6 +189,7 @@ def test_command_line_filter_and_sort_in_a_real_terminal(tmux_console: Tmux) -> 
     """`:` with tab completion, `/` filter shown and cleared by escape, shift+S sorts: typed in tmux."""
     tmux_console.wait_for("web:web_1")
     tmux_console.keys("/")
+    tmux_console.wait_for("filter (esc to close)")  # keys typed before the input is up go to the screen
     tmux_console.keys("counter")
     tmux_console.keys("Enter")
     tmux_console.wait_for('filter "counter"')

@@ -24,16 +24,18 @@ from hypothesis import strategies as st
 
 import harness
 from conftest import write_profile
-from opsconsole.actions.base import ActionContext, Outcome, Target
+from opsconsole.actions.base import ActionContext, Target
 from opsconsole.actions.deploy import DeployAction
-from opsconsole.actions.hostdeploy import HostDeploy
+from opsconsole.actions.deploy.host import HostDeploy
+from opsconsole.actions.events import Outcome
 from opsconsole.actions.runner import ActionRun
-from opsconsole.backends.hosts import HostError, make_host
+from opsconsole.backends.clients import Backends, make_host
+from opsconsole.backends.hosts import HostError
 from opsconsole.backends.ssh import SshHost
 from opsconsole.backends.supervisor import SupervisorClient
 from opsconsole.errors import ExitCode, ProfileError
 from opsconsole.profiles import Defaults, SupervisorConfig, load_profile, parse_host, parse_profile_text
-from opsconsole.snapshot import Backends, collect
+from opsconsole.sources.model import ReadModel
 from opsconsole.widgets.pane import Pane
 from test_actions import git
 
@@ -153,11 +155,11 @@ url = "{supervisord.unix_url}"
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
     backends = Backends(load_profile(write_profile(tmp_path, text)))
     started = time.monotonic()
-    snap = collect(backends, ["staging"])["staging"]
+    results = ReadModel(backends).collect(["staging"]).of("staging")
     assert time.monotonic() - started < 2 + 1.0
-    errors = {host: hs.supervisor.error for host, hs in snap.hosts.items()}
+    errors = {key[1]: result.error for key, result in results.items() if key[0] == "supervisor"}
     assert errors["local"] is None and errors[sshd.host] is None
-    assert snap.hosts["local"].supervisor.data and snap.hosts[sshd.host].supervisor.data
+    assert results[("supervisor", "local")].data and results[("supervisor", sshd.host)].data
     dead_error = errors[dead]
     assert dead_error is not None and dead_error.startswith(f"{dead}: ") and "timed out" in dead_error
     assert errors[refused] == f"{refused}: ssh: connection refused"

@@ -25,10 +25,10 @@ from conftest import write_profile
 from opsconsole.actions.base import ActionContext, Target
 from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.runner import ActionRun, AuditLog
+from opsconsole.backends.clients import Backends
 from opsconsole.backends.releases import parse_state
 from opsconsole.profiles import load_profile, parse_host
 from opsconsole.secrets import Secret, redact
-from opsconsole.snapshot import Backends
 from test_actions import git
 from test_faults import deploy_profile, second_host  # noqa: F401 - fixture
 

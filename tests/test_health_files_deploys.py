@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 import harness
+from opsconsole.backends.clients import make_host
 from opsconsole.backends.files import follow_file, list_files
 from opsconsole.backends.health import check_all
-from opsconsole.backends.hosts import Host, make_host
+from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import read_state
 from opsconsole.profiles import Defaults, DeployConfig, parse_host
 

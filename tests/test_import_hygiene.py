@@ -8,8 +8,14 @@ import sys
 
 import opsconsole
 
-UI_MODULES = {"opsconsole.app", "opsconsole.commands.console", "opsconsole.palette", "opsconsole.messages"}
-UI_PACKAGES = ("opsconsole.screens", "opsconsole.widgets")
+UI_MODULES = {
+    "opsconsole.app",
+    "opsconsole.console_flow",
+    "opsconsole.commands.console",
+    "opsconsole.palette",
+    "opsconsole.messages",
+}
+UI_PACKAGES = ("opsconsole.screens", "opsconsole.panes", "opsconsole.widgets")
 
 
 def core_modules() -> list[str]:

@@ -132,11 +132,12 @@ def test_watch_exits_with_the_runs_exit_code(
 
 
 def test_run_logs_are_pruned_to_the_newest_50(tmp_path: Path) -> None:
-    from opsconsole.actions.base import Outcome
+    from opsconsole.actions.events import Outcome
+    from opsconsole.actions.runlog import RunLogWriter
     from opsconsole.backends.hosts import LocalHost
+    from opsconsole.backends.runlogs import latest_runs
     from opsconsole.errors import ExitCode
     from opsconsole.profiles import parse_host, parse_profile_text
-    from opsconsole.runlog import RunLogWriter, latest_runs
 
     profile = parse_profile_text(
         f'[environments.e]\nhosts = ["local"]\n[environments.e.deploy]\npath = "{tmp_path}/srv"\nrepo = "x"\n',
@@ -159,7 +160,7 @@ def test_run_logs_are_pruned_to_the_newest_50(tmp_path: Path) -> None:
 async def test_console_shows_and_watches_a_deploy_started_elsewhere(
     tmp_path: Path, sshd: harness.Sshd, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from opsconsole.actions.base import OutputLine
+    from opsconsole.actions.events import OutputLine
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.action_screen import ActionScreen
@@ -181,8 +182,11 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
         )
         running = next(r for r in rows() if "RUNNING" in r)
         assert "deploy main by ann@" in running and "enter or w: watch" in running
-        label = app.screen.query_one("#envs", EnvList).label_at(0).plain
-        assert "⟳ deploy main by ann@" in label
+        envs = app.screen.query_one("#envs", EnvList)
+        # the label is redrawn with the next coalesced burst (0.2 s), not always in the same frame as the pane
+        await wait_until(
+            pilot, lambda: "⟳ deploy main by ann@" in envs.label_at(0).plain, timeout=5, what="env label"
+        )
         await pilot.press("w")
         await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="watch screen")
         screen = app.screen

@@ -176,7 +176,7 @@ def test_console_keeps_one_connection_per_host_across_refreshes(
 def test_refreshes_of_many_environments_are_spread_over_the_interval() -> None:
     """Every environment refreshes at once at start; from then on each at its own offset within
     the interval (as Prometheus spreads scrapes), not the whole fleet in one burst each time."""
-    from opsconsole.refresh import RefreshSchedule
+    from opsconsole.sources.schedule import RefreshSchedule
 
     schedule = RefreshSchedule(4.0)
     schedule.spread(["a", "b", "c", "d"])

@@ -75,9 +75,9 @@ def test_confirmation_modal_protected(snap_compare: Any) -> None:
                 "outcome": "success",
             }
         )
-        from opsconsole.actions.pending import Commit, Pending
+        from opsconsole.actions.deploy.pending import Commit, Outgoing
 
-        going = Pending("web-3", "main", "77aa11bb22cc3344", "", "20251120T093000Z", "9f1c2d3e4b5a6978")
+        going = Outgoing("web-3", "main", "77aa11bb22cc3344", "", "20251120T093000Z", "9f1c2d3e4b5a6978")
         going.commits = [
             Commit("77aa11bb22cc3344", "", "ann", "Migrate orders.total to decimal"),
             Commit("0c0ffee123456789", "", "bob", "Fix cart rounding"),
@@ -86,8 +86,8 @@ def test_confirmation_modal_protected(snap_compare: Any) -> None:
         going.migrations = ["shop/migrations/0042_total_decimal.py"]
         action = app.make_action("deploy", "production", release="20251126T100000Z")
         with (
-            mock.patch("opsconsole.actions.deploy.read_states", return_value={"web-3": state}),
-            mock.patch("opsconsole.actions.deploy.what_goes_out", return_value=(going, None)),
+            mock.patch("opsconsole.actions.deploy.plan.read_states", return_value={"web-3": state}),
+            mock.patch("opsconsole.actions.deploy.plan.what_goes_out", return_value=(going, None)),
         ):
             plan = action.plan()
         app.push_screen(ConfirmScreen(action, plan))

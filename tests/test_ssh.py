@@ -10,7 +10,8 @@ import pytest
 
 import harness
 from conftest import write_profile
-from opsconsole.backends.hosts import CommandFailed, HostError, make_host
+from opsconsole.backends.clients import make_host
+from opsconsole.backends.hosts import CommandFailed, HostError
 from opsconsole.profiles import Defaults, parse_host
 
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import harness
-from opsconsole.backends.hosts import HostError, make_host
+from opsconsole.backends.clients import make_host
+from opsconsole.backends.hosts import HostError
 from opsconsole.backends.supervisor import SupervisorClient
 from opsconsole.errors import UsageError
 from opsconsole.profiles import Defaults, SupervisorConfig, parse_host

@@ -18,7 +18,18 @@ if TYPE_CHECKING:  # argparse loads only for subcommands: the console's start-up
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    from opsconsole.commands import actions, console, demo, metrics, pending, profile, secret, serve, status
+    from opsconsole.commands import (
+        actions,
+        console,
+        demo,
+        metrics,
+        pending,
+        profile,
+        secret,
+        serve,
+        status,
+        timeline,
+    )
 
     parser = argparse.ArgumentParser(
         prog="opsconsole",
@@ -30,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", "-P", metavar="NAME|PATH", help="profile to use (default: discovery)")
     parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (profile, secret, status, actions, pending, metrics, console, serve, demo):
+    for module in (profile, secret, status, timeline, actions, pending, metrics, console, serve, demo):
         module.register(sub)
     _accept_global_options(parser)
     return parser
@@ -92,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         handler = run_console
     try:
-        return int(handler(args))
+        try:
+            return int(handler(args))
+        except OpsError as exc:
+            if not _trusted_now(exc):
+                raise
+            return int(handler(args))  # nothing ran before the profile loaded: run it once more
     except OpsError as exc:
         from opsconsole.secrets import redact
 
@@ -103,3 +119,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return int(ExitCode.OK)
+
+
+def _trusted_now(exc: OpsError) -> bool:
+    """An untrusted profile, in a terminal: show what it would reach and ask. True once trusted."""
+    from opsconsole.profiles.trust import UntrustedProfile, reach, record_trust
+
+    if not isinstance(exc, UntrustedProfile) or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    say = sys.stderr.write
+    say(f"opsconsole: the profile {exc.profile.path} is not trusted: {exc.why}.\n")
+    say("A profile is code. Trusting it lets opsconsole use, for this exact content:\n")
+    for line in reach(exc.profile):
+        say(f"  {line}\n")
+    say(f"Read it first if unsure (opsconsole profile show {exc.profile.path}).\n")
+    sys.stderr.flush()
+    try:
+        answer = input("Trust this profile? Type 'yes' to trust it: ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("yes", "y"):
+        return False
+    record_trust(exc.profile.path, exc.content)
+    say(f"opsconsole: trusted {exc.profile.path} (a change to the file makes it untrusted again)\n")
+    return True

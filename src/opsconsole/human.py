@@ -1,8 +1,21 @@
-"""Durations as people read them: "45 s", "12 min", "3 h 5 min", "2 d 4 h"."""
+"""Times as people and journals read them: durations ("45 s", "12 min", "3 h 5 min", "2 d 4 h") and
+the one UTC timestamp opsconsole writes ("2026-12-03T07:40:44Z", in journals, locks and records)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_stamp(when: datetime | None = None) -> str:
+    """`when` (a UTC time; default now) to the second, as every journal, lock and record writes it."""
+    return (when or datetime.now(UTC)).strftime(STAMP)
+
+
+def parse_stamp(text: str) -> datetime:
+    """A `utc_stamp` back to an aware UTC datetime; ValueError for anything else."""
+    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
 
 
 def duration(seconds: float) -> str:

@@ -7,26 +7,18 @@ from typing import Any
 
 from textual.message import Message
 
-from opsconsole.snapshot import SourceResult
-
 
 @dataclass
 class SourceUpdated(Message):
+    """From the read model's listener (any thread): the state holds a new result for (env, key)."""
+
     env: str
     key: tuple[str, ...]
-    result: SourceResult[Any]
-
-
-@dataclass
-class StatsUpdated(Message):
-    env: str
-    host: str
-    stats: dict[str, Any]
 
 
 @dataclass
 class SourceChanged(Message, bubble=False):
-    """To screens: the app stored a new result for (env, key); redraw what shows it."""
+    """To screens: the state holds a new result for (env, key); redraw what shows it."""
 
     env: str
     key: tuple[str, ...]

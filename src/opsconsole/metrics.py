@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opsconsole.errors import OpsError
-from opsconsole.human import parse_time
+from opsconsole.human import parse_time, utc_stamp
 
 WEEK = timedelta(days=7)
 MONTH = timedelta(days=30)
@@ -148,8 +148,8 @@ def compute(
     recovery_median = round(statistics.median(recovery), 2) if recovery else None
     return {
         "environment": env,
-        "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "since": utc_stamp(since),
+        "until": utc_stamp(until),
         "deployments": len(window),
         "deployment_frequency": {"per_week": round(len(window) / weeks, 2), "bucket": bucket},
         "lead_time_hours": {

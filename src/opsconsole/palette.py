@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from opsconsole.actions.registry import ACTIONS, action_keys
+from opsconsole.panes import pane_specs
+from opsconsole.screens.main import MainScreen
 
 if TYPE_CHECKING:
     from opsconsole.ui import Console
@@ -21,17 +23,24 @@ Entry = tuple[str, str, Callable[[], object]]
 class ActionsProvider(Provider):
     def _entries(self) -> list[Entry]:
         app = cast("Console", self.app)
-        screen = self.screen  # the screen the palette was opened from (not the palette itself)
+        # the screen the palette was opened from (not the palette itself); only the main screen has
+        # a selection, environments to switch and panes to show
+        screen = self.screen if isinstance(self.screen, MainScreen) else None
         entries: list[Entry] = []
         env_name = app.current_env
-        act = getattr(screen, "action_act", None)
         keyed: set[str] = set()
         if env_name is not None:
             env = app.profile.env(env_name)
             for key in action_keys():
                 keyed.update(key.actions)
-                if key.selection and act is not None:
-                    entries.append((f"{key.label} selection ({env.name})", key.tooltip, partial(act, key.id)))
+                if key.selection and screen is not None:
+                    entries.append(
+                        (
+                            f"{key.label} selection ({env.name})",
+                            key.tooltip,
+                            partial(screen.action_act, key.id),
+                        )
+                    )
                 elif not key.selection:
                     entries.append(
                         (
@@ -60,23 +69,22 @@ class ActionsProvider(Provider):
                 )
         for state in app.runs.running():
             entries.append((f"Running: {state.title}", "reopen its screen", partial(app.show_run, state)))
-        select_env = getattr(screen, "select_env", None)
-        if select_env is not None:
+        if screen is not None:
             for name, env in app.profile.environments.items():
                 entries.append(
                     (
                         f"Environment: {name}",
                         env.description or f"switch to {name}",
-                        partial(select_env, name),
+                        partial(screen.select_env, name),
                     )
                 )
-        show_pane = getattr(screen, "action_pane", None)
-        if show_pane is not None:
-            from opsconsole.screens.rows import PANES
-
-            for index, (_pane, title, _columns) in enumerate(PANES):
+            for index, title in enumerate(spec.title for spec in pane_specs(app.profile)):
                 entries.append(
-                    (f"Pane: {title}", f"show the {title} pane ({index + 1})", partial(show_pane, index))
+                    (
+                        f"Pane: {title}",
+                        f"show the {title} pane ({index + 1})",
+                        partial(screen.action_pane, index),
+                    )
                 )
         return entries
 

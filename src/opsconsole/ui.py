@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from textual.screen import Screen
 
+    from opsconsole.actions.deploy.verify import VerifyStatus
+    from opsconsole.actions.runs import Runs, RunState
+    from opsconsole.backends.clients import Backends
     from opsconsole.profiles import Profile
-    from opsconsole.runs import Runs, RunState
-    from opsconsole.snapshot import Backends, SourceResult
-    from opsconsole.verify import VerifyStatus
-
-SourceKey = tuple[str, ...]
+    from opsconsole.sources.catalog import SourceKey
+    from opsconsole.sources.fanout import SourceResult
+    from opsconsole.sources.state import FleetState
 
 
 class Console(Protocol):
@@ -25,11 +26,18 @@ class Console(Protocol):
     live: bool
     log_lines: int
     clock: Callable[[], float]
-    results: dict[str, dict[SourceKey, SourceResult[Any]]]
-    stats: dict[str, dict[str, dict[str, Any]]]
+    state: FleetState
     runs: Runs
     current_env: str | None
-    verifications: dict[str, VerifyStatus]
+
+    @property
+    def results(self) -> dict[str, dict[SourceKey, SourceResult[Any]]]: ...
+
+    @property
+    def stats(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+    @property
+    def verifications(self) -> dict[str, VerifyStatus]: ...
 
     @property
     def screen(self) -> Screen[Any]: ...
@@ -44,6 +52,9 @@ class Console(Protocol):
 
     def show_run(self, state: RunState) -> None: ...
 
-    def save_text(self, path: Path, text: str) -> None: ...
+    @property
+    def saves_to_browser(self) -> bool: ...
+
+    def save_text(self, path: Path, text: str, *, overwrite: bool = False) -> str: ...
 
     def notify(self, message: str, **kwargs: Any) -> None: ...

@@ -16,13 +16,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
-from opsconsole.errors import ExitCode
+from opsconsole.actions.events import Emit, Outcome
+from opsconsole.backends.clients import Backends
 from opsconsole.profiles import Environment, HostSpec, Profile
-from opsconsole.snapshot import Backends
 
 Scope = Literal["environment", "host", "process", "container", "file", "sentry_issue"]
+Viewer = Literal["run", "log"]
 StepKind = Literal["command", "rpc", "api", "note"]
 
 
@@ -84,101 +85,13 @@ class Plan:
 MARKERS = {"command": "$", "rpc": "rpc", "api": "api", "note": "#"}
 
 
-# ------------------------------------------------------------------------ events
+class FollowUp(Protocol):
+    """Work that follows a finished run: `run` blocks until it has a verdict (calling `on_update`
+    with its status as it goes); setting `cancel` stops it without one."""
 
+    cancel: threading.Event
 
-@dataclass(frozen=True)
-class StepStarted:
-    host: str
-    step: str
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    host: str
-    step: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class OutputLine:
-    host: str
-    line: str
-    stream: str = "out"
-
-
-@dataclass(frozen=True)
-class OutputLines:
-    """Many lines at once (a log follower's chunk): one event instead of thousands."""
-
-    host: str
-    lines: tuple[str, ...]
-    stream: str = "out"
-    # each line as `sanitize.display_line` makes it, computed by the follower's thread so a
-    # viewer at 20,000 lines/s only stores them
-    shown: tuple[tuple[str, str | None], ...] | None = None
-
-
-@dataclass(frozen=True)
-class HostResult:
-    host: str
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    message: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    message: str
-    exit_code: ExitCode
-    hosts: Mapping[str, str] = field(default_factory=dict)
-
-
-Event = StepStarted | StepFinished | OutputLine | OutputLines | HostResult | Notice | Outcome
-Emit = Callable[[Event], None]
-
-HostStatus = Literal["running", "failed", "done", "FAILED"]
-
-
-@dataclass(frozen=True)
-class Described:
-    """An event as every front end shows it: output lines, or one line of text about a host (with the
-    host's new status and step when it changes), or a notice. The one place events are told apart."""
-
-    host: str = ""
-    lines: tuple[str, ...] = ()  # output of the host's commands, as they came
-    text: str = ""  # a line about the run ("▶ build", "✗ build: exit 2", "! lock broken")
-    status: HostStatus | None = None
-    step: str | None = None
-    notice: bool = False
-
-
-def describe(event: Event) -> Described | None:
-    """None for the Outcome (each front end ends in its own way)."""
-    if isinstance(event, OutputLines):
-        return Described(event.host, lines=event.lines)
-    if isinstance(event, OutputLine):
-        return Described(event.host, lines=(event.line,))
-    if isinstance(event, StepStarted):
-        return Described(event.host, text=f"▶ {event.step}", status="running", step=event.step)
-    if isinstance(event, StepFinished):
-        if event.ok:
-            return Described(
-                event.host, text=f"✓ {event.step}" + (f": {event.detail}" if event.detail else "")
-            )
-        return Described(event.host, text=f"✗ {event.step}: {event.detail}", status="failed", step=event.step)
-    if isinstance(event, HostResult):
-        mark: HostStatus = "done" if event.ok else "FAILED"
-        return Described(event.host, text=f"{mark}: {event.message}", status=mark, step=event.message)
-    if isinstance(event, Notice):
-        return Described(text=f"! {event.message}", notice=True)
-    return None
+    def run(self, on_update: Callable[[Any], None] = ...) -> Any: ...
 
 
 def whoami() -> str:
@@ -254,6 +167,12 @@ class Action(ABC):
     tooltip: ClassVar[str] = ""
     selection: ClassVar[tuple[str, ...]] = ()
     selection_optional: ClassVar[bool] = False
+    # Which viewer shows a run: "run", the action stream (its events are kept, its end announced);
+    # "log", the log viewer (it keeps its own ring buffer, a run that ends well is not announced, it
+    # is no operation the header counts, and the CLI prints the lines themselves).
+    viewer: ClassVar[Viewer] = "run"
+    # The options the console's keys and `:` commands start it with (the CLI takes its flags').
+    default_options: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def applies_to(cls, item: Any) -> bool:
@@ -289,6 +208,11 @@ class Action(ABC):
         """What a person decides on, in a few lines; actions say more where there is more to say."""
         hosts = ", ".join(h.raw for h in self.hosts) or "no host"
         return [f"{self.title} {self.target_label} in {self.env.name} on {hosts}"]
+
+    def follow_up(self, outcome: Outcome) -> FollowUp | None:
+        """What follows this run's outcome, for the front end to run and show (a successful deploy's
+        verification); None: nothing follows. Every front end asks here, so they follow up alike."""
+        return None
 
     def make_plan(self, steps: list[PlanStep], summary: list[str] | None = None) -> Plan:
         return Plan(

@@ -1,4 +1,5 @@
-"""Restart, start and stop a supervisor process (or group, or all) or a container; and cache purge."""
+"""Restart, start and stop a supervisor process (or group, or all), a container or a systemd unit;
+and cache purge."""
 
 from __future__ import annotations
 
@@ -7,18 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from opsconsole.actions.base import (
-    Action,
-    Emit,
-    HostResult,
-    Outcome,
-    OutputLine,
-    Plan,
-    PlanStep,
-    Scope,
-    StepFinished,
-    StepStarted,
-)
+from opsconsole.actions.base import Action, ActionContext, Plan, PlanStep, Scope, Target
+from opsconsole.actions.events import Emit, HostResult, Outcome, OutputLine, StepFinished, StepStarted
 from opsconsole.actions.targets import parse_target
 from opsconsole.backends.hosts import CommandFailed
 from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
@@ -77,11 +68,15 @@ class _Operate(Action):
     scope: ClassVar[Scope] = "process"
     changes: ClassVar[bool] = True
     target_arg: ClassVar[str | None] = "TARGET"
-    target_help: ClassVar[str] = "supervisor:NAME (process, group:name, group:* or all) or docker:NAME"
+    target_help: ClassVar[str] = (
+        "supervisor:NAME (process, group:name, group:* or all), docker:NAME or systemd:UNIT"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.kind, self.name = parse_target(self.target.name, ("supervisor", "docker"))
+        self.kind, self.name = parse_target(self.target.name, ("supervisor", "docker", "systemd"))
+        if self.kind == "systemd" and self.env.systemd is None:
+            raise UsageError(f"environment '{self.env.name}' has no [systemd] section", "Not configured")
         if self.kind == "supervisor" and self.env.supervisor is None:
             raise UsageError(f"environment '{self.env.name}' has no [supervisor] section", "Not configured")
         if self.kind == "docker" and self.env.docker is None:
@@ -99,6 +94,8 @@ class _Operate(Action):
 
     def _state_now(self, spec: HostSpec) -> str:
         try:
+            if self.kind == "systemd":
+                return self._unit_now(spec)
             if self.kind == "supervisor":
                 if self.name in ("all",) or self.name.endswith(":*"):
                     procs = self.ctx.backends.supervisor(self.env, spec).processes()
@@ -118,10 +115,31 @@ class _Operate(Action):
         except OpsError as exc:
             return f"unknown ({exc.message})"
 
+    def _unit_now(self, spec: HostSpec) -> str:
+        from opsconsole.backends.systemd import read_units
+        from opsconsole.profiles.model import SystemdConfig
+
+        config = self.env.systemd
+        assert config is not None
+        one = SystemdConfig(units=(self.name,), user=config.user, sudo=config.sudo)
+        report = read_units(self.ctx.backends.host(spec), one)
+        if not report.units:
+            return "unknown"
+        unit = report.units[0]
+        parts = [f"{unit.active}/{unit.sub}"] + ([f"pid {unit.pid}"] if unit.pid else [])
+        return ", ".join(parts + ([unit.problem] if unit.problem else []))
+
     def plan(self) -> Plan:
         steps = []
         for spec in self.hosts:
-            if self.kind == "supervisor":
+            if self.kind == "systemd":
+                from opsconsole.backends.systemd import change_command
+
+                assert self.env.systemd is not None
+                steps.append(
+                    PlanStep(spec.raw, "command", change_command(self.env.systemd, self.verb, self.name))
+                )
+            elif self.kind == "supervisor":
                 calls = {
                     "restart": f"supervisor.stopProcess({self.name}) then supervisor.startProcess({self.name})",
                     "start": f"supervisor.startProcess({self.name})",
@@ -134,6 +152,11 @@ class _Operate(Action):
 
     def execute(self, emit: Emit) -> Outcome:
         def work(spec: HostSpec) -> str:
+            if self.kind == "systemd":
+                from opsconsole.backends.systemd import change
+
+                assert self.env.systemd is not None
+                return change(self.ctx.backends.host(spec), self.env.systemd, self.verb, self.name)
             if self.kind == "supervisor":
                 client = self.ctx.backends.supervisor(self.env, spec)
                 return "; ".join(getattr(client, self.verb)(self.name))
@@ -149,9 +172,9 @@ class RestartAction(_Operate):
     title: ClassVar[str] = "Restart"
     key: ClassVar[str | None] = "r"
     tooltip: ClassVar[str] = "Restart the selected process or container"
-    selection: ClassVar[tuple[str, ...]] = ("process", "container")
+    selection: ClassVar[tuple[str, ...]] = ("process", "container", "unit")
     verb: ClassVar[str] = "restart"
-    description: ClassVar[str] = "Restart a supervisor process/group/all or a container"
+    description: ClassVar[str] = "Restart a supervisor process/group/all, a container or a systemd unit"
 
 
 class _StartStop(_Operate):
@@ -161,7 +184,7 @@ class _StartStop(_Operate):
     key_id: ClassVar[str | None] = "start_stop"
     key_label: ClassVar[str] = "Start/stop"
     tooltip: ClassVar[str] = "Start or stop the selected process or container"
-    selection: ClassVar[tuple[str, ...]] = ("process", "container")
+    selection: ClassVar[tuple[str, ...]] = ("process", "container", "unit")
     starts: ClassVar[bool]
 
     @classmethod
@@ -174,7 +197,7 @@ class StartAction(_StartStop):
     title: ClassVar[str] = "Start"
     verb: ClassVar[str] = "start"
     starts: ClassVar[bool] = True
-    description: ClassVar[str] = "Start a supervisor process/group/all or a container"
+    description: ClassVar[str] = "Start a supervisor process/group/all, a container or a systemd unit"
 
 
 class StopAction(_StartStop):
@@ -183,7 +206,7 @@ class StopAction(_StartStop):
     verb: ClassVar[str] = "stop"
     starts: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
-    description: ClassVar[str] = "Stop a supervisor process/group/all or a container"
+    description: ClassVar[str] = "Stop a supervisor process/group/all, a container or a systemd unit"
 
 
 class _ShellOnHosts(Action):
@@ -247,6 +270,16 @@ class CustomAction(_ShellOnHosts):
     target_help: ClassVar[str] = "name of a custom action of the environment"
     description: ClassVar[str] = "Run a custom action from the profile's [[environments.ENV.actions]]"
 
+    def __new__(cls, ctx: ActionContext, target: Target, *args: Any, **kwargs: Any) -> CustomAction:
+        """An action naming a fabfile task (`fab = "TASK"`), and `fab:TASK`, run with FAB_TASK_ACTION
+        (registered by actions/fabric_deploy.py, which the registry imports)."""
+        if cls is CustomAction and target.name and FAB_TASK_ACTION:
+            env = ctx.profile.environments.get(target.env)
+            found = [a for a in env.actions if a.name == target.name] if env is not None else []
+            if (found and found[0].fab) or target.name.startswith("fab:"):
+                return super().__new__(FAB_TASK_ACTION[0])
+        return super().__new__(cls)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.target.name:
@@ -263,3 +296,7 @@ class CustomAction(_ShellOnHosts):
 
     def commands(self) -> tuple[str, ...]:
         return (self.custom.command,)
+
+
+# The action that runs a custom action naming a fabfile task (set by actions/fabric_deploy.py).
+FAB_TASK_ACTION: list[type[CustomAction]] = []

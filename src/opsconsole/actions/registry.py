@@ -6,13 +6,19 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from opsconsole.actions.alerts import AckAction, SilenceAction, UnsilenceAction
 from opsconsole.actions.base import Action
 from opsconsole.actions.deploy import DeployAction
-from opsconsole.actions.observe import LogsAction
+from opsconsole.actions.fabric_deploy import register as register_fabric
+from opsconsole.actions.issues import IgnoreAction, ResolveAction
+from opsconsole.actions.logs import LogsAction
+from opsconsole.actions.nginx_reload import ReloadAction
 from opsconsole.actions.operate import CustomAction, PurgeAction, RestartAction, StartAction, StopAction
-from opsconsole.actions.rollback import RollbackAction, UnlockAction
-from opsconsole.actions.sentry_actions import IgnoreAction, ResolveAction
+from opsconsole.actions.rollback import RollbackAction
+from opsconsole.actions.unlock import UnlockAction
 from opsconsole.actions.watch import WatchAction
+
+register_fabric()  # strategy = "fabric" and `fab = "TASK"` custom actions
 
 ACTIONS: dict[str, type[Action]] = {
     cls.id: cls
@@ -29,6 +35,10 @@ ACTIONS: dict[str, type[Action]] = {
         IgnoreAction,
         CustomAction,
         WatchAction,
+        ReloadAction,
+        SilenceAction,
+        AckAction,
+        UnsilenceAction,
     )
 }
 

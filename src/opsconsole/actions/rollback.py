@@ -1,32 +1,13 @@
-"""Rollback (all or nothing across hosts, only to a release that deployed) and unlock."""
+"""Rollback: all or nothing across hosts, only to a release that deployed."""
 
 from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from opsconsole.actions.base import (
-    Action,
-    Emit,
-    HostResult,
-    Notice,
-    Option,
-    Outcome,
-    PlanStep,
-    Scope,
-    StepFinished,
-    StepStarted,
-)
-from opsconsole.actions.commands import (
-    journal_command,
-    lock_command,
-    parse_held,
-    switch_command,
-    unlock_command,
-)
-from opsconsole.actions.hostdeploy import (
+from opsconsole.actions.base import Action, ActionContext, Option, PlanStep, Scope, Target
+from opsconsole.actions.deploy.host import (
     HostDeploy,
     describe_release,
     read_states,
@@ -34,13 +15,21 @@ from opsconsole.actions.hostdeploy import (
     restart_steps,
     run_restarts,
 )
-from opsconsole.actions.locks import Locks
+from opsconsole.actions.deploy.locks import Locks
+from opsconsole.actions.deploy.shell import (
+    journal_command,
+    lock_command,
+    switch_command,
+    unlock_command,
+)
+from opsconsole.actions.events import Emit, HostResult, Notice, Outcome
 from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import (
     DeployState,
     read_state,
 )
 from opsconsole.errors import ExitCode, OpsError, RefusedError, UsageError
+from opsconsole.human import utc_stamp
 from opsconsole.profiles import HostSpec
 
 # ------------------------------------------------------------------------ rollback
@@ -90,6 +79,31 @@ def rollback_target(states: list[DeployState], to: str | None, force: bool = Fal
     return max(common)
 
 
+class SupersededError(RefusedError):
+    """A conditional rollback (`--from RELEASE`) found another release current: nothing changed."""
+
+    def __init__(self, message: str, replaced_by: dict[str, str]) -> None:
+        super().__init__(message, "Superseded")
+        self.replaced_by = replaced_by
+
+
+def check_still_current(states: list[DeployState], expected: str) -> None:
+    """Raise SupersededError unless `expected` is `current` on every host."""
+    replaced = {s.host: s.current or "" for s in states if s.current != expected}
+    if not replaced:
+        return
+    now = "; ".join(
+        f"{host} on {'releases/' + current if current else 'no release'}"
+        for host, current in replaced.items()
+    )
+    raise SupersededError(
+        f"superseded: releases/{expected} is no longer current ({now}): another deploy or rollback "
+        "replaced it, so nothing was rolled back or marked bad. Look at `opsconsole releases` and "
+        "roll back by hand if the new release needs it",
+        replaced,
+    )
+
+
 class RollbackAction(Action):
     id: ClassVar[str] = "rollback"
     title: ClassVar[str] = "Rollback"
@@ -106,7 +120,27 @@ class RollbackAction(Action):
         Option(
             "force", ("--force",), "allow --to a release marked bad (audited)", kind="flag", default=False
         ),
+        Option(
+            "from",
+            ("--from",),
+            "only if RELEASE is still current on every host, checked under the deploy lock (else "
+            "nothing changes, exit 3); auto-rollback uses it",
+            metavar="RELEASE",
+        ),
     )
+
+    def __new__(cls, ctx: ActionContext, target: Target, *args: Any, **kwargs: Any) -> RollbackAction:
+        """A strategy registered in ROLLBACK_STRATEGIES rolls back with its own action instead."""
+        if cls is RollbackAction:
+            env = ctx.profile.environments.get(target.env)
+            other = (
+                ROLLBACK_STRATEGIES.get(env.deploy.strategy)
+                if env is not None and env.deploy is not None
+                else None
+            )
+            if other is not None:
+                return super().__new__(other)
+        return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -114,9 +148,22 @@ class RollbackAction(Action):
         to = self.target.options.get("to")
         self.to = str(to) if to else None
         self.force = bool(self.target.options.get("force", False))
+        expected = self.target.options.get("from")
+        self.expected = str(expected) if expected else None  # roll back only from this release
+        self.superseded: SupersededError | None = None  # set when `expected` was no longer current
         self.planned: str | None = None  # the target the plan named (set by summary())
-        if self.to and not re.fullmatch(r"[A-Za-z0-9TZ.-]+", self.to):
-            raise UsageError(f"'{self.to}' is not a release id", "Bad release")
+        for value in (self.to, self.expected):
+            if value and not re.fullmatch(r"[A-Za-z0-9TZ.-]+", value):
+                raise UsageError(f"'{value}' is not a release id", "Bad release")
+
+    def _check_expected(self, states: list[DeployState]) -> None:
+        if self.expected is None:
+            return
+        try:
+            check_still_current(states, self.expected)
+        except SupersededError as exc:
+            self.superseded = exc
+            raise
 
     @property
     def target_label(self) -> str:
@@ -129,11 +176,14 @@ class RollbackAction(Action):
         if failed:
             raise failed[0]
         good = [s for s in states.values() if isinstance(s, DeployState)]
+        self._check_expected(good)
         self.planned = rollback_target(good, self.to, self.force)
         first = good[0]
         lines = [
             f"Roll back {self.env.name} on {len(good)} host(s) to {describe_release(first, self.planned)}"
         ]
+        if self.expected:
+            lines.append(f"Only from releases/{self.expected}: checked again under the deploy lock")
         for state in good:
             lines.append(
                 f"  {state.host}: now on {describe_release(state, state.current)}, which is marked bad"
@@ -203,11 +253,14 @@ class RollbackAction(Action):
 
     def _rollback(self, pairs: list[tuple[HostSpec, Host]], emit: Emit) -> Outcome:
         states = [read_state(host, self.config) for _spec, host in pairs]
+        # under the lock, right before switching: nobody can make another release current until we
+        # release it, so a rollback `--from` never switches away from someone else's release
+        self._check_expected(states)
         # exactly the release the plan named (still checked: it must still be a good one)
         target = rollback_target(
             states, self.planned or self.to, self.force or bool(self.planned and self.force)
         )
-        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = utc_stamp()
         hold = threading.Event()  # a switch is never interrupted half-way across hosts
         parts = [
             HostDeploy(spec, host, self.config, target, "-", self.ctx.user, hold, emit)
@@ -263,7 +316,7 @@ class RollbackAction(Action):
             "who": self.ctx.user,
             "run": self.ctx.run_id,
             "started": when,
-            "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "finished": utc_stamp(),
             "outcome": outcome,
             **extra,
         }
@@ -322,45 +375,6 @@ class RollbackAction(Action):
         )
 
 
-# ------------------------------------------------------------------------ unlock
-
-
-class UnlockAction(Action):
-    id: ClassVar[str] = "unlock"
-    title: ClassVar[str] = "Break deploy lock"
-    scope: ClassVar[Scope] = "environment"
-    changes: ClassVar[bool] = True
-    destructive: ClassVar[bool] = True
-    description: ClassVar[str] = "Remove a stale deploy lock (audited)"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.config = require_deploy(self.env)
-
-    @property
-    def target_label(self) -> str:
-        return "deploy lock"
-
-    def plan(self) -> Any:
-        return self.make_plan(
-            [PlanStep(spec.raw, "command", unlock_command(self.config.path)) for spec in self.hosts]
-        )
-
-    def execute(self, emit: Emit) -> Outcome:
-        results = {}
-        broken = []
-        for spec in self.hosts:
-            host = self.ctx.backends.host(spec)
-            emit(StepStarted(spec.raw, "unlock"))
-            result = host.run(unlock_command(self.config.path), timeout=host.timeout, check=True)
-            line = result.stdout.strip()
-            if line.startswith("@was"):
-                holder = parse_held(line)
-                results[spec.raw] = f"broke the lock {holder.describe()}"
-                broken.append(spec.raw)
-            else:
-                results[spec.raw] = "was not locked"
-            emit(StepFinished(spec.raw, "unlock", True, results[spec.raw]))
-            emit(HostResult(spec.raw, True, results[spec.raw]))
-        message = "; ".join(f"{h}: {m}" for h, m in results.items())
-        return Outcome(True, message, ExitCode.OK, results)
+# The rollback action of a deploy strategy other than the release layout's, by strategy name;
+# "fabric": actions/fabric_deploy.py registers it (the registry imports that module).
+ROLLBACK_STRATEGIES: dict[str, type[RollbackAction]] = {}

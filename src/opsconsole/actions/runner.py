@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opsconsole import paths
-from opsconsole.actions.base import Action, Event, Notice, Outcome, Plan
+from opsconsole.actions.base import Action, Plan
+from opsconsole.actions.events import Event, Notice, Outcome
 from opsconsole.atomic import append_durable
 from opsconsole.backends.hosts import Cancelled
 from opsconsole.errors import ExitCode, OpsError, RefusedError
@@ -153,6 +154,17 @@ class ActionRun:
             self.prepared = prepare(self.action)
         return self.prepared
 
+    def approve(self, answer: str | None) -> None:
+        """A person's answer to the prepared confirmation, the one way front ends give it: a run
+        that needs none is approved; for "yes" any answer approves; for "typed" the answer is the
+        name typed, which the policies check when the run starts. None (declined, no terminal to
+        ask) grants nothing, and an answer never takes back what `--yes`/`--confirm` granted."""
+        needed = self.prepare().confirmation
+        if needed == "none" or answer is not None:
+            self.approved = True
+        if needed == "typed" and answer is not None:
+            self.confirm = answer
+
     def cancel(self) -> None:
         self.action.ctx.cancel.set()
 
@@ -260,10 +272,10 @@ class ActionRun:
         yield outcome
 
     def _run_log(self, action: Action, started_at: str) -> Any:
-        """The run's event stream on the environment's first host, for watchers (see runlog.py)."""
+        """The run's event stream on the environment's first host, for watchers (see actions/runlog.py)."""
         if not action.env.hosts:
             return None
-        from opsconsole.runlog import RunLogWriter
+        from opsconsole.actions.runlog import RunLogWriter
 
         start = {
             "run": action.ctx.run_id,

@@ -1,4 +1,4 @@
-"""Targets of actions, in one place: `supervisor:NAME`, `docker:NAME`, `file:PATH`, and what the
+"""Targets of actions, in one place: `supervisor:NAME`, `docker:NAME`, `systemd:UNIT`, `file:PATH`, and what the
 console's selected rows become."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from opsconsole.errors import UsageError
 SELECTION_HINTS = {
     "process": "a process (1)",
     "container": "a container (2)",
+    "unit": "a systemd unit (8)",
     "issue": "a Sentry issue in the Errors pane (4)",
+    "alert": "an alert in the Alerts pane",
 }
 
 
@@ -35,4 +37,8 @@ def selection_target(kind: str, item: Any) -> str:
         return f"supervisor:{item.full_name}"
     if kind == "container":
         return f"docker:{item.name}"
+    if kind == "unit":
+        return f"systemd:{item.unit}"
+    if kind == "alert":  # its group's labels, as matchers (actions/alerts.py splits them)
+        return " ".join(item.group_matchers())
     return str(item.id)

@@ -1,18 +1,23 @@
 """Watch: follow the action running on an environment, whoever and wherever started it.
 
-It reads the run log on the environment's first host (see runlog.py) from its start and re-emits
+It reads the run log on the environment's first host (see actions/runlog.py) from its start and re-emits
 its events, so the CLI prints them and the console's action screen shows them as if the run were
 local; it ends with the run's outcome. It changes nothing, so it is allowed in read-only mode.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from opsconsole.actions.base import Action, Emit, Notice, Option, Outcome, Plan, PlanStep, Scope
+from opsconsole.actions.base import Action, Option, Plan, PlanStep, Scope
+from opsconsole.actions.events import Emit, Notice, Outcome
+from opsconsole.actions.runlog import decode
+from opsconsole.backends.runlogs import RunInfo, end_exit_code, follow, latest_runs, run_path, text_field
 from opsconsole.errors import ExitCode, UsageError
-from opsconsole.runlog import RunInfo, decode, follow, latest_runs, run_path
+
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")  # never a path: no '/', no leading '.'
 
 
 class WatchAction(Action):
@@ -40,7 +45,14 @@ class WatchAction(Action):
             raise UsageError(
                 f"environment '{self.env.name}' has no hosts: no run log to watch", "Not configured"
             )
-        self.run_id: str | None = self.target.options.get("run") or None
+        run = self.target.options.get("run") or None
+        if run is not None and not RUN_ID_RE.fullmatch(str(run)):
+            raise UsageError(
+                f"'{run}' is not a run id (letters, digits, '.', '_' and '-', e.g. 20261126T093000Z-ab12cd; "
+                "`opsconsole watch ENV` without --run follows the running one)",
+                "Bad run id",
+            )
+        self.run_id: str | None = str(run) if run is not None else None
         self.holder: str | None = None  # "deploy main by ann@laptop", once known
         self.exit_code: int | None = None  # the watched run's exit code, once it ended
 
@@ -84,11 +96,11 @@ class WatchAction(Action):
                 )
             end = newest.end or {}
             how = (
-                ("done" if end.get("ok") else f"FAILED (exit {end.get('exit_code')})")
+                ("done" if end.get("ok") is True else f"FAILED (exit {end_exit_code(end)})")
                 if newest.end
                 else "never finished (its writer went silent)"
             )
-            message = str(end.get("message") or "")
+            message = text_field(end, "message", "")
             return Outcome(
                 True,
                 f"nothing is running on {self.env.name}; the last run, {newest.describe()}: {how}"
@@ -100,10 +112,11 @@ class WatchAction(Action):
         for record in follow(self._host(), self.env, run_id, self.ctx.cancel):
             kind = record.get("type")
             if kind == "start":
-                self.holder = f"{record.get('action')} {record.get('target')} by {record.get('who')}"
-                emit(Notice(f"watching {self.holder} (run {run_id}, started {record.get('started')})"))
+                what = f"{text_field(record, 'action')} {text_field(record, 'target', '')}".strip()
+                self.holder = f"{what} by {text_field(record, 'who')}"
+                emit(Notice(f"watching {self.holder} (run {run_id}, started {text_field(record, 'started')})"))
             elif kind == "end":
-                self.exit_code = int(record.get("exit_code", 1))
+                self.exit_code = end_exit_code(record)
             else:
                 event = decode(record)
                 if isinstance(event, Outcome):

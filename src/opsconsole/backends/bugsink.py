@@ -13,17 +13,16 @@ from urllib.parse import quote
 
 import httpx
 
+from opsconsole.backends.http_read import BodyTooLarge, arequest, detail, same_origin
 from opsconsole.backends.sentry import (
     ExceptionValue,
     Frame,
     IssuePage,
     SentryEvent,
     SentryIssue,
-    same_origin,
 )
 from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import BugsinkConfig
-from opsconsole.sanitize import clean
 from opsconsole.secrets import Secret, redact
 
 MAX_PAGES = 4
@@ -122,7 +121,12 @@ class BugsinkClient:
 
     async def _request(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
         try:
-            response = await client.request(method, url, **kwargs)
+            response = await arequest(client, method, url, seconds=self.timeout, **kwargs)
+        except BodyTooLarge as exc:
+            raise BugsinkError(
+                redact(f"{self.label}: {exc} (is bugsink.url right? another service may be answering)"),
+                "Bugsink error",
+            ) from None
         except httpx.TimeoutException:
             raise UnreachableError(
                 f"{self.label}: timed out after {self.timeout:g} s", "Bugsink unreachable"
@@ -137,13 +141,13 @@ class BugsinkClient:
         except ValueError:
             body = None
         if response.status_code >= 400:
-            detail = body.get("detail") if isinstance(body, dict) else response.text[:200]
+            said = detail(response, ("detail",))
             hint = {
                 401: "the token is invalid; create one with `bugsink-manage create_auth_token`",
                 403: "the token lacks a capability (issues:read, events:read, issues:triage)",
                 404: "no such project or issue; check bugsink.project",
             }.get(response.status_code, "")
-            text = f"{self.label}: HTTP {response.status_code}: {clean(str(detail or ''), 200)}"
+            text = f"{self.label}: HTTP {response.status_code}: {said}"
             raise BugsinkError(redact(text + (f" ({hint})" if hint else "")), "Bugsink error")
         if body is None:
             raise BugsinkError(
@@ -169,7 +173,9 @@ class BugsinkClient:
                 if not isinstance(results, list):
                     raise BugsinkError(f"{self.label}: unexpected answer (no results list)", "Bugsink error")
                 out += [parse_issue(r, self.base) for r in results if isinstance(r, dict)]
-                url, request_params = body.get("next"), None
+                nxt = body.get("next")
+                url = str(httpx.URL(self.api).join(nxt)) if isinstance(nxt, str) else None
+                request_params = None
                 if not url or len(out) >= limit:
                     break
                 if not same_origin(url, self.base):

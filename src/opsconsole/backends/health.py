@@ -1,4 +1,10 @@
-"""Health checks: each URL's status code and latency, or a clear reason (DNS, refused, TLS, timeout)."""
+"""Health checks: each URL's status code and latency, or a clear reason (DNS, refused, TLS, timeout).
+
+One rule for healthy, here and in the rolling deploy's `host_health`: the answer's own status is
+2xx (redirects are not followed, so a 302 to a login page is not healthy), unless the profile gives
+the URL its own `expect` list (`{ url = "...", expect = [200, 302] }`), which then is the rule for
+that URL. Only the status line and headers are read, within one overall deadline per URL.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+
+from opsconsole.backends.http_read import arequest, scrub
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,34 @@ def _reason(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def healthy(status: int, expect: tuple[int, ...] = ()) -> bool:
+    """The one rule: a status in `expect` when the URL names statuses, else any 2xx."""
+    return status in expect if expect else 200 <= status < 300
+
+
+def expected(expect: tuple[int, ...] = ()) -> str:
+    return " or ".join(str(s) for s in expect) if expect else "2xx"
+
+
 async def check_one(client: httpx.AsyncClient, url: str, seconds: float) -> HealthResult:
+    expect: tuple[int, ...] = getattr(url, "expect", ())  # a profile's HealthUrl carries its own list
     started = time.perf_counter()
     try:
-        response = await client.get(url)
+        response = await arequest(client, "GET", url, seconds=seconds, body=False)
     except httpx.HTTPError as exc:
-        return HealthResult(url, False, None, None, _reason(exc, seconds))
+        return HealthResult(str(url), False, None, None, scrub(_reason(exc, seconds), 300))
     latency = round((time.perf_counter() - started) * 1000, 1)
-    ok = 200 <= response.status_code < 400
-    error = None if ok else f"HTTP {response.status_code}"
-    return HealthResult(url, ok, response.status_code, latency, error)
+    status = response.status_code
+    ok = healthy(status, expect)
+    error = None
+    if not ok:
+        where = response.headers.get("Location") if 300 <= status < 400 else None
+        error = f"HTTP {status}"
+        if where:
+            error += f" to {scrub(where, 200)} (redirects are not followed; healthy is {expected(expect)})"
+        elif expect:
+            error += f" (expected {expected(expect)})"
+    return HealthResult(str(url), ok, status, latency, error)
 
 
 async def check_all(urls: list[str] | tuple[str, ...], seconds: float) -> list[HealthResult]:

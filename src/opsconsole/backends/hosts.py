@@ -7,6 +7,8 @@ drops. Errors are `HostError`s whose text names the host and the cause
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
 import signal
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 from opsconsole.backends.remote_scripts import guarded_command
 from opsconsole.errors import OpsError, UnreachableError
-from opsconsole.profiles import Defaults, HostSpec
+from opsconsole.profiles import HostSpec
 from opsconsole.record import frozen
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line)
@@ -51,15 +53,57 @@ class Cancelled(OpsError):
         super().__init__(what, "Cancelled")
 
 
+OUTPUT_KEPT = 4 * 1024 * 1024  # characters of each stream a command's result keeps (its tail)
+
+
 @frozen
 class CommandResult:
+    """A command's exit status and the tail of its output: the last OUTPUT_KEPT characters of each
+    stream, from a line start (callers that need every line stream them with `on_line`)."""
+
     exit_code: int
     stdout: str
     stderr: str
+    cut: int = 0  # characters dropped from the start of stdout and stderr (0: the output is whole)
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+class OutputTail:
+    """The last `limit` characters written to a stream, and how many were dropped before them."""
+
+    def __init__(self, limit: int = OUTPUT_KEPT) -> None:
+        self.limit = limit
+        self.parts: collections.deque[str] = collections.deque()
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        while self.size > self.limit:
+            excess = self.size - self.limit
+            first = self.parts[0]
+            if len(first) <= excess:
+                self.parts.popleft()
+                self.size -= len(first)
+                self.dropped += len(first)
+            else:
+                self.parts[0] = first[excess:]
+                self.size -= excess
+                self.dropped += excess
+
+    def text(self) -> str:
+        """What is kept; once something was dropped, from the first whole line on."""
+        text = "".join(self.parts)
+        if self.dropped and "\n" in text:
+            head, text = text.split("\n", 1)
+            self.dropped += len(head) + 1
+            self.parts = collections.deque([text])
+            self.size = len(text)
+        return text
 
 
 class Stream(Protocol):
@@ -182,7 +226,8 @@ class LocalHost(Host):
         check: bool = False,
     ) -> CommandResult:
         # With `cancel`, the command is guarded: it dies with its process group when this process
-        # does (its stdin pipe closes), so a SIGKILLed console leaves no build running.
+        # does (its stdin pipe closes), so a SIGKILLed console leaves no build running. Every
+        # command leads a process group of its own, killed on cancel or timeout.
         guard = cancel is not None
         proc = subprocess.Popen(
             ["/bin/sh", "-c", guarded_command(command) if guard else command],
@@ -191,13 +236,13 @@ class LocalHost(Host):
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        out: list[str] = []
-        err: list[str] = []
+        out, err = OutputTail(), OutputTail()
 
-        def pump(pipe: Any, name: str, sink: list[str]) -> None:
-            for raw in iter(pipe.readline, b""):
+        def pump(pipe: Any, name: str, sink: OutputTail) -> None:
+            # lines of at most LINE_READ bytes: a stream without newlines is read in bounded pieces
+            for raw in iter(lambda: pipe.readline(LINE_READ), b""):
                 line = raw.decode("utf-8", errors="replace")
-                sink.append(line)
+                sink.add(line)
                 if on_line is not None:
                     on_line(name, line.rstrip("\r\n"))
             pipe.close()
@@ -210,25 +255,29 @@ class LocalHost(Host):
             thread.start()
 
         def stop() -> None:
+            # TERM now, KILL 2 s later if anything of the group is left; the caller does not wait
             if proc.stdin is not None:
-                proc.stdin.close()  # the watchdog kills the command's group on EOF
-            try:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # the watchdog kills the command's group on EOF
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(3)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            threading.Thread(target=_kill_later, args=(proc,), daemon=True).start()
 
         reason = self._wait(lambda: proc.poll() is not None, stop, timeout, cancel)
-        proc.wait()
+        if reason is None:
+            proc.wait()
         if proc.stdin is not None and not proc.stdin.closed:
-            proc.stdin.close()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        # a stopped command's output no longer matters: its readers get 0.2 s in all, then are left
+        # to end with the pipes (they are daemons)
+        until = time.monotonic() + (0.2 if reason else 5)
         for thread in threads:
-            thread.join(5)
+            thread.join(max(0.0, until - time.monotonic()))
         self._raise_if_stopped(reason, command, timeout)
-        return self._checked(command, CommandResult(proc.returncode, "".join(out), "".join(err)), check)
+        stdout, stderr = out.text(), err.text()
+        result = CommandResult(proc.returncode, stdout, stderr, out.dropped + err.dropped)
+        return self._checked(command, result, check)
 
     def open_unix(self, path: str) -> Stream:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -247,37 +296,16 @@ class LocalHost(Host):
         return socket.create_connection((host, port), timeout=self.timeout)
 
 
-def make_host(spec: HostSpec, defaults: Defaults, timeout: float | None = None) -> Host:
-    seconds = timeout if timeout is not None else defaults.timeout
-    if spec.is_local:
-        return LocalHost(spec, seconds)
-    from opsconsole.backends.ssh import SshHost
-
-    return SshHost(spec, defaults, seconds)
+LINE_READ = 65536  # bytes read at most per line (a longer line arrives in pieces)
 
 
-class HostPool:
-    """One Host per spec, shared by every source so SSH connections are reused."""
-
-    def __init__(self, defaults: Defaults) -> None:
-        self.defaults = defaults
-        self._hosts: dict[str, Host] = {}
-        self._lock = threading.Lock()
-
-    def get(self, spec: HostSpec) -> Host:
-        with self._lock:
-            host = self._hosts.get(spec.raw)
-            if host is None:
-                host = make_host(spec, self.defaults)
-                self._hosts[spec.raw] = host
-            return host
-
-    def close(self) -> None:
-        with self._lock:
-            hosts = list(self._hosts.values())
-            self._hosts.clear()
-        for host in hosts:
-            try:
-                host.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
+def _kill_later(proc: subprocess.Popen[bytes]) -> None:
+    """KILL what is left of a stopped command's process group after 2 s."""
+    try:
+        proc.wait(2)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
+from opsconsole.backends.http_read import BodyTooLarge, BoundedClient, scrub
 from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import PrometheusConfig
-from opsconsole.sanitize import clean
 from opsconsole.secrets import Secret, redact
 
 WINDOW = 3600.0
@@ -88,7 +88,7 @@ class PrometheusClient:
         config: PrometheusConfig,
         token: Secret | None,
         timeout: float,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
@@ -96,9 +96,7 @@ class PrometheusClient:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token.reveal()}"
-        self._client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(timeout), transport=transport, follow_redirects=False
-        )
+        self._client = BoundedClient(headers, timeout, transport)
 
     @property
     def label(self) -> str:
@@ -110,7 +108,14 @@ class PrometheusClient:
     def _range(self, query: str, now: float) -> Any:
         params = {"query": query, "start": f"{now - WINDOW:.3f}", "end": f"{now:.3f}", "step": f"{STEP:g}"}
         try:
-            response = self._client.get(f"{self.base}/api/v1/query_range", params=params)
+            response = self._client.request(
+                "GET", f"{self.base}/api/v1/query_range", seconds=self.timeout, params=params
+            )
+        except BodyTooLarge as exc:
+            raise UnreachableError(
+                redact(f"{self.label}: {exc} (a query over many series? aggregate it, e.g. sum by (job))"),
+                "Prometheus",
+            ) from None
         except httpx.TimeoutException:
             raise UnreachableError(
                 f"{self.label}: timed out after {self.timeout:g} s", "Prometheus"
@@ -127,15 +132,15 @@ class PrometheusClient:
                 "Prometheus",
             ) from None
         if response.status_code in (400, 422) and isinstance(body, dict):
-            raise OpsError(clean(f"{body.get('errorType', 'error')}: {body.get('error', '')}", 300), "PromQL")
+            raise OpsError(scrub(f"{body.get('errorType', 'error')}: {body.get('error', '')}", 300), "PromQL")
         if response.status_code == 401 or response.status_code == 403:
             raise UnreachableError(
                 f"{self.label}: HTTP {response.status_code} (check prometheus.token)", "Prometheus"
             )
         if response.status_code >= 400 or not isinstance(body, dict) or body.get("status") != "success":
-            detail = body.get("error") if isinstance(body, dict) else ""
+            detail = scrub(str(body.get("error") or ""), 200) if isinstance(body, dict) else ""
             raise UnreachableError(
-                clean(f"{self.label}: HTTP {response.status_code} {detail or ''}".strip(), 300), "Prometheus"
+                redact(f"{self.label}: HTTP {response.status_code} {detail}".strip()), "Prometheus"
             )
         return body.get("data") or {}
 

@@ -7,21 +7,20 @@ PATH/.opsconsole/lock              JSON: who, when, why, run (present while a de
 PATH/.opsconsole/lock.beat         epoch seconds, renewed by the running deploy at least every 10 s
 PATH/.opsconsole/deploys.jsonl     the journal: one JSON record per attempt and per rollback
 
-`deploy.path` may start with `~/`: it is expanded on each host, for that host's SSH user (see `rq`).
+`deploy.path` may start with `~/`: it is expanded on each host, for that host's SSH user (see `backends.shell.quote_path`).
 Commands here use only what POSIX, GNU, BusyBox and BSD userlands share (userland notes beside them).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from opsconsole.backends.hosts import Host
+from opsconsole.backends.shell import quote_path
 from opsconsole.errors import OpsError
-from opsconsole.human import duration
+from opsconsole.human import duration, parse_stamp
 from opsconsole.profiles import DeployConfig
 
 STATE_DIR = ".opsconsole"
@@ -33,15 +32,6 @@ HISTORY_TAIL = 5000  # success and mark_bad records read for pruning and rollbac
 MAX_RECORD = 64 * 1024
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60
-
-
-def rq(path: str) -> str:
-    """Shell-quote a path; a leading `~/` becomes "$HOME"/… so it expands on the host, for its user."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
 
 
 @dataclass(frozen=True)
@@ -84,6 +74,7 @@ class DeployState:
     history: list[dict[str, Any]] = field(default_factory=list)  # success + mark_bad, whole journal
     warnings: list[str] = field(default_factory=list)
     runs: list[Any] = field(default_factory=list)  # first host only: RunInfo of running actions
+    recent_runs: list[Any] = field(default_factory=list)  # first host only: RunInfo of the newest runs
 
     @property
     def bad_releases(self) -> set[str]:
@@ -111,6 +102,21 @@ class DeployState:
                 found = record
         return found
 
+    def current_commit(self) -> str | None:
+        """The commit the current release was deployed from, as its journal record names it."""
+        if not self.current:
+            return None
+        commit = self.record_for(self.current).get("commit")
+        return str(commit) if commit else None
+
+    def previous_good_commit(self) -> str | None:
+        """The commit of the newest release with a successful deploy record that is not marked bad."""
+        for release in reversed(self.successful_releases):
+            commit = self.record_for(release).get("commit")
+            if commit:
+                return str(commit)
+        return None
+
     def recent(self, count: int = 10) -> list[dict[str, Any]]:
         return [r for r in self.journal if r.get("event") in ("deploy", "rollback")][-count:][::-1]
 
@@ -119,6 +125,7 @@ class DeployState:
         data["lock"] = self.lock.to_json() if self.lock else None
         data["journal"] = self.journal[-20:]
         del data["history"]
+        del data["recent_runs"]  # the timeline's, not the host's state
         return data
 
 
@@ -129,7 +136,7 @@ def mark_lines(tag: str) -> str:
 
 
 def read_command(path: str) -> str:
-    p = rq(path)
+    p = quote_path(path)
     # `date +%s` and `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tail -n`,
     # `grep -F -e` and `tr -dc` are POSIX.
     return (
@@ -164,7 +171,7 @@ def parse_lock(text: str, now: int | None = None, beat: int | None = None) -> Lo
         return info
     if beat is None:  # a lock without heartbeat (older opsconsole): its age is its heartbeat
         try:
-            taken = datetime.strptime(info.when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            taken = parse_stamp(info.when)
             beat = int(taken.timestamp())
         except ValueError:
             return info
@@ -250,10 +257,26 @@ def read_state(host: Host, config: DeployConfig) -> DeployState:
 
 def read_journal(host: Host, config: DeployConfig) -> tuple[list[dict[str, Any]], list[str]]:
     """Every readable record of the host's journal (for delivery metrics) and warnings for the rest."""
-    journal = rq(f"{config.path}/{JOURNAL}")
+    journal = quote_path(f"{config.path}/{JOURNAL}")
     command = f"if [ -f {journal} ]; then {mark_lines('@journal')} < {journal}; fi"
     result = host.run(command, timeout=max(host.timeout, 30.0))
     if not result.ok:
         raise OpsError(f"{host.name}: reading the journal failed: {result.stderr.strip()[:200]}", "Journal")
     state = parse_state(host.name, config.path, result.stdout)  # the same reading as the Deploys pane's
     return state.journal, state.warnings
+
+
+def prune_candidates(state: DeployState, keep: int, ours: str | None = None) -> list[str]:
+    """Release folders to remove: all but the `keep` newest good ones, `current`, the previous good one
+    and `ours`. Good = a successful deploy record and not marked bad; failed, interrupted and
+    unjournalled leftovers and bad releases beyond that set go."""
+    good = state.successful_releases
+    kept = set(good[-keep:])
+    if state.current:
+        kept.add(state.current)
+        earlier = [r for r in good if r < state.current]
+        if earlier:
+            kept.add(earlier[-1])
+    if ours:
+        kept.add(ours)
+    return [r for r in state.releases if r not in kept]

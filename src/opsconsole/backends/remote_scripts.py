@@ -68,3 +68,29 @@ def guarded_command(command: str) -> str:
 
 def unix_bridge_command(path: str) -> str:
     return f"python3 -c {shlex.quote(_UNIX_BRIDGE)} {shlex.quote(path)}"
+
+
+# Every SSH command first tells its process group on stderr, in a line of its own that the reader
+# removes: sshd starts each session's shell with setsid(), so `$$` leads the group of every process
+# the command starts (pipelines, background jobs; the watchdog above, whose TERM handler kills its
+# own group too). A command that times out or is cancelled is then killed on the host by that group,
+# not only left to a closed channel (sshd signals nothing to a session without a pty, and honours
+# no `signal` request without privilege separation).
+GROUP_MARK = "\x1eopsconsole-pgid="
+
+
+def tagged_command(command: str) -> str:
+    """`command`, preceded by the GROUP_MARK line naming its process group on stderr."""
+    return f"printf '{GROUP_MARK}%s\\n' \"$$\" >&2; {command}"
+
+
+def kill_group_command(pgid: int) -> str:
+    """TERM to the process group `pgid` (to the process, where it leads no group), then KILL after
+    2 s if anything of it is left."""
+    group = f"-{int(pgid)}"
+    return (
+        f"kill -TERM -- {group} 2>/dev/null || kill -TERM {int(pgid)} 2>/dev/null || exit 0; "
+        "i=0; while [ $i -lt 10 ]; do "
+        f"kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.2 2>/dev/null || sleep 1; i=$((i+1)); done; "
+        f"kill -KILL -- {group} 2>/dev/null; exit 0"
+    )

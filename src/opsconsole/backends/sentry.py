@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from opsconsole.backends.http_read import BodyTooLarge, arequest, detail, origin, same_origin, scrub
 from opsconsole.errors import OpsError, UnreachableError
 from opsconsole.profiles import SentryConfig
 from opsconsole.secrets import Secret, redact
@@ -160,23 +161,6 @@ def parse_event(raw: dict[str, Any]) -> SentryEvent:
     )
 
 
-def origin(url: str) -> str:
-    """scheme://host:port of a URL, default ports made explicit."""
-    try:
-        parsed = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - an unparseable URL is no origin of ours
-        return "?"
-    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
-    return f"{parsed.scheme}://{parsed.host}:{port}"
-
-
-def same_origin(url: str, base: str) -> bool:
-    """A Link URL is followed only on the configured origin; relative URLs resolve against it."""
-    if url.startswith("/") and not url.startswith("//"):
-        return True
-    return origin(url) == origin(base)
-
-
 class SentryClient:
     def __init__(
         self,
@@ -234,7 +218,12 @@ class SentryClient:
     ) -> httpx.Response:
         for attempt in range(MAX_RETRIES + 1):
             try:
-                response = await client.request(method, url, **kwargs)
+                response = await arequest(client, method, url, seconds=self.timeout, **kwargs)
+            except BodyTooLarge as exc:
+                raise SentryError(
+                    redact(f"{self.label}: {exc} (is sentry.url right? another service may be answering)"),
+                    "Sentry error",
+                ) from None
             except httpx.HTTPError as exc:
                 raise UnreachableError(redact(self._describe(exc)), "Sentry unreachable") from None
             if response.status_code == 429 and attempt < MAX_RETRIES:
@@ -269,21 +258,15 @@ class SentryClient:
         return float(min(MAX_BACKOFF, 0.5 * 2.0**attempt))
 
     def _http_error(self, response: httpx.Response) -> str:
-        detail = ""
-        try:
-            body = response.json()
-            if isinstance(body, dict):
-                detail = str(body.get("detail") or "")
-        except ValueError:
-            detail = response.text[:200]
+        said = detail(response, ("detail",))
         hint = {
             401: "the token is invalid or expired; check the token secret",
             403: "the token lacks a scope (event:read to list, event:write to resolve or ignore, project:releases to create releases)",
             404: "no such organization, project or issue; check sentry.organization and sentry.project",
         }.get(response.status_code, "")
         text = f"{self.label}: HTTP {response.status_code}"
-        if detail:
-            text += f": {detail}"
+        if said:
+            text += f": {said}"
         if hint:
             text += f" ({hint})"
         return redact(text)
@@ -295,7 +278,7 @@ class SentryClient:
         except ValueError:
             raise SentryError(
                 f"{label}: the server answered HTTP {response.status_code} with a body that is not JSON "
-                f"({response.headers.get('content-type', 'no content type')})",
+                f"({scrub(response.headers.get('content-type', 'no content type'), 80)})",
                 "Sentry error",
             ) from None
 

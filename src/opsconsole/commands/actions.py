@@ -15,24 +15,19 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from opsconsole.actions.base import (
-    Action,
-    ActionContext,
-    Event,
-    Notice,
-    Outcome,
-    Target,
-    describe,
-)
-from opsconsole.actions.deploy import DeployAction
+from opsconsole.actions.base import Action, ActionContext, Target
+from opsconsole.actions.deploy.verify import Verifier
+from opsconsole.actions.events import Event, Notice, Outcome, describe
 from opsconsole.actions.registry import ACTIONS
 from opsconsole.actions.runner import ActionRun, Prepared
 from opsconsole.actions.watch import WatchAction
+from opsconsole.backends.clients import Backends
 from opsconsole.backends.releases import DeployState, read_state
+from opsconsole.backends.runlogs import end_exit_code
 from opsconsole.errors import ExitCode, UsageError
 from opsconsole.profiles import load
 from opsconsole.sanitize import clean
-from opsconsole.snapshot import Backends, run_with_deadline
+from opsconsole.sources.fanout import run_with_deadline
 
 
 def register(sub: Any) -> None:
@@ -40,7 +35,8 @@ def register(sub: Any) -> None:
         parser = sub.add_parser(action_id, help=cls.description or cls.title, description=cls.description)
         parser.add_argument("env", metavar="ENV", help="environment")
         if cls.target_arg:
-            parser.add_argument("target", metavar=cls.target_arg, help=cls.target_help)
+            nargs = getattr(cls, "target_nargs", None)  # "+": several words (silence's matchers)
+            parser.add_argument("target", metavar=cls.target_arg, help=cls.target_help, nargs=nargs)
         for option in cls.options:
             if option.kind == "flag":
                 parser.add_argument(
@@ -81,7 +77,11 @@ def build_action(args: argparse.Namespace, backends: Backends) -> Action:
     options = {
         key[4:]: value for key, value in vars(args).items() if key.startswith("opt_") and value is not None
     }
-    target = Target(env=args.env, name=getattr(args, "target", None), host=args.host, options=options)
+    name = getattr(args, "target", None)
+    if isinstance(name, list):  # several words: the action reads them from its options
+        options["matchers"] = name
+        name = " ".join(name)
+    target = Target(env=args.env, name=name, host=args.host, options=options)
     ctx = ActionContext(profile=backends.profile, backends=backends, read_only=bool(args.read_only))
     return cls(ctx, target)
 
@@ -110,7 +110,7 @@ class Printer:
         if seen is None:
             return
         if seen.lines:
-            if self.raw_lines:  # `logs`: the lines themselves, prefixed by host only with several
+            if self.raw_lines:  # a log tail: the lines themselves, prefixed by host only with several
                 lead = f"{seen.host}: " if self.prefix else ""
             else:
                 lead = f"  {seen.host} | "
@@ -122,20 +122,21 @@ class Printer:
             print(f"[{seen.host}] {clean(seen.text)}", flush=True)
 
 
-def _ask(action: Action, prepared: Prepared) -> tuple[bool, str | None]:
-    """In a terminal, once: y/N, or the typed name for a protected environment. The summary of the
-    prepared plan is shown; `--dry-run` prints its exact commands."""
+def _ask(action: Action, prepared: Prepared) -> str | None:
+    """In a terminal, once: y/N, or the typed name for a protected environment; the answer for
+    `ActionRun.approve` (None: declined). The summary of the prepared plan is shown; `--dry-run`
+    prints its exact commands."""
     env = action.env
     assert prepared.plan is not None
     print(prepared.plan.render_summary(), file=sys.stderr)
     print("  (the exact commands: the same command with --dry-run)", file=sys.stderr)
     try:
         if prepared.confirmation == "typed":
-            return False, input(f"{env.name} is protected. Type '{env.name}' to confirm: ").strip()
+            return input(f"{env.name} is protected. Type '{env.name}' to confirm: ").strip()
         answer = input(f"{action.title} in {env.name}? [y/N] ").strip().lower()
-        return answer in ("y", "yes"), None
+        return "yes" if answer in ("y", "yes") else None
     except EOFError:
-        return False, None
+        return None
 
 
 def cmd_action(args: argparse.Namespace) -> int:
@@ -154,15 +155,15 @@ def cmd_action(args: argparse.Namespace) -> int:
             print("(dry run: nothing was changed)")
             return ExitCode.OK
         asked = prepared.refusal is None and prepared.confirmation != "none"
+        answer = None
         if asked and not run.approved and run.confirm is None and sys.stdin.isatty():
-            run.approved, run.confirm = _ask(action, prepared)
-        if prepared.confirmation == "none":
-            run.approved = True
-        printer = Printer(len(action.hosts), raw_lines=action.id == "logs")
+            answer = _ask(action, prepared)
+        run.approve(answer)
+        printer = Printer(len(action.hosts), raw_lines=action.viewer == "log")
         with Interrupts(run, printer) as interrupts:
             outcome = _drive(run, printer)
         if outcome.ok:
-            if action.id != "logs":
+            if action.viewer != "log":  # a log tail ends with its lines, not a summary
                 _say(clean(outcome.message))
         else:
             _say(f"opsconsole: {clean(outcome.message)}", sys.stderr)
@@ -170,8 +171,10 @@ def cmd_action(args: argparse.Namespace) -> int:
             return 128 + interrupts.signal
         if isinstance(action, WatchAction) and action.exit_code is not None:
             return action.exit_code  # the watched run's own exit code
-        if outcome.ok and isinstance(action, DeployAction) and action.target.options.get("verify"):
-            return verify_deploy(action, args, printer)
+        if action.target.options.get("verify"):
+            verifier = action.follow_up(outcome)
+            if isinstance(verifier, Verifier):
+                return verify_deploy(action, verifier, args, printer)
     finally:
         backends.close()
     return ExitCode.OK if outcome.ok else int(outcome.exit_code)
@@ -193,22 +196,20 @@ def watch_json(action: WatchAction) -> int:
         for record in action.records():
             print(json.dumps(record), flush=True)
             if record.get("type") == "end":
-                code = int(record.get("exit_code", 1))
+                code = end_exit_code(record)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     return code
 
 
-def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Printer) -> int:
-    """`deploy --verify`: wait for the verification window; 0 verified, 1 failed (naming why).
-    With --auto-rollback a failed verification rolls back (an audited rollback run of its own)."""
-    from opsconsole.verify import Verifier, sentry_version
-
-    assert action.sha is not None
-    version = sentry_version(
-        action.env, action.ctx.profile.project_name, action.release, action.sha, action.ref
-    )
-    verifier = Verifier(action.ctx.backends, action.env, action.release, version)
+def verify_deploy(action: Action, verifier: Verifier, args: argparse.Namespace, printer: Printer) -> int:
+    """`deploy --verify`: wait for the verification window. Exit 0 verified; 1 failed (naming why);
+    3 superseded (another deploy or rollback replaced the release during the window: not judged,
+    nothing rolled back); 4 inconclusive (the error tracker did not answer, so it is not verified).
+    With --auto-rollback a failed verification rolls back, only from the verified release and only
+    while it is still current (an audited rollback run of its own, `--from` that release).
+    `verifier` is the deploy's follow-up (`Action.follow_up`)."""
+    release = verifier.status.release
     shown: list[Any] = ["", 0.0]  # the facts last printed, and when
 
     def progress(status: Any) -> None:
@@ -229,8 +230,12 @@ def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Print
         _say(clean(status.line()))
         return ExitCode.OK
     _say(f"opsconsole: {clean(status.line())}", sys.stderr)
+    if status.verdict == "superseded":
+        return ExitCode.REFUSED
+    if status.verdict == "inconclusive":
+        return ExitCode.UNREACHABLE
     if not action.target.options.get("auto_rollback"):
-        _say(f"roll back with: opsconsole rollback {action.env.name}", sys.stderr)
+        _say(f"roll back with: opsconsole rollback {action.env.name} --from {release}", sys.stderr)
         return ExitCode.FAILED
     rollback = ACTIONS["rollback"](
         ActionContext(
@@ -241,7 +246,12 @@ def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Print
         ),
         Target(
             env=action.env.name,
-            options={"auto_rollback": True, "reason": "verification failed: " + "; ".join(status.reasons)},
+            host=action.target.host,
+            options={
+                "auto_rollback": True,
+                "from": release,  # never roll back a release this verification did not judge
+                "reason": "verification failed: " + "; ".join(status.reasons),
+            },
         ),
     )
     run = ActionRun(rollback, approved=True, confirm=getattr(args, "confirm", None))
@@ -249,6 +259,9 @@ def verify_deploy(action: DeployAction, args: argparse.Namespace, printer: Print
         outcome = _drive(run, printer)
     if outcome.ok:
         _say(f"auto-rollback: {clean(outcome.message)}", sys.stderr)
+    elif getattr(rollback, "superseded", None) is not None:
+        _say(f"opsconsole: auto-rollback {clean(outcome.message)}", sys.stderr)
+        return ExitCode.REFUSED
     else:
         _say(f"opsconsole: auto-rollback failed: {clean(outcome.message)}", sys.stderr)
     return ExitCode.FAILED

@@ -57,6 +57,9 @@ def run_console(args: argparse.Namespace | SimpleNamespace) -> int:
         app.backends.close()
     if app.exit_signal is not None:
         return 128 + app.exit_signal
+    if app.return_code:  # Textual sets 1 when the app died of an unhandled exception (it printed it)
+        _say("opsconsole: the console stopped on an unexpected error (its traceback is above): exit 1")
+        return int(app.return_code)
     return ExitCode.OK
 
 

@@ -29,12 +29,14 @@ def _terminate(_signum: int, _frame: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from opsconsole.actions.base import ActionContext, Outcome, OutputLine, Target
+    from opsconsole.actions.base import ActionContext, Target
     from opsconsole.actions.deploy import DeployAction
+    from opsconsole.actions.events import Outcome, OutputLine
     from opsconsole.actions.runner import ActionRun
+    from opsconsole.backends.clients import Backends
     from opsconsole.demo.sandbox import Sandbox
-    from opsconsole.profiles import load_profile
-    from opsconsole.snapshot import Backends
+    from opsconsole.profiles import read_profile
+    from opsconsole.profiles.trust import record_trust
 
     root = Path(tempfile.mkdtemp(prefix="opsconsole-demo-"))
     os.environ.setdefault("OPSCONSOLE_AUDIT_LOG", str(root / "audit.jsonl"))
@@ -46,7 +48,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         profile_path = sandbox.start()
         if sandbox.docker_note:
             print(f"opsconsole demo: {sandbox.docker_note}", file=sys.stderr)
-        profile = load_profile(profile_path)
+        profile, raw = read_profile(profile_path)
         backends = Backends(profile)
         print(
             "opsconsole demo: first deploy of demo-shop (builds a venv, migrates, builds CSS)…",
@@ -68,6 +70,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             return ExitCode.FAILED
         if args.no_console:
+            # the demo made this profile: another `opsconsole --profile PATH` may use it (the console
+            # below runs in this process and needs no record in the user's data dir)
+            record_trust(profile_path, raw)
             print(str(profile_path), flush=True)
             print("opsconsole demo: sandbox ready; Ctrl+C stops it", file=sys.stderr, flush=True)
             signal.pause()

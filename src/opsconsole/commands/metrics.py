@@ -30,9 +30,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from opsconsole.backends.clients import Backends
     from opsconsole.backends.releases import read_journal
     from opsconsole.metrics import compute, parse_since
-    from opsconsole.snapshot import Backends, run_with_deadline
+    from opsconsole.sources.fanout import run_with_deadline
 
     profile = load(args.profile)
     env = profile.env(args.env)

@@ -26,12 +26,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    from opsconsole.actions.commands import validate_ref
-    from opsconsole.actions.deploy import ci_line
-    from opsconsole.actions.hostdeploy import require_deploy
-    from opsconsole.actions.pending import JOURNALLED, what_goes_out
+    from opsconsole.actions.deploy.host import require_deploy
+    from opsconsole.actions.deploy.pending import JOURNALLED, what_goes_out
+    from opsconsole.actions.deploy.plan import ci_line
+    from opsconsole.actions.deploy.shell import validate_ref
+    from opsconsole.backends.clients import Backends
     from opsconsole.errors import OpsError
-    from opsconsole.snapshot import Backends
 
     profile = load(args.profile)
     env = profile.env(args.env)

@@ -1,4 +1,4 @@
-"""`opsconsole profile list|show|validate|init`."""
+"""`opsconsole profile list|show|validate|trust|untrust|init` (init: commands/profile_init.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import tomli_w
 
 from opsconsole import paths
-from opsconsole.atomic import write_atomic
-from opsconsole.errors import ExitCode, OpsError, ProfileError, UsageError
+from opsconsole.commands import profile_init
+from opsconsole.errors import ExitCode, OpsError
 from opsconsole.profiles import (
     Environment,
     Profile,
@@ -19,13 +19,14 @@ from opsconsole.profiles import (
     check_keymap,
     display_path,
     list_profiles,
-    load,
     load_profile,
-    parse_host,
-    parse_profile_text,
+    read_profile,
     resolve_profile_path,
 )
+from opsconsole.profiles.model import HealthUrl
+from opsconsole.profiles.trust import digest, reach, record_trust, revoke_trust, trust_reason, untrusted_why
 from opsconsole.record import is_record
+from opsconsole.sanitize import clean
 
 
 def register(sub: Any) -> None:
@@ -43,19 +44,15 @@ def register(sub: Any) -> None:
     p.add_argument("paths", nargs="*", help="profile files (default: the discovered profile)")
     p.set_defaults(handler=cmd_validate)
 
-    p = psub.add_parser("init", help="write a new profile (prompts for what flags leave out)")
-    p.add_argument("name", help="profile name")
-    p.add_argument("--output", "-o", help="file to write (default: the user config dir)")
-    p.add_argument("--project", help="project name (default: NAME)")
-    p.add_argument("--env", dest="env_name", help="first environment's name (default: staging)")
-    p.add_argument("--host", dest="hosts", action="append", help="host of that environment (repeatable)")
-    p.add_argument("--user", help="default SSH user")
-    p.add_argument("--supervisor-url", help="supervisord URL on each host (unix:// or http://)")
-    p.add_argument("--docker-url", help="Docker URL on each host (unix://)")
-    p.add_argument("--health", action="append", help="health URL (repeatable)")
-    p.add_argument("--protected", action="store_true", help="mark the environment protected")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.set_defaults(handler=cmd_init)
+    p = psub.add_parser("trust", help="trust a profile from outside the config dir (records its hash)")
+    p.add_argument("name", nargs="?", help="profile name or path (default: discovery)")
+    p.set_defaults(handler=cmd_trust)
+
+    p = psub.add_parser("untrust", help="forget that a profile was trusted")
+    p.add_argument("name", nargs="?", help="profile name or path (default: discovery)")
+    p.set_defaults(handler=cmd_untrust)
+
+    profile_init.register(psub)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -65,41 +62,44 @@ def cmd_list(args: argparse.Namespace) -> int:
         return ExitCode.OK
     for path in found:
         try:
-            profile = load_profile(path)
+            profile, raw = read_profile(path)
             envs = ", ".join(profile.environments) or "no environments"
-            print(f"{path.stem:<16} {display_path(path)}  ({envs})")
+            mark = "" if trust_reason(path, raw) else "  UNTRUSTED (opsconsole profile trust PATH)"
+            print(f"{path.stem:<16} {display_path(path)}  ({envs}){mark}")
         except OpsError as exc:
             first = exc.message.splitlines()[0]
             print(f"{path.stem:<16} {display_path(path)}  INVALID: {first}")
     return ExitCode.OK
 
 
-def _secret_view(ref: SecretRef) -> str:
+def _secret_view(ref: SecretRef, trusted: bool = True) -> str:
     from opsconsole.secrets import lookup
 
+    if not trusted:  # an untrusted profile gets no answer about the user's secrets
+        return f"<secret {ref.name}: not looked up, the profile is not trusted>"
     found, _ = lookup(ref.name)
     where = f"from {found.source}" if found.source else "NOT SET"
     return f"<secret {ref.name}: {where}>"
 
 
-def _table(value: Any) -> dict[str, Any]:
+def _table(value: Any, trusted: bool = True) -> dict[str, Any]:
     """A config record as TOML: secrets shown by name and source, nested tables as tables."""
     table: dict[str, Any] = {}
     for key, item in vars(value).items():
         if item is None:
             continue
         if isinstance(item, SecretRef):
-            table[key] = _secret_view(item)
+            table[key] = _secret_view(item, trusted)
         elif isinstance(item, tuple):
             table[key] = list(item)
         elif is_record(item):
-            table[key] = _table(item)
+            table[key] = _table(item, trusted)
         else:
             table[key] = item
     return table
 
 
-def _env_dict(env: Environment) -> dict[str, Any]:
+def _env_dict(env: Environment, trusted: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "hosts": [h.raw for h in env.hosts],
         "protected": env.protected,
@@ -108,10 +108,13 @@ def _env_dict(env: Environment) -> dict[str, Any]:
     if env.color:
         out["color"] = env.color
     if env.health:
-        out["health"] = list(env.health)
-    for section in ("supervisor", "docker", "sentry", "ci", "deploy", "cache", "logs"):
+        out["health"] = [
+            {"url": str(u), "expect": list(u.expect)} if isinstance(u, HealthUrl) and u.expect else str(u)
+            for u in env.health
+        ]
+    for section in ("supervisor", "docker", "sentry", "bugsink", "ci", "prometheus", "deploy", "cache", "logs"):
         value = getattr(env, section)
-        out[section] = "not configured" if value is None else _table(value)
+        out[section] = "not configured" if value is None else _table(value, trusted)
     if env.actions:
         out["actions"] = [
             {"name": a.name, "title": a.label, "command": a.command, "confirm": a.confirm}
@@ -120,7 +123,7 @@ def _env_dict(env: Environment) -> dict[str, Any]:
     return out
 
 
-def profile_dict(profile: Profile) -> dict[str, Any]:
+def profile_dict(profile: Profile, trusted: bool = True) -> dict[str, Any]:
     defaults = {k: v for k, v in vars(profile.defaults).items() if v is not None}
     return {
         "project": {
@@ -128,15 +131,46 @@ def profile_dict(profile: Profile) -> dict[str, Any]:
             **({"description": profile.description} if profile.description else {}),
         },
         "defaults": defaults,
-        "environments": {name: _env_dict(env) for name, env in profile.environments.items()},
+        "environments": {name: _env_dict(env, trusted) for name, env in profile.environments.items()},
         "keymap": dict(profile.keymap),
     }
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    profile = load(args.name or args.profile)
-    print(f"# profile {profile.name} from {display_path(profile.path)}")
-    sys.stdout.write(tomli_w.dumps(profile_dict(profile)))
+    """Shows any profile, trusted or not (reading it is how you decide to trust it); for an
+    untrusted one, secrets are not looked up and what it would reach is listed first."""
+    profile, raw = read_profile(resolve_profile_path(args.name or args.profile))
+    trusted = trust_reason(profile.path, raw) is not None
+    print(f"# profile {profile.name} from {clean(display_path(profile.path))}")
+    if not trusted:
+        print(f"# NOT TRUSTED: {untrusted_why(profile.path)}; it would reach:")
+        for line in reach(profile):
+            print(f"#   {line}")
+    sys.stdout.write(tomli_w.dumps(profile_dict(profile, trusted)))
+    return ExitCode.OK
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    path = resolve_profile_path(args.name or args.profile)
+    profile, raw = read_profile(path)  # an invalid profile is refused here, before it is trusted
+    reason = trust_reason(path, raw)
+    if reason is not None and not reason.startswith("you trusted"):
+        print(f"{display_path(path)} is trusted already: {reason}")
+        return ExitCode.OK
+    record_trust(path, raw)
+    print(f"trusted {display_path(path)} ({digest(raw)[:19]}…); it may now reach:")
+    for line in reach(profile):
+        print(f"  {line}")
+    print("a change to the file makes it untrusted again")
+    return ExitCode.OK
+
+
+def cmd_untrust(args: argparse.Namespace) -> int:
+    path = resolve_profile_path(args.name or args.profile)
+    if revoke_trust(path):
+        print(f"{display_path(path)} is no longer trusted")
+    else:
+        print(f"{display_path(path)} was not trusted with `opsconsole profile trust`")
     return ExitCode.OK
 
 
@@ -150,6 +184,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 from opsconsole.screens.keymap import binding_ids
 
                 check_keymap(profile, binding_ids())
+            from opsconsole.actions.fabric_deploy import check_fabric
+
+            check_fabric(profile)
         except OpsError as exc:
             print(exc.message, file=sys.stderr)
             status = ExitCode.USAGE
@@ -157,57 +194,3 @@ def cmd_validate(args: argparse.Namespace) -> int:
         envs = ", ".join(profile.environments) or "no environments"
         print(f"{display_path(path)}: valid ({envs})")
     return status
-
-
-def _ask(prompt: str, default: str | None = None) -> str:
-    suffix = f" [{default}]" if default else ""
-    answer = input(f"{prompt}{suffix}: ").strip()
-    return answer or (default or "")
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    interactive = sys.stdin.isatty()
-    target = Path(args.output) if args.output else paths.config_dir() / f"{args.name}.toml"
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} exists; pass --force to overwrite it", "Profile exists")
-    env_name = args.env_name or (_ask("First environment", "staging") if interactive else "staging")
-    hosts = args.hosts or (
-        [
-            h.strip()
-            for h in _ask("Hosts (comma separated, 'local' for this machine)", "local").split(",")
-            if h.strip()
-        ]
-        if interactive
-        else ["local"]
-    )
-    for host in hosts:
-        try:
-            parse_host(host)
-        except ValueError as exc:
-            raise UsageError(str(exc), "Bad host") from None
-    supervisor_url = args.supervisor_url or (
-        _ask("supervisord URL on each host (empty: none)", "unix:///var/run/supervisor.sock")
-        if interactive
-        else None
-    )
-    env: dict[str, Any] = {"hosts": hosts}
-    if args.health:
-        env["health"] = args.health
-    if args.protected:
-        env["protected"] = True
-    if supervisor_url:
-        env["supervisor"] = {"url": supervisor_url}
-    if args.docker_url:
-        env["docker"] = {"url": args.docker_url}
-    data: dict[str, Any] = {"project": {"name": args.project or args.name}}
-    if args.user:
-        data["defaults"] = {"user": args.user}
-    data["environments"] = {env_name: env}
-    text = tomli_w.dumps(data)
-    try:
-        parse_profile_text(text, target, args.name)
-    except ProfileError as exc:
-        raise UsageError("the profile would be invalid:\n" + exc.message, "Invalid profile") from None
-    write_atomic(target, text.encode("utf-8"))
-    print(f"wrote {target}")
-    return ExitCode.OK

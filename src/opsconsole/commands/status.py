@@ -8,10 +8,30 @@ import sys
 import time
 from typing import Any
 
+from opsconsole.backends.clients import Backends
 from opsconsole.errors import ExitCode
-from opsconsole.profiles import load
+from opsconsole.profiles import Profile, load
 from opsconsole.sanitize import clean
-from opsconsole.snapshot import Backends, EnvSnapshot, SourceResult, collect, snapshot_json
+from opsconsole.sources.catalog import is_on, source, sources
+from opsconsole.sources.fanout import SourceResult
+from opsconsole.sources.model import ReadModel
+from opsconsole.sources.report import snapshot_json
+from opsconsole.sources.state import FleetState
+
+KNOWN = (
+    "supervisor",
+    "docker",
+    "deploys",
+    "files",
+    "sentry",
+    "health",
+    "prometheus",
+    "ci",
+    "dora",
+    "nginx",
+    "systemd",
+    "alerts",
+)
 
 
 def register(sub: Any) -> None:
@@ -32,18 +52,35 @@ def _line(source: SourceResult[Any], ok_text: str) -> str:
     return ok_text
 
 
-def render(snapshots: dict[str, EnvSnapshot]) -> str:
+def _of(state: FleetState, profile: Profile, env_name: str) -> Any:
+    """`get(source, host=None)`: its result, or a not-configured one where the profile leaves it out."""
+    env = profile.env(env_name)
+    results = state.of(env_name)
+
+    def get(name: str, host: str | None = None) -> SourceResult[Any]:
+        src = source(name)
+        if src is None or not is_on(env, src):
+            return SourceResult(configured=False)
+        return results.get((name, host) if host is not None else (name,), SourceResult(configured=False))
+
+    return get
+
+
+def render(state: FleetState, profile: Profile, env_names: list[str]) -> str:
     out: list[str] = []
-    for name, snap in snapshots.items():
+    for name in env_names:
+        get = _of(state, profile, name)
         out.append(f"== {name}")
-        for host, hs in snap.hosts.items():
+        for spec in profile.env(name).hosts:
+            host = spec.raw
             out.append(f"  {host}")
-            procs = hs.supervisor.data or []
+            supervisor = get("supervisor", host)
+            procs = supervisor.data or []
             bad = [p for p in procs if p.state != "RUNNING" and p.state != "STOPPED"]
             out.append(
                 "    supervisor: "
                 + _line(
-                    hs.supervisor,
+                    supervisor,
                     f"{sum(p.running for p in procs)}/{len(procs)} running"
                     + (f", {len(bad)} in trouble" if bad else ""),
                 )
@@ -51,37 +88,53 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
             for proc in procs:
                 if proc.state != "RUNNING":
                     out.append(f"      {clean(proc.full_name):<32} {proc.state:<9} {clean(proc.description)}")
-            containers = hs.docker.data or []
+            docker = get("docker", host)
+            containers = docker.data or []
             unhealthy = [c for c in containers if c.health == "unhealthy"]
             out.append(
                 "    docker:     "
                 + _line(
-                    hs.docker,
+                    docker,
                     f"{sum(c.state == 'running' for c in containers)}/{len(containers)} running"
                     + (f", {len(unhealthy)} unhealthy" if unhealthy else ""),
                 )
             )
-            state = hs.deploys.data
+            deploys = get("deploys", host)
+            deploy_state = deploys.data
             deploy_text = (
                 "no deploys yet"
-                if state is None or not state.exists
-                else f"current {state.current or 'none'}, {len(state.releases)} releases"
+                if deploy_state is None or not deploy_state.exists
+                else f"current {deploy_state.current or 'none'}, {len(deploy_state.releases)} releases"
             )
-            if state is not None and state.lock:
-                deploy_text += f", LOCKED {state.lock.describe()}"
-            out.append("    deploys:    " + _line(hs.deploys, deploy_text))
-            for warning in state.warnings if state is not None else []:
+            if deploy_state is not None and deploy_state.lock:
+                deploy_text += f", LOCKED {deploy_state.lock.describe()}"
+            out.append("    deploys:    " + _line(deploys, deploy_text))
+            for warning in deploy_state.warnings if deploy_state is not None else []:
                 out.append(f"      warning: {clean(warning)}")
-            if hs.files.configured:
-                files = hs.files.data or []
+            files_result = get("files", host)
+            if files_result.configured:
+                files = files_result.data or []
                 missing = [f.path for f in files if not f.exists]
                 out.append(
-                    "    log files:  " + _line(hs.files, f"{len(files) - len(missing)}/{len(files)} present")
+                    "    log files:  " + _line(files_result, f"{len(files) - len(missing)}/{len(files)} present")
                 )
-        page = snap.sentry.data
-        out.append(
-            "  sentry:       " + _line(snap.sentry, f"{len(page.issues) if page else 0} unresolved issues")
-        )
+            nginx_result = get("nginx", host)
+            if nginx_result.configured:
+                from opsconsole.sources.nginx import status_lines
+
+                lines = [""] if nginx_result.error else status_lines(nginx_result.data)
+                out.append("    nginx:      " + _line(nginx_result, lines[0]))
+                out.extend(lines[1:])
+            units_result = get("systemd", host)
+            if units_result.configured:
+                from opsconsole.sources.systemd import status_lines as unit_lines
+
+                units = [] if units_result.error else unit_lines(units_result.data)
+                out.append("    systemd:    " + _line(units_result, units[0] if units else ""))
+                out.extend(f"      {line}" for line in units[1:])
+        sentry = get("sentry")
+        page = sentry.data
+        out.append("  sentry:       " + _line(sentry, f"{len(page.issues) if page else 0} unresolved issues"))
         if page:
             for issue in page.issues[:5]:
                 out.append(
@@ -89,12 +142,11 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
                 )
             for note in page.notes:
                 out.append(f"      note: {clean(note)}")
-        if snap.health.configured:
-            results = snap.health.data or []
+        health = get("health")
+        if health.configured:
+            results = health.data or []
             failing = [h for h in results if not h.ok]
-            out.append(
-                "  health:       " + _line(snap.health, f"{len(results) - len(failing)}/{len(results)} ok")
-            )
+            out.append("  health:       " + _line(health, f"{len(results) - len(failing)}/{len(results)} ok"))
             for check in results:
                 mark = "ok  " if check.ok else "FAIL"
                 detail = (
@@ -105,19 +157,20 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
                 out.append(f"      {mark} {clean(check.url)}  {clean(detail)}")
         else:
             out.append("  health:       not configured")
-        if snap.prometheus.configured:
+        prometheus = get("prometheus")
+        if prometheus.configured:
             from opsconsole.backends.prometheus import human
 
-            prom = snap.prometheus.data
-            out.append(
-                "  prometheus:   " + _line(snap.prometheus, f"{len(prom.series) if prom else 0} queries")
-            )
+            prom = prometheus.data
+            out.append("  prometheus:   " + _line(prometheus, f"{len(prom.series) if prom else 0} queries"))
             for label, series in (prom.series if prom else {}).items():
                 note = f"  ({clean(series.note, 200)})" if series.note else ""
                 out.append(f"      {clean(label, 22):<22} {human(series.value)}{note}")
-        if snap.ci.configured:
-            report = snap.ci.data
-            out.append("  ci:           " + _line(snap.ci, "checks of what runs and of the branch head"))
+        ci = get("ci")
+        if ci.configured:
+            report = ci.data
+            named = f"{report.title}: " if report is not None else ""
+            out.append("  ci:           " + _line(ci, named + "checks of what runs and of the branch head"))
             if report is not None:
                 for label, value in (
                     (f"running {(report.commit or '?')[:12]}", report.current),
@@ -125,6 +178,23 @@ def render(snapshots: dict[str, EnvSnapshot]) -> str:
                 ):
                     text = value.summary() if value is not None and not isinstance(value, str) else str(value)
                     out.append(f"      {clean(label):<22} {clean(text, 200)}")
+        alerts = get("alerts")
+        if alerts.configured:
+            from opsconsole.sources.alerts import status_line
+
+            out.append("  alerts:       " + _line(alerts, status_line(alerts.data)))
+            for alert in alerts.data or []:
+                muted = f" ({alert.shown_state})" if not alert.firing else ""
+                name, severity = clean(alert.name, 30), clean(alert.severity, 9)
+                out.append(f"      {name:<30} {severity:<9} {clean(alert.summary, 80)}{muted}")
+        for src in sources():  # sources this text knows nothing particular of: one line each
+            if src.name in KNOWN:
+                continue
+            for spec_key in ([spec.raw for spec in profile.env(name).hosts] if src.per_host else [None]):
+                result = get(src.name, spec_key)
+                if result.configured:
+                    where = f"{src.title} ({spec_key})" if spec_key else src.title
+                    out.append(f"  {clean(where, 40) + ':':<14}" + _line(result, "ok"))
     return "\n".join(out)
 
 
@@ -134,21 +204,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in names:
         profile.env(name)  # unknown names are a usage error (exit 2)
     backends = Backends(profile)
+    model = ReadModel(backends)
     started = time.monotonic()
     try:
-        snapshots = collect(backends, names, stats=args.stats)
+        state = model.collect(names, with_stats=args.stats)
         elapsed = time.monotonic() - started
     finally:
+        model.close()
         backends.close()
-    errors = [e for snap in snapshots.values() for e in snap.errors()]
+    derived = {s.name for s in sources() if s.derived}
+    errors = [
+        r.error for name in names for key, r in state.of(name).items() if r.error and key[0] not in derived
+    ]
     if args.json:
-        data = snapshot_json(snapshots)
+        data = snapshot_json(state, profile, names)
         data["profile"] = profile.name
         data["elapsed_seconds"] = round(elapsed, 3)
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(render(snapshots))
+        print(render(state, profile, names))
         if errors:
             print(f"\n{len(errors)} source(s) unreachable; everything else above is live.", file=sys.stderr)
     return ExitCode.UNREACHABLE if errors else ExitCode.OK

@@ -110,6 +110,8 @@ class Sandbox:
     redis: subprocess.Popen[bytes] | None = None
     prometheus: subprocess.Popen[bytes] | None = None
     prometheus_port: int | None = None
+    alertmanager: subprocess.Popen[bytes] | None = None
+    alertmanager_port: int | None = None
     bugsink_port: int | None = None
     bugsink: Any = None
     _bugsink_placeholder: Any = None
@@ -119,6 +121,7 @@ class Sandbox:
     docker_url: str | None = None
     watchdog: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
+    nginx: Any = None  # a demo.nginx_front.NginxFront in front of the web app, when nginx is here
     log: Callable[[str], None] = print
     _socket_dir: Path | None = None
 
@@ -139,9 +142,13 @@ class Sandbox:
         self._make_repo()
         self._start_redis()
         self._start_prometheus()
+        self._start_alertmanager()
         self._start_bugsink()
         self._find_docker()
+        self._plan_nginx()
         self._write_profile()
+        if self.nginx is not None:
+            self.nginx.start(_die_with_parent)  # before the load: it goes through Nginx
         self._start_supervisord()
         self._start_containers()
         if not sys.platform.startswith("linux"):
@@ -150,7 +157,11 @@ class Sandbox:
         return self.profile_path
 
     def _start_watchdog(self) -> None:
-        groups = [str(p.pid) for p in (self.supervisord, self.redis, self.prometheus) if p is not None]
+        groups = [
+            str(p.pid)
+            for p in (self.supervisord, self.redis, self.prometheus, self.alertmanager)
+            if p is not None
+        ]
         self.watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *groups],
             stdout=subprocess.DEVNULL,
@@ -220,6 +231,40 @@ class Sandbox:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
         )
+
+    def _plan_nginx(self) -> None:
+        """Nginx in front of the web app (the Nginx pane), when the binary is here; else said so."""
+        from opsconsole.demo.nginx_front import NginxFront, nginx_binary
+
+        binary = nginx_binary()
+        if binary is None:
+            self.log(
+                "nginx not found: the demo's web app runs without Nginx in front (no Nginx pane). "
+                "For it: apt-get install nginx (or `make test`, which installs it)"
+            )
+            return
+        self.nginx = NginxFront(binary, self.root / "nginx", free_port(), free_port(), self.web_port)
+        self.nginx.write()
+
+    @property
+    def front_port(self) -> int:
+        """Where the load goes: Nginx when it is in front, else the web app itself."""
+        return int(self.nginx.listen) if self.nginx is not None else self.web_port
+
+    def _start_alertmanager(self) -> None:
+        """Alertmanager for the Alerts pane, when the binary is here; the load loop fires its alert."""
+        from opsconsole.demo import alertmanager
+
+        port = free_port()
+        self.alertmanager = alertmanager.start(
+            self.root / "alertmanager", port, self.root / "logs" / "alertmanager.log", _die_with_parent
+        )
+        if self.alertmanager is None:
+            self.log(
+                "prometheus-alertmanager not found: no Alerts pane (apt-get install prometheus-alertmanager)"
+            )
+            return
+        self.alertmanager_port = port
 
     def _start_prometheus(self) -> None:
         """Prometheus scraping the web app's /metrics, when the binary is here (Debian's `prometheus`)."""
@@ -368,6 +413,12 @@ class Sandbox:
                 f'project = "{_toml_escape(project)}"\ntoken = {{ secret = "sentry-token" }}\n'
             )
         text += self.prometheus_section() + self.bugsink_section()
+        if self.alertmanager_port is not None:
+            from opsconsole.demo.alertmanager import profile_section
+
+            text += profile_section("sandbox", self.alertmanager_port)
+        if self.nginx is not None:
+            text += self.nginx.profile_section("sandbox", "supervisor:web")
         self.profile_path = self.root / "demo.toml"
         self.profile_path.write_text(text)
 
@@ -395,7 +446,10 @@ class Sandbox:
             ),
             "worker": (f"{sys.executable} -u {FILES / 'worker.py'}", ""),
             "flaky": (f"{sys.executable} -u {FILES / 'crasher.py'}", "startsecs = 2\n"),
-            "load": (f"{sys.executable} -u {FILES / 'loadgen.py'} {self.web_port}", ""),
+            "load": (
+                f"{sys.executable} -u {FILES / 'loadgen.py'} {self.front_port} {self.alertmanager_port or 0}",
+                "",
+            ),
         }
         lines = [
             "[unix_http_server]",
@@ -516,6 +570,8 @@ class Sandbox:
                     self.supervisord.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(self.supervisord.pid, signal.SIGKILL)
+        if self.nginx is not None:
+            self.nginx.stop()
         self._bugsink_done.set()
         if self.bugsink is not None:
             self.bugsink.stop()
@@ -525,7 +581,7 @@ class Sandbox:
                 self._bugsink_placeholder.server_close()
             except OSError:
                 pass
-        for server in (self.redis, self.prometheus):
+        for server in (self.redis, self.prometheus, self.alertmanager):
             if server is not None and server.poll() is None:
                 server.terminate()
                 try:

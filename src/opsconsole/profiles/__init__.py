@@ -38,6 +38,7 @@ from opsconsole.profiles.model import (
     suggest,
 )
 from opsconsole.profiles.schema import _convert_profile
+from opsconsole.profiles.trust import ensure_trusted
 
 __all__ = [
     "LOCAL",
@@ -62,6 +63,7 @@ __all__ = [
     "parse_host",
     "parse_profile_text",
     "load_profile",
+    "read_profile",
     "load",
     "check_keymap",
     "display_path",
@@ -125,7 +127,8 @@ def check_keymap(profile: Profile, known: Collection[str]) -> None:
     )
 
 
-def load_profile(path: Path) -> Profile:
+def read_profile(path: Path) -> tuple[Profile, bytes]:
+    """The profile at `path` and the exact bytes it was parsed from (what trust is checked against)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -139,7 +142,14 @@ def load_profile(path: Path) -> Profile:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ProfileError([f"{display_path(path)}:{line}: the file is not valid UTF-8"]) from None
-    return parse_profile_text(text, path)
+    return parse_profile_text(text, path), raw
+
+
+def load_profile(path: Path) -> Profile:
+    """The profile at `path`, validated but NOT checked for trust: for `profile validate|show|list`
+    and for profiles the console made itself (the demo's). Everything that contacts hosts or
+    services loads through `load()`."""
+    return read_profile(path)[0]
 
 
 def search_dirs() -> list[Path]:
@@ -169,7 +179,9 @@ def resolve_profile_path(selector: str | None) -> Path:
             if not candidate.is_file():
                 raise UsageError(f"profile file {selector} does not exist", "No such profile")
             return candidate
-        for folder in search_dirs():
+        # a name is looked up in the user's own config dir first: a checkout's ./profiles/NAME.toml
+        # never shadows the user's profile of the same name
+        for folder in reversed(search_dirs()):
             path = folder / f"{selector}.toml"
             if path.is_file():
                 return path
@@ -200,10 +212,14 @@ def resolve_profile_path(selector: str | None) -> Path:
             )
     raise UsageError(
         "no profile found: pass --profile PATH, set OPSCONSOLE_PROFILE, put one in ./profiles/, "
-        f"or create one with `opsconsole profile init NAME` (it goes to {paths.config_dir()})",
+        f"or create one with `opsconsole profile init [USER@]HOST` (it goes to {paths.config_dir()})",
         "No profile",
     )
 
 
 def load(selector: str | None) -> Profile:
-    return load_profile(resolve_profile_path(selector))
+    """The profile discovery picks, once it is trusted (raises trust.UntrustedProfile otherwise):
+    nothing in an untrusted profile is contacted, resolved or run."""
+    profile, raw = read_profile(resolve_profile_path(selector))
+    ensure_trusted(profile, raw)
+    return profile

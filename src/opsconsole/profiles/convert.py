@@ -10,6 +10,7 @@ from typing import Any
 
 from opsconsole.profiles.model import (
     LOCAL,
+    HealthUrl,
     HostSpec,
     PathKey,
     SecretRef,
@@ -325,14 +326,49 @@ def _without_credentials(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/?#@]*@", r"\1***@", url)
 
 
-def url_list(schemes: tuple[str, ...]) -> Converter:
+def health_list(schemes: tuple[str, ...]) -> Converter:
+    """`health = ["https://x/healthz", { url = "https://x/login", expect = [200, 302] }]`: a URL is
+    healthy on any 2xx, or on one of the statuses its table names."""
     one = url(schemes)
 
-    def convert(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
+    def item(value: Any, path: PathKey, problems: Problems) -> HealthUrl | None:
+        if not isinstance(value, dict):
+            text = one(value, path, problems)
+            return None if text is None else HealthUrl(text)
+        for key in value:
+            if key not in ("url", "expect"):
+                problems.add(
+                    (*path, key), f"unknown key '{dotted((*path, key))}' (a health entry has url, expect)"
+                )
+        if "url" not in value:
+            problems.add(path, f"'{dotted(path)}' needs a url")
+            return None
+        text = one(value["url"], (*path, "url"), problems)
+        statuses = value.get("expect", [])
+        where = (*path, "expect")
+        if not isinstance(statuses, list) or not statuses:
+            problems.add(
+                where, f"'{dotted(where)}' must be a non-empty array of HTTP statuses, e.g. [200, 302]"
+            )
+            return None
+        expect: list[int] = []
+        for i, status in enumerate(statuses):
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                problems.add(
+                    (*where, i),
+                    f"'{dotted((*where, i))}' must be an HTTP status from 100 to 599, not {status!r}",
+                )
+            else:
+                expect.append(status)
+        if text is None or len(expect) != len(statuses):
+            return None
+        return HealthUrl(text, tuple(dict.fromkeys(expect)))
+
+    def convert(value: Any, path: PathKey, problems: Problems) -> tuple[HealthUrl, ...] | None:
         if not isinstance(value, list):
             problems.add(path, f"'{dotted(path)}' must be an array of URLs, not {type_name(value)}")
             return None
-        out = [one(item, (*path, i), problems) for i, item in enumerate(value)]
+        out = [item(entry, (*path, i), problems) for i, entry in enumerate(value)]
         return tuple(x for x in out if x is not None)
 
     return convert
@@ -383,6 +419,7 @@ def hosts(value: Any, path: PathKey, problems: Problems) -> tuple[HostSpec, ...]
 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\\-]*$")  # a systemd unit (`app@1.service`)
 
 
 def restart(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | None:
@@ -393,8 +430,10 @@ def restart(value: Any, path: PathKey, problems: Problems) -> tuple[str, ...] | 
         kind, sep, name = item.partition(":")
         if (
             sep
-            and kind in ("supervisor", "docker")
-            and not NAME_RE.match(name.replace(":", "").replace("*", "x"))
+            and kind in ("supervisor", "docker", "systemd")
+            and not (UNIT_NAME_RE if kind == "systemd" else NAME_RE).match(
+                name.replace(":", "").replace("*", "x")
+            )
         ):
             problems.add((*path, index), f"'{dotted((*path, index))}': '{name}' is not a valid {kind} name")
     return items

@@ -16,6 +16,18 @@ PathKey = tuple[str | int, ...]
 # --------------------------------------------------------------------------- typed profile
 
 
+class HealthUrl(str):
+    """A health URL and the statuses that count as healthy for it (empty: any 2xx). It is the URL
+    string itself, so whatever lists, prints or compares health URLs is unchanged."""
+
+    expect: tuple[int, ...]
+
+    def __new__(cls, url: str, expect: tuple[int, ...] = ()) -> HealthUrl:
+        self = super().__new__(cls, url)
+        self.expect = expect
+        return self
+
+
 @frozen
 class SecretRef:
     """A reference to a secret by name; the value comes from the environment or the keyring."""
@@ -105,14 +117,41 @@ class PrometheusConfig:
 
 
 @frozen
-class CiConfig:
-    """The CI whose checks gate a deploy (GitHub Actions and any GitHub check-run/status integration)."""
+class AlertsConfig:
+    """The Alertmanager (API v2) whose alerts belong to this environment: the ones its matchers
+    (Alertmanager syntax, values quoted) select; a bearer token or, through `basic`, a secret
+    holding `user:password`; the default length of a silence and of an ack, in seconds."""
 
-    repository: str
+    url: str
+    matchers: tuple[str, ...] = ()
+    token: SecretRef | None = None
+    basic: SecretRef | None = None
+    silence_default: float = 3600.0
+    ack: float = 900.0
+
+
+@frozen
+class CiConfig:
+    """The CI whose checks gate a deploy: GitHub (check runs and commit statuses of `repository`)
+    or GitLab (the commit statuses, i.e. jobs, of `project`). The loader fills `url` with the
+    provider's public API when the profile leaves it out, and holds exactly one of repository
+    (github) or project (gitlab) set."""
+
+    repository: str = ""
     provider: str = "github"
     url: str = "https://api.github.com"
     token: SecretRef | None = None
     checks: tuple[str, ...] = ()  # names that must pass; empty: every check run of the commit
+    project: str = ""  # gitlab: `group/app` (any depth) or a numeric project id
+
+    @property
+    def name(self) -> str:
+        """What the CI calls the code: `owner/repo` (GitHub) or the GitLab project."""
+        return self.project if self.provider == "gitlab" else self.repository
+
+    @property
+    def title(self) -> str:
+        return {"github": "GitHub", "gitlab": "GitLab"}.get(self.provider, self.provider)
 
 
 @frozen
@@ -125,9 +164,22 @@ class VerifyConfig:
 
 
 @frozen
+class FabricConfig:
+    """The team's fabfile (relative to the profile's folder, or absolute), the `fab` that runs it
+    (None: the Fabric installed with opsconsole), whether the environment's hosts go to `fab` as `-H`,
+    and the seconds one `fab` run may take."""
+
+    fabfile: str = "fabfile.py"
+    fab: str | None = None
+    hosts_flag: bool = True
+    timeout: float = 1800.0
+    expose_tasks: bool = False  # every task the fabfile lists runs as the action `fab:TASK`
+
+
+@frozen
 class DeployConfig:
     path: str
-    repo: str
+    repo: str = ""  # required unless strategy = "fabric" (schema.py checks)
     branch: str = "main"
     keep_releases: int = 5
     shared: tuple[str, ...] = ()
@@ -139,6 +191,13 @@ class DeployConfig:
     host_health: str | None = None  # checked on each host, through its SSH connection
     host_health_timeout: float = 30.0
     verify: VerifyConfig | None = None
+    # strategy = "fabric": the fabfile's tasks one deploy (and one rollback) runs, in order, and
+    # this environment's overrides of the profile's [fabric] section
+    tasks: tuple[str, ...] = ()
+    rollback_tasks: tuple[str, ...] = ()
+    fabfile: str | None = None
+    fab: str | None = None
+    hosts_flag: bool | None = None
 
 
 @frozen
@@ -152,11 +211,42 @@ class LogsConfig:
 
 
 @frozen
+class NginxConfig:
+    """Nginx on every host of the environment: its binary, config and prefix (None: the binary's
+    compiled-in ones), its logs (Debian's paths by default), a `stub_status` URL as the host sees
+    it, the minutes of log read, the access log's format (a regex with named groups; None: Nginx's
+    `combined`), what serves each upstream ("127.0.0.1:8000" -> "supervisor:shop-web") and the
+    reload command (None: `nginx -s reload` with the same -p/-c)."""
+
+    binary: str = "nginx"
+    config: str | None = None
+    prefix: str | None = None
+    access_log: str = "/var/log/nginx/access.log"
+    error_log: str = "/var/log/nginx/error.log"
+    status_url: str | None = None
+    window: float = 5.0  # minutes
+    log_format: str | None = None
+    upstreams: tuple[tuple[str, str], ...] = ()
+    reload: str | None = None
+
+
+@frozen
+class SystemdConfig:
+    """systemd units on every host of the environment: names or globs (`shop-*.service`), the
+    user's manager (`systemctl --user`) or the system's, and whether changes run as `sudo -n`."""
+
+    units: tuple[str, ...] = ()
+    user: bool = False
+    sudo: bool = False
+
+
+@frozen
 class CustomAction:
     name: str
-    command: str
+    command: str = ""  # a shell command, or (with `fab`) empty: exactly one of the two (schema.py)
     title: str = ""
     confirm: bool = True
+    fab: str | None = None  # a task of the fabfile, run like a fabric deploy's tasks
 
     @property
     def label(self) -> str:
@@ -181,6 +271,9 @@ class Environment:
     deploy: DeployConfig | None = None
     cache: CacheConfig | None = None
     logs: LogsConfig | None = None
+    nginx: NginxConfig | None = None
+    systemd: SystemdConfig | None = None
+    alerts: AlertsConfig | None = None
     actions: tuple[CustomAction, ...] = ()
 
     @property
@@ -214,6 +307,7 @@ class Profile:
     defaults: Defaults = field(default_factory=Defaults)
     environments: Mapping[str, Environment] = field(default_factory=dict)
     keymap: Mapping[str, str] = field(default_factory=dict)
+    fabric: FabricConfig | None = None
 
     def env(self, name: str) -> Environment:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # --------------------------------------------------------------------------- schema
+from opsconsole.profiles import alerts_keys, ci_keys
 from opsconsole.profiles.convert import (
     Converter,
     Problems,
@@ -16,6 +17,7 @@ from opsconsole.profiles.convert import (
     count,
     deploy_path,
     dotted,
+    health_list,
     hosts,
     nonempty_str,
     one_of,
@@ -31,26 +33,34 @@ from opsconsole.profiles.convert import (
     string,
     type_name,
     url,
-    url_list,
 )
+from opsconsole.profiles.fabric_keys import task as fabric_task
+from opsconsole.profiles.fabric_keys import tasks as fabric_tasks
 from opsconsole.profiles.model import (
+    AlertsConfig,
     BugsinkConfig,
     CacheConfig,
-    CiConfig,
     CustomAction,
     Defaults,
     DeployConfig,
     DockerConfig,
     Environment,
+    FabricConfig,
     LogsConfig,
+    NginxConfig,
     PathKey,
     Profile,
     PrometheusConfig,
     SentryConfig,
     SupervisorConfig,
+    SystemdConfig,
     VerifyConfig,
     suggest,
 )
+from opsconsole.profiles.nginx_keys import log_format as nginx_log_format
+from opsconsole.profiles.nginx_keys import upstreams as nginx_upstreams
+from opsconsole.profiles.nginx_keys import window as nginx_window
+from opsconsole.profiles.systemd_keys import units as systemd_units
 from opsconsole.record import frozen
 
 
@@ -65,6 +75,8 @@ class Table:
     keys: Mapping[str, Key | Table | TableArray]
     build: Callable[..., Any]
     required: bool = False
+    # (required key, its alternative): the alternative given instead satisfies it; not both
+    either: tuple[tuple[str, str], ...] = ()
 
 
 @frozen
@@ -97,13 +109,14 @@ SENTRY = Table(
 )
 CI = Table(
     {
-        "provider": Key(one_of("github")),
-        "repository": Key(repository, required=True),
+        "provider": Key(one_of(*ci_keys.PROVIDERS)),
+        "repository": Key(repository),  # github; ci_keys.check_ci requires the provider's own key
+        "project": Key(ci_keys.project),  # gitlab
         "url": Key(url(_SCHEMES_HTTP)),
         "token": Key(secret),
         "checks": Key(str_list),
     },
-    CiConfig,
+    ci_keys.build,
 )
 BUGSINK = Table(
     {
@@ -121,23 +134,70 @@ VERIFY = Table({"window": Key(positive_float), "max_new_issues": Key(count)}, Ve
 DEPLOY = Table(
     {
         "path": Key(deploy_path, required=True),
-        "repo": Key(nonempty_str, required=True),
+        "repo": Key(nonempty_str),  # required unless strategy = "fabric": see _convert_environment
         "branch": Key(nonempty_str),
         "keep_releases": Key(positive_int),
         "shared": Key(shared),
         "build": Key(str_list),
         "restart": Key(restart),
         "migrations": Key(str_list),
-        "strategy": Key(one_of("all_at_once", "rolling")),
+        "strategy": Key(one_of("all_at_once", "rolling", "fabric")),
         "batch": Key(positive_int),
         "host_health": Key(url(_SCHEMES_HTTP)),
         "host_health_timeout": Key(positive_float),
         "verify": VERIFY,
+        "tasks": Key(fabric_tasks),
+        "rollback_tasks": Key(fabric_tasks),
+        "fabfile": Key(nonempty_str),
+        "fab": Key(nonempty_str),
+        "hosts_flag": Key(boolean),
     },
     DeployConfig,
 )
+FABRIC = Table(
+    {
+        "fabfile": Key(nonempty_str),
+        "fab": Key(nonempty_str),
+        "hosts_flag": Key(boolean),
+        "timeout": Key(positive_float),
+        "expose_tasks": Key(boolean),
+    },
+    FabricConfig,
+)
 CACHE = Table({"purge": Key(str_list)}, CacheConfig)
 LOGS = Table({"files": Key(str_list)}, LogsConfig)
+NGINX = Table(
+    {
+        "binary": Key(nonempty_str),
+        "config": Key(nonempty_str),
+        "prefix": Key(nonempty_str),
+        "access_log": Key(nonempty_str),
+        "error_log": Key(nonempty_str),
+        "status_url": Key(url(_SCHEMES_HTTP)),
+        "window": Key(nginx_window),
+        "log_format": Key(nginx_log_format),
+        "upstreams": Key(nginx_upstreams),
+        "reload": Key(nonempty_str),
+    },
+    NginxConfig,
+)
+SYSTEMD = Table(
+    {"units": Key(systemd_units, required=True), "user": Key(boolean), "sudo": Key(boolean)},
+    SystemdConfig,
+)
+
+ALERTS = Table(
+    {
+        "url": Key(url(_SCHEMES_HTTP), required=True),
+        "matchers": Key(alerts_keys.matchers),
+        "token": Key(secret),
+        "basic": Key(secret),
+        "silence_default": Key(alerts_keys.duration),
+        "ack": Key(alerts_keys.duration),
+    },
+    AlertsConfig,
+    either=(("token", "basic"),),
+)
 
 
 def _action_name(value: Any, path: PathKey, problems: Problems) -> str | None:
@@ -155,9 +215,11 @@ ACTION = Table(
         "name": Key(_action_name, required=True),
         "title": Key(string),
         "command": Key(nonempty_str, required=True),
+        "fab": Key(fabric_task),  # a fabfile task instead of a command
         "confirm": Key(boolean),
     },
     CustomAction,
+    either=(("command", "fab"),),
 )
 ENVIRONMENT = Table(
     {
@@ -166,7 +228,7 @@ ENVIRONMENT = Table(
         "description": Key(string),
         "protected": Key(boolean),
         "read_only": Key(boolean),
-        "health": Key(url_list(_SCHEMES_HTTP)),
+        "health": Key(health_list(_SCHEMES_HTTP)),
         "supervisor": SUPERVISOR,
         "docker": DOCKER,
         "sentry": SENTRY,
@@ -176,6 +238,9 @@ ENVIRONMENT = Table(
         "deploy": DEPLOY,
         "cache": CACHE,
         "logs": LOGS,
+        "nginx": NGINX,
+        "systemd": SYSTEMD,
+        "alerts": ALERTS,
         "actions": TableArray(ACTION),
     },
     Environment,
@@ -219,8 +284,12 @@ def _convert_table(data: Any, schema: Table, path: PathKey, problems: Problems) 
             ok = False
         else:
             out[key] = converted
+    for key, alternative in schema.either:
+        if key in data and alternative in data:
+            problems.add(path, f"'{dotted(path)}' has both '{key}' and '{alternative}': keep one")
+            ok = False
     for key, spec in schema.keys.items():
-        if spec.required and key not in data:
+        if spec.required and key not in data and not any(k == key and a in data for k, a in schema.either):
             problems.add(path, f"'{dotted(path)}' is missing the required key '{key}'")
             ok = False
     return out if ok else None
@@ -252,6 +321,29 @@ def _convert_environment(name: str, data: Any, problems: Problems) -> Environmen
             f"environment '{name}' has both [sentry] and [bugsink]: its Errors pane takes one; remove one",
         )
         return None
+    deploy = table.get("deploy")
+    if deploy is not None and deploy.verify is not None and not table.get("health") and "sentry" not in table:
+        # a verification with nothing to judge would only ever say "verified"
+        problems.add(
+            (*path, "deploy", "verify"),
+            f"[environments.{name}.deploy.verify] has nothing to check: add health URLs "
+            f"(environments.{name}.health) or [environments.{name}.sentry] (new issues in the release"
+            + ("; Bugsink issues are not matched to releases" if "bugsink" in table else "")
+            + "), or remove [deploy.verify]",
+        )
+        return None
+    if "ci" in table and not ci_keys.check_ci(table["ci"], (*path, "ci"), problems):
+        return None
+    if deploy is not None and deploy.strategy == "fabric" and not deploy.tasks:
+        problems.add(
+            (*path, "deploy"),
+            f"[environments.{name}.deploy] has strategy = 'fabric' but no tasks: name the fabfile's "
+            'tasks one deploy runs, e.g. tasks = ["production", "deploy"]',
+        )
+        return None
+    if deploy is not None and deploy.strategy != "fabric" and not deploy.repo:
+        problems.add((*path, "deploy"), f"'environments.{name}.deploy' is missing the required key 'repo'")
+        return None
     seen: set[str] = set()
     for index, action in enumerate(table.get("actions", ())):
         if action.name in seen:
@@ -262,7 +354,7 @@ def _convert_environment(name: str, data: Any, problems: Problems) -> Environmen
 
 
 def _convert_profile(data: dict[str, Any], name: str, source: Path, problems: Problems) -> Profile | None:
-    allowed = ["project", "defaults", "environments", "keymap"]
+    allowed = ["project", "defaults", "environments", "keymap", "fabric"]
     for key in data:
         if key not in allowed:
             problems.add((key,), f"unknown key '{key}'{suggest(key, allowed)}")
@@ -278,6 +370,10 @@ def _convert_profile(data: dict[str, Any], name: str, source: Path, problems: Pr
             env = _convert_environment(env_name, env_data, problems)
             if env is not None:
                 environments[env_name] = env
+    fabric: FabricConfig | None = None
+    if "fabric" in data:
+        fabric_table = _convert_table(data["fabric"], FABRIC, ("fabric",), problems)
+        fabric = FabricConfig(**fabric_table) if fabric_table is not None else None
     keymap: dict[str, str] = {}
     raw_keymap = data.get("keymap", {})
     if not isinstance(raw_keymap, dict):
@@ -298,4 +394,5 @@ def _convert_profile(data: dict[str, Any], name: str, source: Path, problems: Pr
         defaults=defaults,
         environments=environments,
         keymap=keymap,
+        fabric=fabric,
     )

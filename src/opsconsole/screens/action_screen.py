@@ -12,17 +12,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
-from opsconsole.actions.base import (
-    Event,
-    Outcome,
-    describe,
-)
+from opsconsole.actions.events import Event, Outcome, describe
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
 if TYPE_CHECKING:
-    from opsconsole.runs import RunState
+    from opsconsole.actions.runs import RunState
     from opsconsole.ui import Console
 
 

@@ -140,7 +140,7 @@ class DetailsScreen(ModalScreen[None]):
                 )
                 return
             else:
-                event = asyncio.run(self.ops.backends.sentry(self.env).latest_event(item.id))
+                event = asyncio.run(self.ops.backends.issues(self.env).latest_event(item.id))
                 extra = Text("\n") + event_text(event)
         except OpsError as exc:
             extra = Text(f"\n{clean(exc.message)}", style="bold red")

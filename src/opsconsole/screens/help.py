@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.table import Table
@@ -11,6 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from opsconsole.screens.bindings import display_keys
 
 
 class HelpScreen(ModalScreen[None]):
@@ -22,9 +25,12 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "close", "Close", id="help_close", tooltip="Close help"),
     ]
 
-    def compose(self) -> ComposeResult:
-        from opsconsole.screens.keymap import display_keys, screens
+    def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]]) -> None:
+        """`sections`: each screen's title and its bindings, as the inventory (keymap.py) lists them."""
+        super().__init__()
+        self.sections = sections
 
+    def compose(self) -> ComposeResult:
         profile = getattr(self.app, "profile", None)
         keymap = dict(profile.keymap) if profile is not None else {}
         with VerticalScroll():
@@ -34,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
                     "Keys, by screen. Remap any of them by id in the profile's [keymap] table.", style="bold"
                 )
             )
-            for title, items in screens():
+            for title, items in self.sections:
                 table = Table(title=Text(title), expand=True, show_edge=False, title_justify="left")
                 table.add_column("key", style="bold", no_wrap=True)
                 table.add_column("id", style="dim")

@@ -1,11 +1,25 @@
 """Every key binding of the console, read from the screens' own BINDINGS (the action keys among them
-come from the action registry): what help lists and what `[keymap]` may remap. No second list."""
+come from the action registry): what help lists and what `[keymap]` may remap. No second list.
+It imports every screen but the main one, whose keys are in bindings.py: the main screen's `?` hands
+this inventory to the help screen."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from textual.binding import Binding
 
 from opsconsole.record import frozen
+from opsconsole.screens.action_screen import ActionScreen
+from opsconsole.screens.bindings import APP_BINDINGS, main_bindings
+from opsconsole.screens.command_line import CommandLine
+from opsconsole.screens.confirm import ConfirmScreen
+from opsconsole.screens.details import DetailsScreen
+from opsconsole.screens.help import HelpScreen
+from opsconsole.screens.log_screen import LogScreen
+from opsconsole.screens.pick import PickScreen
+
+Section = tuple[str, Sequence[Binding]]
 
 
 @frozen
@@ -17,32 +31,8 @@ class BindingInfo:
     tooltip: str
 
 
-# The app's own keys (anywhere): here, so that screens never import the app.
-APP_BINDINGS: tuple[Binding, ...] = (
-    Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_c_quit", tooltip="Quit opsconsole"),
-    Binding(
-        "ctrl+p",
-        "command_palette",
-        "Palette",
-        show=False,
-        priority=True,
-        id="palette",
-        tooltip="Command palette: every action, environment and pane",
-    ),
-)
-
-
-def screens() -> list[tuple[str, list[Binding]]]:
-    from opsconsole.screens.action_screen import ActionScreen
-    from opsconsole.screens.command_line import CommandLine
-    from opsconsole.screens.confirm import ConfirmScreen
-    from opsconsole.screens.details import DetailsScreen
-    from opsconsole.screens.help import HelpScreen
-    from opsconsole.screens.log_screen import LogScreen
-    from opsconsole.screens.main import main_bindings
-    from opsconsole.screens.pick import PickScreen
-
-    found = []
+def screens() -> list[Section]:
+    found: list[Section] = []
     for title, cls in (
         ("Console", tuple(main_bindings())),
         ("Anywhere", APP_BINDINGS),
@@ -70,8 +60,3 @@ def bindings() -> list[BindingInfo]:
 
 def binding_ids() -> set[str]:
     return {b.id for b in bindings()}
-
-
-def display_keys(keys: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "pagedown": "PgDn", "pageup": "PgUp"}
-    return ", ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))

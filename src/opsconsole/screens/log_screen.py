@@ -14,13 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from opsconsole.actions.base import Event, Outcome, OutputLines, describe
+from opsconsole.actions.events import Event, Outcome, OutputLines, describe
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
 if TYPE_CHECKING:
-    from opsconsole.runs import RunState
+    from opsconsole.actions.runs import RunState
     from opsconsole.ui import Console
 
 FLUSH_INTERVAL = 0.1
@@ -61,6 +61,7 @@ class LogScreen(Screen[None]):
         self._pending: list[tuple[str | tuple[str, str | None], str]] = []
         self._lock = threading.Lock()
         self._mode = "search"
+        self._replacing: Path | None = None  # the existing file a "replace? y/N" answer is about
         self.ended: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -161,10 +162,36 @@ class LogScreen(Screen[None]):
     def action_filter(self) -> None:
         self._ask("filter", "show only lines containing… (empty: all)", self.view.filter_text)
 
-    def action_save(self) -> None:
+    def _default_name(self) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.state.action.target_label)[:60]
-        self._ask("save", "save to file", str(Path.cwd() / f"opsconsole-{safe}-{stamp}.log"))
+        return f"opsconsole-{safe}-{stamp}.log"
+
+    def action_save(self) -> None:
+        if self.ops.saves_to_browser:  # served: a download, no path asked, nothing written here
+            self._save(Path(self._default_name()))
+            return
+        self._ask("save", "save to file", str(Path.cwd() / self._default_name()))
+
+    def _save(self, path: Path, *, overwrite: bool = False) -> None:
+        from opsconsole.errors import OpsError
+        from opsconsole.saving import SaveExists
+
+        text = "\n".join(self.view.plain_lines()) + "\n"
+        count = len(self.view.visible_indices())
+        try:
+            where = self.ops.save_text(path, text, overwrite=overwrite)
+        except SaveExists as exc:
+            self._replacing = exc.path
+            self._ask("replace", f"{clean(str(exc.path))} exists: replace it? y/N", "")
+            return
+        except OpsError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        except OSError as exc:
+            self.notify(f"could not save to {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"{count} lines {where}", timeout=4)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -175,13 +202,16 @@ class LogScreen(Screen[None]):
                 self.notify(f"'{event.value}' not found", severity="warning", timeout=3)
         elif self._mode == "filter":
             self.view.set_filter(event.value)
-        elif self._mode == "save":
-            try:
-                self.ops.save_text(Path(event.value).expanduser(), "\n".join(self.view.plain_lines()) + "\n")
-                self.notify(f"saved {len(self.view.visible_indices())} lines to {event.value}", timeout=4)
-            except OSError as exc:
-                self.notify(f"could not save to {event.value}: {exc.strerror or exc}", severity="error")
-        self.view.focus()
+        elif self._mode == "save" and event.value.strip():
+            self._save(Path(event.value.strip()).expanduser())
+        elif self._mode == "replace" and self._replacing is not None:
+            path, self._replacing = self._replacing, None
+            if event.value.strip().lower() in ("y", "yes"):
+                self._save(path, overwrite=True)
+            else:
+                self.notify(f"not saved: {path} is unchanged", timeout=4)
+        if not box.has_class("-visible"):
+            self.view.focus()
         self._status()
 
     def on_key(self, event: events.Key) -> None:
@@ -189,6 +219,9 @@ class LogScreen(Screen[None]):
         if event.key == "escape" and box.has_class("-visible"):
             event.stop()
             box.remove_class("-visible")
+            if self._mode == "replace" and self._replacing is not None:
+                self.notify(f"not saved: {self._replacing} is unchanged", timeout=4)
+                self._replacing = None
             self.view.focus()
 
     def action_next_match(self) -> None:

@@ -1,4 +1,5 @@
-"""The main screen: environments, a header with freshness, and five panes for the selected environment."""
+"""The main screen: environments, a header with freshness, and a tab per pane spec for the selected
+environment, then All (every environment)."""
 
 from __future__ import annotations
 
@@ -9,33 +10,23 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from opsconsole.messages import SourceChanged, VerifyChanged
+from opsconsole.panes import BUILTIN, PaneData, PaneSpec, pane_specs
+from opsconsole.panes import all as all_pane
+from opsconsole.panes.env_label import env_label, others_summary
+from opsconsole.panes.header import header_text
 from opsconsole.profiles import Environment
-from opsconsole.refresh import coarse_age, stale_after
 from opsconsole.sanitize import clean
-from opsconsole.screens.env_label import env_label, others_summary
-from opsconsole.screens.main_keys import MainKeys, action_keys
-from opsconsole.screens.rows import (
-    ALL_COLUMNS,
-    EXTRA_SOURCES,
-    NOT_CONFIGURED_HELP,
-    PANE_SOURCES,
-    PANES,
-    Results,
-    foreign_runs,
-    rows_all,
-    rows_ci,
-    rows_containers,
-    rows_deploys,
-    rows_errors,
-    rows_health,
-    rows_metrics,
-    rows_processes,
-)
-from opsconsole.snapshot import METRIC_SOURCES, SourceResult, configured, expected_keys
+from opsconsole.screens.bindings import SCREEN_BINDINGS, main_bindings
+from opsconsole.screens.main_keys import MainKeys
+from opsconsole.sources import catalog
+from opsconsole.sources.catalog import SourceKey
+from opsconsole.sources.fanout import SourceResult
+from opsconsole.sources.schedule import coarse_age, stale_after
 from opsconsole.widgets.env_list import EnvList
 from opsconsole.widgets.pane import Pane, Row
 
@@ -43,112 +34,26 @@ if TYPE_CHECKING:
     from opsconsole.backends.sentry import IssuePage
     from opsconsole.ui import Console
 
-# The screen's own keys; the action keys (D, R, r, s, l, p, x, i) come from the action registry.
-SCREEN_BINDINGS: list[BindingType] = [
-    Binding("enter", "details", "Details", show=False, id="details", tooltip="Details of the selection"),
-    Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the visible pane"),
-    Binding("e", "switch_env", "Env", show=False, id="switch_env", tooltip="Switch environment"),
-    Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh", tooltip="Refresh every source now"),
-    *[
-        Binding(str(n), f"pane({n - 1})", title, show=False, id=f"pane_{n}", tooltip=f"Show the {title} pane")
-        for n, (_pane, title, _columns) in enumerate(PANES, start=1)
-    ],
-    Binding(
-        "0",
-        "pane_all",
-        "All",
-        show=False,
-        id="pane_all",
-        tooltip="Every environment at once: processes, containers and errors in one table",
-    ),
-    Binding("tab", "next_pane", "Next pane", show=False, id="next_pane", tooltip="Show the next pane"),
-    Binding("down,j", "cursor('down')", "Down", show=False, id="cursor_down", tooltip="Next row"),
-    Binding("up,k", "cursor('up')", "Up", show=False, id="cursor_up", tooltip="Previous row"),
-    Binding(
-        "pagedown,ctrl+d",
-        "cursor('page_down')",
-        "Page down",
-        show=False,
-        id="cursor_page_down",
-        tooltip="A page of rows down",
-    ),
-    Binding(
-        "pageup,ctrl+u",
-        "cursor('page_up')",
-        "Page up",
-        show=False,
-        id="cursor_page_up",
-        tooltip="A page of rows up",
-    ),
-    Binding("home,g", "cursor('top')", "First row", show=False, id="cursor_top", tooltip="First row"),
-    Binding("end,G", "cursor('bottom')", "Last row", show=False, id="cursor_bottom", tooltip="Last row"),
-    Binding(
-        "escape",
-        "clear_filter",
-        "Clear filter",
-        show=False,
-        id="clear_filter",
-        tooltip="Clear the visible pane's filter",
-    ),
-    Binding(
-        "n",
-        "toggle_new_issues",
-        "New in release",
-        show=False,
-        id="errors_new_in_release",
-        tooltip="Errors: only issues first seen in the running release (Sentry firstRelease), or all open ones",
-    ),
-    Binding(
-        "y",
-        "copy_name",
-        "Copy name",
-        show=False,
-        id="copy_name",
-        tooltip="Copy the selected row's name (process, container, issue, release) to the clipboard",
-    ),
-    Binding(
-        "colon",
-        "command_line",
-        "Command",
-        show=False,
-        id="command_line",
-        tooltip="Command line, as in k9s: :ENV, :PANE, :deploy, :logs NAME, :restart NAME (tab completes)",
-    ),
-    Binding(
-        "a",
-        "show_runs",
-        "Running",
-        show=False,
-        id="show_runs",
-        tooltip="Reopen a running action's screen (its output, per-host status, cancel)",
-    ),
-    Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole (asks first while an action runs)"),
-]
-
-
-def main_bindings() -> list[BindingType]:
-    """Action keys from the registry (one generic dispatch), then the screen's own: every key of the
-    console screen (help and `[keymap]` read these). The screen binds the action keys just after
-    its first frame (`MainScreen.add_action_bindings`)."""
-    return [
-        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip, show=k.footer)
-        for k in action_keys()
-    ] + SCREEN_BINDINGS
+Results = list[tuple[SourceKey, SourceResult[Any]]]
 
 
 class Panes(Vertical):
-    """The five panes, mounted just after the first frame (which shows the environments at once)."""
+    """A tab per pane spec (its number key on the tab), then All (`0`); mounted just after the first
+    frame (which shows the environments at once)."""
 
     DEFAULT_CSS = "Panes { height: 1fr; }"
 
+    def __init__(self, specs: list[PaneSpec]) -> None:
+        super().__init__()
+        self._specs = specs
+
     def compose(self) -> ComposeResult:
         with TabbedContent(id="panes"):
-            for index, (pane_id, title, columns) in enumerate(PANES):
-                with TabPane(f"{index + 1} {title}", id=f"tab-{pane_id}"):
-                    yield Pane(pane_id, columns)
-            with TabPane("0 All", id="tab-all"):
-                yield Pane("all", ALL_COLUMNS)
+            for index, spec in enumerate(self._specs):
+                with TabPane(f"{index + 1} {spec.title}", id=f"tab-{spec.id}"):
+                    yield Pane(spec.id, spec.columns)
+            with TabPane(f"0 {all_pane.TITLE}", id=f"tab-{all_pane.ID}"):
+                yield Pane(all_pane.ID, all_pane.COLUMNS)
 
 
 class MainScreen(MainKeys, Screen[None]):
@@ -161,6 +66,14 @@ class MainScreen(MainKeys, Screen[None]):
         self._hidden_stale: set[str] = set()  # panes whose data changed while another was shown
         self._actions_bound = False
         self._panes_mounted = False
+        # the panes, fixed for the screen's life: sources registered later show on a new screen
+        self._specs = {spec.id: spec for spec in pane_specs(self.ops.profile)}
+        self._narrow: bool | None = None  # below 110 columns (None until the first resize)
+        self._header_text: Text | None = None  # what the header shows (an update lays out again)
+        self._verify_text: Text | None = None  # what the verification banner shows
+        self._dirty_envs: set[str] = set()  # environments whose results changed since the last redraw
+        self._dirty_panes: set[str] = set()
+        self._redraw_pending = False
 
     def after_first_frame(self) -> None:
         """Called by the app once the first frame is on screen: the action keys, the panes and the
@@ -168,7 +81,7 @@ class MainScreen(MainKeys, Screen[None]):
         self.add_action_bindings()
         if not self._panes_mounted:
             self._panes_mounted = True
-            self.query_one("#panes-holder").mount(Panes())
+            self.query_one("#panes-holder").mount(Panes(list(self._specs.values())))
             self.mount(Footer(compact=True))
 
     def add_action_bindings(self) -> None:
@@ -184,10 +97,28 @@ class MainScreen(MainKeys, Screen[None]):
         for key, bindings in self._bindings.key_to_bindings.items():
             if key not in own:
                 merged.key_to_bindings[key] = list(bindings)
-        for key, bindings in BindingsMap(main_bindings()).key_to_bindings.items():
+        for key, bindings in BindingsMap(
+            main_bindings() + self._extra_pane_bindings()
+        ).key_to_bindings.items():
             merged.key_to_bindings[key] = list(bindings)
         self._bindings = merged
         self.refresh_bindings()
+
+    def _extra_pane_bindings(self) -> list[BindingType]:
+        """Number keys for the panes after the built-in ones (7, 8, ...: those have theirs)."""
+        specs = list(self._specs.values())
+        return [
+            Binding(
+                str(n),
+                f"pane({n - 1})",
+                spec.title,
+                show=False,
+                id=f"pane_{n}",
+                tooltip=f"Show the {spec.title} pane",
+            )
+            for n, spec in enumerate(specs, start=1)
+            if spec not in BUILTIN and n <= 9
+        ]
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
@@ -227,21 +158,31 @@ class MainScreen(MainKeys, Screen[None]):
         envs.set_envs(names, labels, names.index(current) if current in names else envs.highlighted)
 
     def _env_label(self, env: Environment) -> Text:
-        label = env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only)
-        results = [(k, r) for k, r in self.ops.results.get(env.name, {}).items() if k[0] == "deploys"]
-        own = {state.action.ctx.run_id for state in self.ops.runs.values()}
-        for info in foreign_runs(results, own)[:1]:
-            label.append(f"\n  ⟳ {info.what} by {info.who}", style="bold yellow")
-        return label
+        return env_label(env, self.ops.results.get(env.name, {}), self.ops.read_only, self._own_runs())
 
     def on_resize(self, event: events.Resize) -> None:
         # the environment list hides below 110 columns (`e` picks an environment there); toggling one
         # widget is much cheaper than a screen-wide breakpoint class that restyles every node
         self.query_one("#sidebar").display = event.size.width >= 110
         narrow = event.size.width < 110
-        if narrow != getattr(self, "_narrow", None):
+        if narrow != self._narrow:
             self._narrow = narrow
             self.render_header()
+            self.label_tabs()
+
+    def label_tabs(self) -> None:
+        """Below 110 columns only the shown tab has its title and the others their number key, so
+        every pane's tab fits in 80 columns; wider, every tab has its title."""
+        tabs = self.query_one_optional("#panes", TabbedContent)
+        if tabs is None or not tabs.active:
+            return
+        titled = [(spec.id, f"{n} {spec.title}") for n, spec in enumerate(self._specs.values(), start=1)]
+        for pane_id, title in [*titled, (all_pane.ID, f"0 {all_pane.TITLE}")]:
+            tab_id = f"tab-{pane_id}"
+            label = title if not self._narrow or tab_id == tabs.active else title.split(" ", 1)[0]
+            tab = tabs.get_tab(tab_id)
+            if tab.label.plain != label:
+                tab.label = Content(label)
 
     def on_pane_ready(self, message: Pane.Ready) -> None:
         self.render_pane(message.pane_id)
@@ -263,23 +204,22 @@ class MainScreen(MainKeys, Screen[None]):
         env, key = message.env, message.key
         if not self.is_mounted or self.query_one_optional("#envs") is None:
             return  # not composed yet, or closing: on_mount renders everything there is
-        dirty = self.__dict__.setdefault("_dirty", {"envs": set(), "panes": set()})
-        dirty["envs"].add(env)
-        if env == self.ops.current_env:
-            dirty["panes"].update(
-                p for p, source in PANE_SOURCES.items() if EXTRA_SOURCES.get(key[0], key[0]) == source
-            )
-        dirty["panes"].add("all")  # every environment's rows (rendered only while shown)
-        if not self.__dict__.get("_redraw_pending"):
+        self._dirty_envs.add(env)
+        src = catalog.source(key[0])
+        if env == self.ops.current_env and src is not None and src.pane in self._specs:
+            self._dirty_panes.add(src.pane)
+        if env == self.ops.current_env:  # panes whose rows also read this source (Nginx: Supervisor)
+            self._dirty_panes.update(pane_id for pane_id, spec in self._specs.items() if key[0] in spec.also)
+        self._dirty_panes.add(all_pane.ID)  # every environment's rows (rendered only while shown)
+        if not self._redraw_pending:
             self._redraw_pending = True
             self.set_timer(0.2, self._redraw_dirty)
 
     def _redraw_dirty(self) -> None:
         self._redraw_pending = False
-        dirty = self.__dict__.get("_dirty", {"envs": set(), "panes": set()})
-        envs, panes = set(dirty["envs"]), set(dirty["panes"])
-        dirty["envs"].clear()
-        dirty["panes"].clear()
+        envs, panes = set(self._dirty_envs), set(self._dirty_panes)
+        self._dirty_envs.clear()
+        self._dirty_panes.clear()
         for env in envs:
             self._update_env_label(env)
         for pane_id in panes:
@@ -296,19 +236,22 @@ class MainScreen(MainKeys, Screen[None]):
 
     def render_all(self) -> None:
         self.render_header()
-        for pane_id, _title, _columns in PANES:
+        for pane_id in self._specs:
             self.render_pane(pane_id)
-        self.render_pane("all")
+        self.render_pane(all_pane.ID)
 
     def _check_stale(self) -> None:
         self.render_all()
 
-    def _results(self, source: str) -> list[tuple[tuple[str, ...], SourceResult[Any]]]:
+    def _results(self, *names: str) -> Results:
+        """The current environment's results of the sources `names`, in the order they are stored."""
         env = self.ops.current_env
         if env is None:
             return []
-        wanted = METRIC_SOURCES if source == "metrics" else (source,)
-        return [(k, v) for k, v in self.ops.results.get(env, {}).items() if k[0] in wanted]
+        return [(k, v) for k, v in self.ops.results.get(env, {}).items() if k[0] in names]
+
+    def _own_runs(self) -> frozenset[str]:
+        return frozenset(state.action.ctx.run_id for state in self.ops.runs.values())
 
     def on_verify_changed(self, message: VerifyChanged) -> None:
         if message.env == self.ops.current_env and self.is_mounted:
@@ -328,70 +271,36 @@ class MainScreen(MainKeys, Screen[None]):
         if status.verdict == "fail":
             text.append("  R: roll back ", style="bold reverse")
         banner.set_classes(f"verify-{status.verdict or 'running'}")
-        if getattr(banner, "_shown_text", None) != text:  # an update lays the screen out again
-            banner._shown_text = text
+        if self._verify_text != text:  # an update lays the screen out again
+            self._verify_text = text
             banner.update(text)
 
     def render_header(self) -> None:
         self.render_verify()
         env = self.env
-        text = Text()
-        text.append(" opsconsole ", style="bold reverse")
-        text.append(f" {clean(self.ops.profile.project_name)} ", style="bold")
+        narrow = bool(self._narrow)
+        text = header_text(
+            self.ops.profile.project_name,
+            env,
+            self.ops.results.get(env.name, {}) if env is not None else {},
+            list(self._specs.values()),
+            self.ops.profile.defaults,
+            self.ops.clock(),
+            narrow=narrow,
+            read_only=self.ops.read_only,
+            running=len(self._running_actions()),
+            others=self._others_summary(env.name) if env is not None and narrow else None,
+        )
         if env is None:
             self.query_one("#header", Static).update(text)
             return
-        if not getattr(self, "_narrow", False):
-            text.append(" ▸ ")
-        text.append(f" {env.name} ", style=f"bold reverse {env.color}" if env.color else "bold reverse")
-        others = self._others_summary(env.name)
-        if others:
-            text.append(others[0], style=others[1])
-        if self.ops.read_only or env.read_only:
-            text.append("  READ-ONLY ", style="bold black on cyan")
-        if env.protected:
-            text.append("  PROTECTED ", style="bold black on yellow")
-        running = len(self._running_actions())
-        if running:
-            text.append(f"  {running} running (a) ", style="bold black on yellow")
-        defaults = self.ops.profile.defaults
-        stale = stale_after(defaults.refresh, defaults.timeout)
-        now = self.ops.clock()
-        narrow = getattr(self, "_narrow", False)
-        short = {"supervisor": "sup", "docker": "dock", "deploys": "dep", "sentry": "err", "health": "http"}
-        gap = " " if narrow else "  "
-        for source in ("supervisor", "docker", "deploys", "sentry", "health"):
-            if not self._configured(env, source):
-                continue
-            label = short[source] if narrow else source
-            results = self._results(source)
-            expected = len(expected_keys(env, source))
-            errors = sum(1 for _, r in results if r.error)
-            # never green before everyone answered: pending is `…`, partial is "1/2"
-            if errors:
-                text.append(f"{gap}{label} ✗{errors}", style="red")
-            elif not results:
-                text.append(f"{gap}{label} …", style="dim")
-            elif len(results) < expected:
-                text.append(f"{gap}{label} {len(results)}/{expected}…", style="yellow")
-            elif now - min(r.fetched_at for _, r in results) > stale:
-                # freshness as a state, not a clock: nothing on screen changes while nothing changes
-                oldest = min(r.fetched_at for _, r in results)
-                text.append(f"{gap}{label} {coarse_age(now - oldest)} old", style="yellow")
-            else:
-                text.append(f"{gap}{label} ✓", style="green")
-        self._set_header(text)
+        if self._header_text != text:
+            self._header_text = text
+            self.query_one("#header", Static).update(text)
 
     def _others_summary(self, current: str) -> tuple[str, str] | None:
         """`  2 others: 1 ✗` when the environment list is hidden (below 110 columns)."""
-        if not getattr(self, "_narrow", False):
-            return None
         return others_summary(self.ops.results, [n for n in self.ops.profile.environments if n != current])
-
-    def _set_header(self, text: Text) -> None:
-        if getattr(self, "_header_text", None) != text:
-            self._header_text = text
-            self.query_one("#header", Static).update(text)
 
     def render_pane(self, pane_id: str) -> None:
         pane = self.query_one_optional(f"#{pane_id}", Pane)
@@ -401,17 +310,16 @@ class MainScreen(MainKeys, Screen[None]):
         # a hidden pane is rendered while it has no rows yet (so the first switch to it only shows
         # it), then not again until its tab is opened; All (every environment's rows) never hidden:
         # at 200 hosts it would hold 4,000 rows (~43 KiB an environment) that nobody sees
-        if hidden and (pane.rows or pane_id == "all"):
+        if hidden and (pane.rows or pane_id == all_pane.ID):
             self._hidden_stale.add(pane_id)
             return
         self._hidden_stale.discard(pane_id)
         env = self.env
-        if pane_id == "all":
-            rows = rows_all(self.ops.results, self.ops.stats)
-            envs = len(self.ops.profile.environments)
+        if pane_id == all_pane.ID:
+            rows = all_pane.rows_all(self.ops.results, self.ops.stats)
             pane.set_status(
-                f"{len(rows)} rows across {envs} environment(s): processes, containers, open errors"
-                + self._filter_note("all", rows)
+                all_pane.status(len(rows), len(self.ops.profile.environments))
+                + self._filter_note(pane_id, rows)
             )
             pane.set_rows(rows)
             return
@@ -419,23 +327,31 @@ class MainScreen(MainKeys, Screen[None]):
             pane.set_status("no environment")
             pane.set_rows([])
             return
-        source = PANE_SOURCES[pane_id]
-        configured = self._configured(env, source)
-        if not configured:
-            pane.set_status(NOT_CONFIGURED_HELP[source].replace("ENV", env.name))
+        spec = self._specs[pane_id]
+        if not catalog.pane_configured(env, pane_id):
+            pane.set_status(spec.help(env.name))
             pane.set_rows([])
             return
-        results = self._results(source)
+        # the status line counts, waits for and reports the errors of the pane's counted sources;
+        # the rows come from all of its sources
+        results = self._results(*spec.counted_names)
         if not results:
             pane.set_status("loading…")
             pane.set_rows([])
             return
         errors = [r.error for _, r in results if r.error]
-        rows = self._rows(pane_id, results)
+        data = PaneData(
+            self._results(*spec.names, *spec.also),
+            self.ops.stats.get(env.name, {}),
+            self._own_runs(),
+            self.ops.clock(),
+            self.ops.state.issues_release.get(env.name),
+        )
+        rows = spec.rows(data)
         newest = max(r.fetched_at for _, r in results)
-        expected = len(expected_keys(env, source))
+        expected = len(catalog.expected_keys(env, pane_id))
         answered = len(results) - len(errors)
-        noun = pane_id if pane_id != "errors" else "issues"
+        noun = spec.status_noun
         if errors and not rows:
             status = Text("")  # never "0 issues · live" above its own error
         elif answered < expected:
@@ -444,9 +360,13 @@ class MainScreen(MainKeys, Screen[None]):
                 status.append(f" · waiting for {expected - len(results)}…", style="dim")
         else:
             status = Text(f"{len(rows)} {noun} · live")
-        release = self.ops.backends.issues_release.get(env.name) if pane_id == "errors" else None
-        if release:
-            status.append(f" · new in {clean(release, 80)} only (n: all open issues)", style="cyan")
+        note = spec.note(data) if spec.note is not None else ""
+        if note:
+            status.append(note, style="cyan")
+        if spec.selected_note is not None:
+            picked = spec.selected_note(data, pane.selected())
+            if picked:
+                status.append(picked, style="bold yellow")
         filtered = self._filter_note(pane_id, rows)
         if filtered:
             status.append(filtered, style="cyan")
@@ -464,29 +384,19 @@ class MainScreen(MainKeys, Screen[None]):
         pane.set_status(status, error=bool(errors) and not rows)
         pane.set_rows(rows)
 
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        """A pane whose status speaks of the selected row (the Timeline) is drawn again."""
+        pane_id = self.shown_pane_id()
+        spec = self._specs.get(pane_id)
+        if spec is not None and spec.selected_note is not None:
+            self.render_pane(pane_id)
+
     def _filter_note(self, pane_id: str, rows: list[Row]) -> str:
         """`· 1 of 4 shown, filter "work"` while a filter is on (escape clears it)."""
         pane = self.query_one_optional(f"#{pane_id}", Pane)
         if pane is None or not pane.filter_text:
             return ""
         return f' · {pane.shown_count} of {len(rows)} shown, filter "{clean(pane.filter_text, 40)}" (escape clears)'
-
-    def _rows(self, pane_id: str, results: Results) -> list[Row]:
-        if pane_id == "containers":
-            return rows_containers(results, self.ops.stats.get(self.ops.current_env or "", {}))
-        if pane_id == "deploys":
-            own = {state.action.ctx.run_id for state in self.ops.runs.values()}
-            return rows_ci(self._results("ci")) + rows_deploys(results, own, self.ops.clock())
-        builder = {
-            "processes": rows_processes,
-            "errors": rows_errors,
-            "health": rows_health,
-            "metrics": rows_metrics,
-        }[pane_id]
-        return builder(results)
-
-    def _configured(self, env: Environment, source: str) -> bool:
-        return configured(env, source)
 
     # ---------------------------------------------------------------- selection helpers
 

@@ -10,21 +10,14 @@ from textual.widgets import TabbedContent
 
 from opsconsole.actions.targets import SELECTION_HINTS, selection_target
 from opsconsole.messages import RunsChanged
-from opsconsole.screens.rows import PANES
+from opsconsole.panes import pane_specs
+from opsconsole.screens.bindings import action_keys, bound_characters, main_bindings
 from opsconsole.widgets.pane import Pane
 
 if TYPE_CHECKING:
-    from opsconsole.actions.registry import ActionKey
     from opsconsole.profiles import Environment
+    from opsconsole.screens.command_line import Target
     from opsconsole.ui import Console
-
-
-def action_keys() -> tuple[ActionKey, ...]:
-    """The registry's keys. The registry (every action module) loads after the first frame: the
-    screen's first frame needs none of it (see MainScreen.add_action_bindings)."""
-    from opsconsole.actions.registry import action_keys as keys
-
-    return keys()
 
 
 def row_name(kind: str, item: Any) -> str:
@@ -33,6 +26,8 @@ def row_name(kind: str, item: Any) -> str:
         return str(item.full_name)
     if kind == "container":
         return str(item.name)
+    if kind == "unit":
+        return str(item.unit)
     if kind == "issue":
         return str(item.short_id)
     if kind == "journal":
@@ -63,6 +58,7 @@ class MainKeys:
         def env(self) -> Environment | None: ...
         def _need_env(self) -> Environment | None: ...
         def _env_label(self, env: Environment) -> Any: ...
+        def label_tabs(self) -> None: ...
         def selection(self) -> tuple[str, str, Any] | None: ...
         def selection_env(self) -> Environment | None: ...
         def focused_pane(self) -> Pane: ...
@@ -85,6 +81,7 @@ class MainKeys:
     # ---------------------------------------------------------------- key actions
 
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self.label_tabs()
         pane_id = self.focused_pane().pane_id
         offered = self._offered_keys(pane_id)
         if offered != getattr(self, "_footer_keys", None):
@@ -98,7 +95,13 @@ class MainKeys:
     @staticmethod
     def _offered_keys(pane_id: str) -> frozenset[str]:
         """The action keys the footer shows on a pane (see check_action)."""
-        kinds = {"processes": "process", "containers": "container", "errors": "issue"}
+        kinds = {
+            "processes": "process",
+            "containers": "container",
+            "errors": "issue",
+            "units": "unit",
+            "alerts": "alert",
+        }
         return frozenset(
             k.id
             for k in action_keys()
@@ -106,6 +109,8 @@ class MainKeys:
             or k.selection_optional
             or pane_id == "all"
             or kinds.get(pane_id) in k.selection
+            # the Nginx pane's upstream rows select the process or container that serves them
+            or (pane_id == "nginx" and bool({"process", "container"} & set(k.selection)))
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -125,25 +130,45 @@ class MainKeys:
         if key is None or env is None:
             return
         if not key.selection:
-            self.ops.request_action(key.actions[0], env.name)
+            self.ops.request_action(key.actions[0], env.name, **self._rollback_from(key.actions[0], env))
             return
         selected = self.selection()
         if selected is None or selected[0] not in key.selection:
             if key.selection_optional:
-                self._pick_log_file(env)
+                self._pick_log_file(env, key.actions[0])
                 return
             where = " or ".join(SELECTION_HINTS[kind] for kind in key.selection)
             self.notify(f"select {where} first", severity="warning")
             return
         kind, host, item = selected
         action_id = key.pick(item)
-        options = {"lines": 200, "follow": True} if action_id == "logs" else {}
+        options = dict(_actions()[action_id].default_options)
         home = self.selection_env() or env  # in the `0` view, the row's own environment
+        ask = getattr(_actions()[action_id], "prompt_for", ("", ""))  # an option the console asks for
+        if ask[0] and not options.get(ask[0]):
+            from opsconsole.screens.prompt import PromptScreen
+
+            def answered(text: str | None) -> None:
+                if text:
+                    target = selection_target(kind, item)
+                    chosen = {**options, ask[0]: text}
+                    self.ops.request_action(action_id, home.name, target, host=host or None, **chosen)
+
+            self.app.push_screen(PromptScreen(ask[1]), answered)
+            return
         self.ops.request_action(
             action_id, home.name, selection_target(kind, item), host=host or None, **options
         )
 
-    def _pick_log_file(self, env: Environment) -> None:
+    def _rollback_from(self, action_id: str, env: Environment) -> dict[str, str]:
+        """After a FAILED verification, a rollback goes back only from the release that failed, and
+        only while it is still current (checked under the deploy lock): never from someone else's."""
+        status = self.ops.verifications.get(env.name)
+        if action_id == "rollback" and status is not None and status.verdict == "fail":
+            return {"from": status.release}
+        return {}
+
+    def _pick_log_file(self, env: Environment, action_id: str) -> None:
         files = env.logs.files if env.logs else ()
         if not files:
             self.notify(
@@ -155,7 +180,7 @@ class MainKeys:
 
         def picked(path: str | None) -> None:
             if path:
-                self.ops.request_action("logs", env.name, f"file:{path}", lines=200, follow=True)
+                self.ops.request_action(action_id, env.name, f"file:{path}", **_actions()[action_id].default_options)
 
         self.app.push_screen(PickScreen("Log file to follow", [(p, p) for p in files]), picked)
 
@@ -183,9 +208,12 @@ class MainKeys:
 
     def on_key(self, event: events.Key) -> None:
         """Shift + a column's first letter sorts the visible pane by it (again: the other way),
-        when that letter is no key of its own (D, R and G are)."""
+        when that letter is no key of this screen's, on the keys in force (`D` deploys, `G` goes to
+        the last row, unless `[keymap]` moves them)."""
         char = event.character or ""
-        if len(char) != 1 or not char.isupper() or char in ("D", "R", "G"):
+        if len(char) != 1 or not char.isupper():
+            return
+        if char in bound_characters(main_bindings(), self.ops.profile.keymap):
             return
         pane = self.focused_pane()
         for index, column in enumerate(pane.columns):
@@ -199,73 +227,81 @@ class MainKeys:
 
         self.app.push_screen(CommandLine(self.command_words()), self.run_command)
 
-    def command_words(self) -> list[str]:
-        """What `:` completes: environments, panes, actions, and `ACTION NAME` for the visible rows."""
-        words = list(self.ops.profile.environments)
-        words += [pane for pane, _title, _columns in PANES]
-        words += [a for k in action_keys() for a in k.actions] + ["unlock", "quit", "help"]
-        names = []
+    def _named_rows(self) -> list[tuple[str, Target]]:
+        """The visible environment's processes and containers, by the names `:` knows them by."""
+        from opsconsole.screens.command_line import row_names
+
+        rows = []
         for pane_id in ("processes", "containers"):
             pane = self.query_one_optional(f"#{pane_id}", Pane)
-            for row in pane.rows if pane is not None else []:
-                kind, _host, item = row.data
-                names.append(item.full_name if kind == "process" else item.name)
-        for verb in ("logs", "restart", "start", "stop"):
-            words += [f"{verb} {n}" for n in names]
-        return list(dict.fromkeys(words))
+            rows += [row.data for row in (pane.rows if pane is not None else [])]
+        return row_names(rows)
+
+    def command_words(self) -> list[str]:
+        """What `:` completes (see command_line.completions)."""
+        from opsconsole.screens.command_line import completions
+
+        return completions(
+            self.ops.profile.environments,
+            [spec.id for spec in pane_specs(self.ops.profile)],
+            [a for k in action_keys() for a in k.actions],
+            [name for name, _target in self._named_rows()],
+        )
 
     def run_command(self, line: str | None) -> None:
         """`:prod`, `:errors`, `:deploy`, `:logs worker`, `:restart web:web_0`, `:quit`."""
         if not line:
             return
-        word, _, arg = line.strip().lstrip(":").partition(" ")
-        arg = arg.strip()
-        envs = list(self.ops.profile.environments)
-        panes = [p for p, _t, _c in PANES]
-        match = [n for n in envs if n == word] or [n for n in envs if n.startswith(word)]
-        if word in panes:
-            self.action_pane(panes.index(word))
-        elif word in ("0", "all"):
+        from opsconsole.screens.command_line import parse
+
+        env = self.env
+        command = parse(
+            line,
+            list(self.ops.profile.environments),
+            [spec.id for spec in pane_specs(self.ops.profile)],
+            _actions() if env is not None else (),
+        )
+        if command.kind == "pane":
+            self.action_pane(command.pane)
+        elif command.kind == "all":
             self.action_pane_all()
-        elif match and not arg:
-            self.select_env(match[0])
-        elif word in ("q", "quit"):
+        elif command.kind == "env":
+            self.select_env(command.word)
+        elif command.kind == "quit":
             self.action_quit()
-        elif word == "help":
+        elif command.kind == "help":
             self.action_help()
-        elif word in _actions() and self.env is not None:
-            if not arg:
-                if _actions()[word].target_arg:
-                    self.notify(f":{word} needs a name, e.g. :{word} worker", severity="warning")
-                    return
-                self.ops.request_action(word, self.env.name)
-                return
-            target = self._find_target(arg)
-            if target is None:
-                self.notify(f"no process or container matches '{arg}' here", severity="warning")
-                return
-            kind, host, item = target
-            options = {"lines": 200, "follow": True} if word == "logs" else {}
-            self.ops.request_action(word, self.env.name, selection_target(kind, item), host=host, **options)
+        elif command.kind == "action" and env is not None:
+            self._run_named(command.word, command.arg, env)
         else:
             self.notify(f"unknown command ':{line}' (tab completes; ? lists keys)", severity="warning")
 
-    def _find_target(self, name: str) -> tuple[str, str, Any] | None:
-        """The process or container of the visible environment named `name`: exactly, by its last
-        part (`worker` for `worker:worker`), or as the one name that contains it (`:logs acc`)."""
-        rows = []
-        for pane_id in ("processes", "containers"):
-            pane = self.query_one_optional(f"#{pane_id}", Pane)
-            for row in pane.rows if pane is not None else []:
-                kind, host, item = row.data
-                rows.append((item.full_name if kind == "process" else item.name, (kind, host, item)))
-        for full, target in rows:
-            if name in (full, full.split(":")[-1]):
-                return target
-        containing = {full for full, _target in rows if name in full}
-        if len(containing) == 1:  # one name contains it: `:logs acc` for accworker
-            return next(target for full, target in rows if full in containing)
-        return None
+    def _run_named(self, action_id: str, arg: str, env: Environment) -> None:
+        """`:ACTION` on the environment, or `:ACTION NAME` on the row of that name."""
+        if not arg:
+            if _actions()[action_id].target_arg:
+                self.notify(f":{action_id} needs a name, e.g. :{action_id} worker", severity="warning")
+                return
+            self.ops.request_action(action_id, env.name)
+            return
+        from opsconsole.screens.command_line import find_target
+
+        target = find_target(arg, self._named_rows())
+        if target is None:
+            self.notify(f"no process or container matches '{arg}' here", severity="warning")
+            return
+        kind, host, item = target
+        options = dict(_actions()[action_id].default_options)
+        self.ops.request_action(action_id, env.name, selection_target(kind, item), host=host, **options)
+
+    def action_toggle_muted_alerts(self) -> None:
+        """Alerts pane: silenced and inhibited alerts shown too, or hidden (the default)."""
+        from opsconsole.panes.alerts import SHOW_MUTED
+
+        SHOW_MUTED["on"] = not SHOW_MUTED["on"]
+        shown = "shown" if SHOW_MUTED["on"] else "hidden"
+        self.ops.notify(f"Alerts: silenced and inhibited {shown}", timeout=3)
+        self.render_pane("alerts")
 
     def action_toggle_new_issues(self) -> None:
         """Errors pane: issues first seen in the running release (Sentry `firstRelease:`) or all."""
@@ -273,7 +309,7 @@ class MainKeys:
         if env is None or env.errors is None:
             self.ops.notify("No error tracker (Sentry or Bugsink) is connected here", severity="warning")
             return
-        chosen = self.ops.backends.issues_release
+        chosen = self.ops.state.issues_release
         if env.name in chosen:
             del chosen[env.name]
             self.ops.notify("Errors: every open issue", timeout=3)
@@ -288,12 +324,12 @@ class MainKeys:
                 return
             chosen[env.name] = version
             self.ops.notify(f"Errors: only issues new in {version}", timeout=3)
-        self.action_pane([p[0] for p in PANES].index("errors"))
+        self.action_pane([spec.id for spec in pane_specs(self.ops.profile)].index("errors"))
         self.ops.refresh_env(env.name)
 
     def _running_version(self, env: Environment) -> str | None:
         """The Sentry release name of what the first host runs, from the Deploys pane's data."""
-        from opsconsole.verify import running_version
+        from opsconsole.actions.deploy.verify import running_version
 
         if not env.hosts:
             return None
@@ -323,11 +359,11 @@ class MainKeys:
     def action_pane(self, index: int) -> None:
         tabs = self.query_one_optional(TabbedContent)
         if tabs is not None:
-            tabs.active = f"tab-{PANES[index][0]}"
+            tabs.active = f"tab-{pane_specs(self.ops.profile)[index].id}"
 
     def action_next_pane(self) -> None:
         active = f"tab-{self.shown_pane_id()}"
-        ids = [f"tab-{p[0]}" for p in PANES] + ["tab-all"]
+        ids = [f"tab-{spec.id}" for spec in pane_specs(self.ops.profile)] + ["tab-all"]
         following = ids[(ids.index(active) + 1) % len(ids)] if active in ids else ids[0]
         if following == "tab-all":
             self.action_pane_all()
@@ -344,14 +380,15 @@ class MainKeys:
 
     def action_help(self) -> None:
         from opsconsole.screens.help import HelpScreen
+        from opsconsole.screens.keymap import screens
 
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(screens()))
 
     def on_runs_changed(self, _message: RunsChanged) -> None:
         self.render_header()
 
     def _running_actions(self) -> list[Any]:
-        return [s for s in self.ops.runs.running() if s.action.id != "logs"]
+        return [s for s in self.ops.runs.running() if s.action.viewer != "log"]
 
     def action_show_runs(self) -> None:
         running = self._running_actions() or list(self.ops.runs)[-1:]

@@ -106,7 +106,7 @@ class LogView(ScrollView, can_focus=True):
                 self.search_index = max(0, self.search_index - evicted)
         self._invalidate()
         if self.follow:
-            self.scroll_end(animate=False, immediate=False)
+            self.call_after_refresh(self._end_if_following)
 
     def clear(self) -> None:
         self.lines.clear()
@@ -187,8 +187,14 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_follow(self, follow: bool) -> None:
         if follow:
-            self.scroll_end(animate=False, immediate=False)
+            self.call_after_refresh(self._end_if_following)
         self.post_message(self.FollowChanged(follow))
+
+    def _end_if_following(self) -> None:
+        """The scroll a batch asked for, done after the refresh only if still following: a Home
+        pressed in between must not be undone by it (reaching the end would follow again)."""
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True)
 
     # ----------------------------------------------------------------- follow / scrolling
 

@@ -63,6 +63,19 @@ class PaneTable(DataTable[Cell], can_focus=False):
             self._rendered_for = size
             self._update_count += 1
 
+    def _update_dimensions(self, new_rows: Any) -> None:
+        """Column widths follow new rows on the table's idle; a frame drawn before it (the screen
+        paints on its own loop, which under load comes first) cached every cell cut at the old
+        widths under the same update count, and DataTable's only other reset, a Resize, never comes
+        while the rows fit the pane (its size and reported virtual size stay the same): the cut cells
+        stayed on screen until the rows next changed. A change of width here drops those renders."""
+        before = [column.content_width for column in self.columns.values()]
+        super()._update_dimensions(new_rows)
+        if [column.content_width for column in self.columns.values()] != before:
+            self._update_count += 1
+            self._line_cache.clear()
+            self.refresh()
+
     def _render_cell(
         self,
         row_index: int,

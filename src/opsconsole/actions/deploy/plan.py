@@ -1,0 +1,147 @@
+"""What a deploy will do, before it does it: the summary a person decides on (what goes out, CI,
+where, from which release, builds, restarts, Sentry, verification) and the per-host plan steps."""
+
+from __future__ import annotations
+
+from opsconsole.actions.base import PlanStep
+from opsconsole.actions.deploy.host import HostDeploy, describe_release, read_states, restart_steps
+from opsconsole.actions.deploy.pending import what_goes_out
+from opsconsole.actions.deploy.rolling import batches
+from opsconsole.actions.deploy.shell import lock_command, unlock_command
+from opsconsole.backends.ci import plan_request
+from opsconsole.backends.clients import Backends
+from opsconsole.backends.github import CiState
+from opsconsole.errors import OpsError
+from opsconsole.human import duration
+from opsconsole.profiles import DeployConfig, Environment, HostSpec
+
+
+def ci_line(configured: bool, ci: CiState | OpsError | None, skip: bool) -> str:
+    """The plan's CI line: green, red or pending with the checks, unreachable, or not configured."""
+    if not configured:
+        return "CI: not configured (no [ci] section): the deploy is not gated on checks"
+    tail = " (--skip-ci: deploying anyway)" if skip else ""
+    if ci is None:
+        return "CI: unknown (the target commit could not be resolved)" + tail
+    if isinstance(ci, OpsError):
+        return f"CI: could not be read ({ci.message}); the deploy stops unless --skip-ci" + tail
+    if ci.state == "success":
+        return f"CI: {ci.summary()}"
+    return f"CI: {ci.summary()}; the deploy stops unless --skip-ci" + tail
+
+
+def sentry_environment(env: Environment) -> str:
+    """The Sentry environment a deploy is recorded in: the profile's, else the environment's name."""
+    return (env.sentry.environment if env.sentry else None) or env.name
+
+
+def verify_terms(env: Environment, config: DeployConfig) -> str:
+    verify = config.verify
+    assert verify is not None
+    terms = []
+    if env.health:
+        terms.append(f"{len(env.health)} health URL(s) keep passing")
+    if env.sentry is not None:
+        terms.append(f"at most {verify.max_new_issues} new Sentry issue(s) at level error or above")
+    return ", ".join(terms) or "nothing to check (no health URLs, no Sentry)"
+
+
+def summary(
+    backends: Backends,
+    env: Environment,
+    config: DeployConfig,
+    hosts: list[HostSpec],
+    ref: str,
+    release: str,
+    skip_ci: bool,
+) -> list[str]:
+    """What a person decides on: what goes out, is CI green, where, from which release to which
+    ref, builds, restarts."""
+    names = [h.raw for h in hosts]
+    lines = [f"Deploy {ref} to {env.name} on {len(names)} host(s): {', '.join(names)}"]
+    found, ci = what_goes_out(backends, env, ref)
+    if found is not None:
+        lines += found.lines()
+    lines.append(ci_line(env.ci is not None, ci, skip_ci))
+    for host, state in read_states(backends, hosts, config).items():
+        if isinstance(state, OpsError):
+            lines.append(f"  {host}: current release unknown ({state.message})")
+        else:
+            lines.append(f"  {host}: now on {describe_release(state, state.current)}")
+            if state.lock is not None:
+                lines.append(f"  {host}: LOCKED, {state.lock.describe()}")
+    lines.append(f"  → new release releases/{release} from {ref}")
+    if config.build:
+        lines.append("Build in the new release, on every host: " + "; ".join(config.build))
+    if config.strategy == "rolling":
+        order = batches(config, hosts)
+        gate = (
+            f", each must answer {config.host_health} within {config.host_health_timeout:g} s"
+            if config.host_health
+            else ""
+        )
+        lines.append(f"Then, once every host has built, switch in {len(order)} batch(es){gate}:")
+        lines += [f"  batch {n}: {', '.join(h.raw for h in b)}" for n, b in enumerate(order, 1)]
+        lines.append("  a failing batch stops the deploy and switches every switched host back")
+    else:
+        lines.append("Then, once every host has built, switch `current` on every host")
+    if config.restart:
+        lines.append("Restart: " + ", ".join(config.restart))
+    if env.sentry is not None and env.sentry.releases:
+        lines.append(
+            "Then tell Sentry: the release with its commits, and a deploy to " + sentry_environment(env)
+        )
+    if config.verify is not None:
+        lines.append(f"Then verify for {duration(config.verify.window)}: {verify_terms(env, config)}")
+    lines.append(f"Keep the {config.keep_releases} newest good releases")
+    return lines
+
+
+def steps(
+    env: Environment,
+    config: DeployConfig,
+    host_deploys: list[HostDeploy],
+    ref: str,
+    release: str,
+    skip_ci: bool,
+) -> list[PlanStep]:
+    """Every host's commands in order; the CI check runs once, on the first host's commit."""
+    planned: list[PlanStep] = []
+    for part in host_deploys:
+        host = part.name
+        planned.append(PlanStep(host, "command", lock_command(config.path, "<lock: who, when, why>")))
+        planned.append(PlanStep(host, "command", part.fetch_command()))
+        planned.append(PlanStep(host, "command", part.resolve_command()))
+        if env.ci is not None and part is host_deploys[0]:
+            planned.append(
+                PlanStep(
+                    host,
+                    "api",
+                    f"{plan_request(env.ci)}: stop unless green"
+                    + (" (skipped: --skip-ci)" if skip_ci else ""),
+                )
+            )
+        planned.append(PlanStep(host, "command", part.export_command("<sha of " + ref + ">")))
+        planned += [PlanStep(host, "command", part.shared_command(item)) for item in config.shared]
+        planned += [PlanStep(host, "command", part.build_command(cmd)) for cmd in config.build]
+        planned.append(PlanStep(host, "note", "after every host has built:"))
+        planned.append(PlanStep(host, "command", part.switch_command(release)))
+        planned += restart_steps(env, part.spec, config)
+        if config.strategy == "rolling" and config.host_health:
+            planned.append(
+                PlanStep(
+                    host,
+                    "command",
+                    part.health_command(config.host_health, config.host_health_timeout),
+                )
+            )
+        planned.append(PlanStep(host, "note", f"prune releases/ to the newest {config.keep_releases}"))
+        planned.append(
+            PlanStep(
+                host,
+                "command",
+                part.journal_command({"event": "deploy", "release": release, "...": "..."}),
+            )
+        )
+        planned.append(PlanStep(host, "command", unlock_command(config.path, "<our lock>")))
+    return planned

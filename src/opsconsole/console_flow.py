@@ -1,0 +1,249 @@
+"""The console's side of running an action: prepare it off the UI thread (saying so at once),
+confirm exactly its plan, drive it, deliver its events to the screens, announce its end, and run
+what the action says follows it (a deploy's verification, with its banner and verdict toast).
+
+The action layer decides; this only shows. `app` is the `OpsConsoleApp` (typed loosely: the app
+imports this module, not the other way round).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from opsconsole.errors import OpsError
+from opsconsole.messages import RunBatch, RunsChanged, RunsPending, VerifyChanged
+
+if TYPE_CHECKING:
+    from opsconsole.actions.base import Action
+    from opsconsole.actions.runner import ActionRun
+    from opsconsole.actions.runs import RunState
+
+PREPARING_TITLE = "Preparing plan…"
+CLEANUP_SECONDS = 120  # how long quitting waits for cancelled runs to clean up
+EXIT_GRACE_SECONDS = 5
+
+
+class ActionFlow:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._preparing: dict[int, Any] = {}  # id(action) -> its "preparing plan" toast
+        self._verifiers: dict[str, Any] = {}  # env -> the Verifier of its latest deploy
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP (a dropped SSH session) cancel running actions like `c` does, then quit;
+        `run_console` waits for their clean-up and exits 128+signal."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, int(signum))
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def _on_signal(self, signum: int) -> None:
+        import threading
+
+        app = self.app
+        if app.exit_signal is not None:
+            return
+        app.exit_signal = signum
+        app.runs.cancel_all()
+        # with the terminal gone Textual's shutdown can block on its output thread: once the runs
+        # have cleaned up, a watchdog ends the process regardless
+        threading.Thread(target=self._exit_after_cleanup, args=(signum,), daemon=True).start()
+        app.exit()
+
+    def _exit_after_cleanup(self, signum: int) -> None:
+        import os
+        import time
+
+        self.app.runs.wait(CLEANUP_SECONDS)
+        time.sleep(EXIT_GRACE_SECONDS)
+        os._exit(128 + signum)
+
+    def make_action(
+        self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
+    ) -> Action:
+        from opsconsole.actions.base import ActionContext, Target
+        from opsconsole.actions.registry import ACTIONS
+
+        app = self.app
+        ctx = ActionContext(
+            profile=app.profile, backends=app.backends, read_only=app.read_only, via=app.via, remote=app.remote
+        )
+        return ACTIONS[action_id](ctx, Target(env=env, name=name, host=host, options=options))
+
+    def request(
+        self, action_id: str, env: str, name: str | None = None, host: str | None = None, **options: Any
+    ) -> None:
+        """Build the action and visit the core prepare step (off the UI thread: a plan may read the
+        hosts), then confirm with exactly that plan, or refuse, or run."""
+        try:
+            action = self.make_action(action_id, env, name, host, **options)
+        except OpsError as exc:
+            self.app.notify(exc.message, title=exc.title, severity="error")
+            return
+        if action.changes:  # its plan may read every host (and fetch the repository): say so at once
+            from textual.notifications import Notification, Notify
+
+            toast = Notification(f"{action.title} on {env}: reading the hosts…", PREPARING_TITLE, "information", 300)
+            self._preparing[id(action)] = toast
+            self.app.post_message(Notify(toast))
+        self.app.run_worker(
+            partial(self._prepare, action), thread=True, exit_on_error=False, group="prepare", name="prepare"
+        )
+
+    def _prepare(self, action: Action) -> None:
+        from opsconsole.actions.runner import ActionRun
+
+        run = ActionRun(action)
+        try:
+            run.prepare()
+        except OpsError as exc:
+            self.app.call_from_thread(self.app.notify, exc.message, title=exc.title, severity="error")
+            return
+        finally:
+            self.app.call_from_thread(self._prepared, action)
+        self.app.call_from_thread(self._confirm_and_start, run)
+
+    def _prepared(self, action: Action) -> None:
+        """The plan is ready (or failed): the "preparing plan" toast goes."""
+        toast = self._preparing.pop(id(action), None)
+        if toast is not None and toast in self.app._notifications:
+            self.app._unnotify(toast)
+
+    def _confirm_and_start(self, run: ActionRun) -> None:
+        from opsconsole.screens.confirm import ConfirmScreen
+
+        prepared = run.prepare()
+        action = run.action
+        if prepared.refusal is not None:
+            self.app.notify(prepared.refusal.message, title=prepared.refusal.title, severity="error")
+            return
+        if prepared.confirmation == "none":
+            run.approve(None)
+            self.start(run)
+            return
+        assert prepared.plan is not None
+
+        def confirmed(answer: str | None) -> None:
+            if answer is None:
+                self.app.notify(f"{action.title} cancelled: nothing was changed", timeout=3)
+                return
+            run.approve(answer)
+            self.start(run)
+
+        self.app.push_screen(ConfirmScreen(action, prepared.plan, prepared.confirmation), confirmed)
+
+    def start(self, run: ActionRun, show: bool = True) -> RunState:
+        from opsconsole.actions.runs import Runs
+
+        app = self.app
+        state: RunState = app.runs.add(run)
+        app.flush_timer.resume()
+
+        def drive() -> None:
+            Runs.drive(state, lambda: app.post_message(RunsPending()))
+
+        app.run_worker(drive, thread=True, exit_on_error=False, group="actions", name=f"run {state.title}")
+        app.to_screens(RunsChanged)
+        if show:
+            self.show(state)
+        return state
+
+    def show(self, state: RunState) -> None:
+        if state.action.viewer == "log":
+            from opsconsole.screens.log_screen import LogScreen
+
+            self.app.push_screen(LogScreen(state))
+        else:
+            from opsconsole.screens.action_screen import ActionScreen
+
+            self.app.push_screen(ActionScreen(state))
+
+    def flush(self) -> None:
+        """On the UI thread: every run's waiting events to the screens; an end is announced, its
+        environment refreshed, and what follows it started."""
+        app = self.app
+        for state, batch in app.runs.take():
+            if state.outcome is not None and state.outcome in batch:
+                self._announce(state)
+                app.to_screens(RunsChanged)
+                if state.action.changes and app.live:
+                    app.refresh_env(state.action.env.name)
+                if app.live:
+                    self._follow_up(state)
+            app.to_screens(partial(RunBatch, state.id, batch))
+        if not app.runs.running():
+            app.flush_timer.pause()
+
+    def _announce(self, state: RunState) -> None:
+        outcome = state.outcome
+        assert outcome is not None
+        if state.action.viewer == "log" and outcome.ok:
+            return
+        watching = getattr(self.app.screen, "run_id", None) == state.id
+        if not watching or not outcome.ok or state.action.id == "watch":
+            self.app.notify(
+                outcome.message[:500],
+                title=f"{state.title}: {'done' if outcome.ok else 'FAILED'}",
+                severity="information" if outcome.ok else "error",
+                timeout=8 if outcome.ok else 20,
+            )
+
+    def _follow_up(self, state: RunState) -> None:
+        """What the action says follows its outcome; a deploy's verification gets the banner."""
+        from opsconsole.actions.deploy.verify import Verifier
+
+        assert state.outcome is not None
+        verifier = state.action.follow_up(state.outcome)
+        if not isinstance(verifier, Verifier):
+            return
+        env = state.action.env.name
+        previous = self._verifiers.pop(env, None)
+        if previous is not None:
+            previous.cancel.set()  # a newer deploy: the older verification no longer applies
+        self._verifiers[env] = verifier
+        self.app.state.verifications[env] = verifier.status
+        self.app.run_worker(
+            partial(self._verify, verifier), thread=True, exit_on_error=False, group="verify", name="verify"
+        )
+
+    def _verify(self, verifier: Any) -> None:
+        env = verifier.env.name
+
+        def update(_status: Any) -> None:
+            self.app.call_from_thread(self.app.to_screens, partial(VerifyChanged, env))
+
+        try:
+            status = verifier.run(update)
+        except Exception as exc:  # noqa: BLE001 - the banner says what happened, the console goes on
+            # a verifier that broke says nothing about the release: not verified, nothing to roll back
+            verifier.status.verdict = "inconclusive"
+            verifier.status.reasons.append(f"verification stopped: {type(exc).__name__}: {exc}")
+            status = verifier.status
+        if verifier.cancel.is_set() or status.verdict is None:
+            return
+        self.app.call_from_thread(self._verified, env, status)
+
+    def _verified(self, env: str, status: Any) -> None:
+        """The verdict's toast; only a failed verification offers `R` (superseded: the release is no
+        longer current, inconclusive: nothing says it is bad)."""
+        notify = self.app.notify
+        self.app.to_screens(partial(VerifyChanged, env))
+        if status.verdict == "pass":
+            notify(status.line(), title="Verified", timeout=10)
+        elif status.verdict == "fail":
+            notify(
+                status.line() + f". Press R to roll back {env}.",
+                title="Verification FAILED",
+                severity="error",
+                timeout=30,
+            )
+        elif status.verdict == "superseded":
+            notify(status.line(), title="Verification superseded", severity="warning", timeout=30)
+        else:
+            notify(status.line(), title="Verification INCONCLUSIVE", severity="warning", timeout=30)
