@@ -269,11 +269,22 @@ class LogView(ScrollView, can_focus=True):
             if needle in self.lines[visible[pos]].text.lower():
                 self.search_index = pos
                 self.follow = False
-                row = self._ensure_rows()[pos] if self.wrap else pos
-                self.scroll_to(y=max(0, row - self.scrollable_content_region.height // 2), animate=False)
+                self._scroll_to_match()
+                # again once laid out: a search right after lines arrive (or before the first frame)
+                # would otherwise be clamped to the old size and leave the match off screen
+                self.call_after_refresh(self._scroll_to_match)
                 self.refresh()
                 return True
         return False
+
+    def _scroll_to_match(self) -> None:
+        pos = self.search_index
+        if pos is None or pos >= len(self.visible_indices()):
+            return
+        row = self._ensure_rows()[pos] if self.wrap else pos
+        self.scroll_to(
+            y=max(0, row - self.scrollable_content_region.height // 2), animate=False, immediate=True
+        )
 
     # ----------------------------------------------------------------- rendering
 
