@@ -3,7 +3,6 @@ so the Metrics pane's request rate, error ratio and p95 latency move. With an Al
 0) it also fires an alert for a minute, then resolves it for a minute, so the Alerts pane is live."""
 
 import json
-
 import sys
 import time
 import urllib.error
@@ -16,11 +15,24 @@ ANNOTATIONS = {"summary": "error ratio above 5% on web", "description": "/boom a
 CYCLE = 480  # iterations of 0.25 s: fired for the first half, resolved for the second
 
 
+def stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+fired_at = 0.0  # when the alert began to fire, sent with every repeat (and the resolve) as Prometheus does
+was_firing = False
+
+
 def alert(firing: bool) -> None:
+    # startsAt always: without it Alertmanager takes endsAt (five minutes ahead) as the start
+    global fired_at, was_firing
     now = time.time()
+    if firing and not was_firing:
+        fired_at = now
+    was_firing = firing
+    starts = fired_at or now - 1
     ends = now + 300 if firing else now - 1
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
-    body = [{"labels": LABELS, "annotations": ANNOTATIONS, "endsAt": stamp}]
+    body = [{"labels": LABELS, "annotations": ANNOTATIONS, "startsAt": stamp(starts), "endsAt": stamp(ends)}]
     request = urllib.request.Request(
         f"http://127.0.0.1:{ALERTMANAGER}/api/v2/alerts",
         data=json.dumps(body).encode(),
