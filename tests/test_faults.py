@@ -449,7 +449,7 @@ token = {{ secret = "sentry-token" }}
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("4")
         pane = app.screen.query_one("#errors", Pane)
-        await wait_until(pilot, lambda: "1 issues" in str(pane.status_text), what="issues")  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: "1 issue ·" in str(pane.status_text), what="issues")  # type: ignore[attr-defined]
         for forced, expected in cases:
             sentry_server.force(forced)
             app.refresh_env("staging")

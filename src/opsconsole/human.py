@@ -38,3 +38,16 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def counted(n: int, noun: str) -> str:
+    """"3 processes", "1 process": `noun` is the plural, made singular for one ("entries" → "entry")."""
+    if n != 1:
+        return f"{n} {noun}"
+    if noun.endswith("ies"):
+        noun = noun[:-3] + "y"
+    elif noun.endswith(("sses", "ches", "shes", "xes")):
+        noun = noun[:-2]
+    elif noun.endswith("s"):
+        noun = noun[:-1]
+    return f"1 {noun}"

@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
+from opsconsole.human import counted
 from opsconsole.messages import SourceChanged, VerifyChanged
 from opsconsole.panes import BUILTIN, PaneData, PaneSpec, pane_specs
 from opsconsole.panes import all as all_pane
@@ -29,6 +30,8 @@ from opsconsole.sources.fanout import SourceResult
 from opsconsole.sources.schedule import coarse_age, stale_after
 from opsconsole.widgets.env_list import EnvList
 from opsconsole.widgets.pane import Pane, Row
+
+SIDEBAR_WIDTH = 28  # the environment list's columns, as app.tcss sets `#sidebar { width: 28 }`
 
 if TYPE_CHECKING:
     from opsconsole.backends.sentry import IssuePage
@@ -69,6 +72,7 @@ class MainScreen(MainKeys, Screen[None]):
         # the panes, fixed for the screen's life: sources registered later show on a new screen
         self._specs = {spec.id: spec for spec in pane_specs(self.ops.profile)}
         self._narrow: bool | None = None  # below 110 columns (None until the first resize)
+        self._width = 0  # the screen's columns, as of the last resize
         self._header_text: Text | None = None  # what the header shows (an update lays out again)
         self._verify_text: Text | None = None  # what the verification banner shows
         self._dirty_envs: set[str] = set()  # environments whose results changed since the last redraw
@@ -165,21 +169,35 @@ class MainScreen(MainKeys, Screen[None]):
         # widget is much cheaper than a screen-wide breakpoint class that restyles every node
         self.query_one("#sidebar").display = event.size.width >= 110
         narrow = event.size.width < 110
+        self._width = event.size.width
         if narrow != self._narrow:
             self._narrow = narrow
             self.render_header()
-            self.label_tabs()
+        self.label_tabs()
+
+    def _tab_titles(self) -> list[tuple[str, str]]:
+        titled = [(spec.id, f"{n} {spec.title}") for n, spec in enumerate(self._specs.values(), start=1)]
+        return [*titled, (all_pane.ID, f"0 {all_pane.TITLE}")]
+
+    def _short_tabs(self) -> bool:
+        """Below 110 columns, or when every title does not fit beside the environment list (a
+        profile with the optional panes has ten tabs)."""
+        if self._narrow:
+            return True
+        room = self._width - SIDEBAR_WIDTH
+        return sum(len(title) + 2 for _id, title in self._tab_titles()) > room
 
     def label_tabs(self) -> None:
-        """Below 110 columns only the shown tab has its title and the others their number key, so
-        every pane's tab fits in 80 columns; wider, every tab has its title."""
+        """When the titles do not all fit (below 110 columns, or many panes) only the shown tab has
+        its title and the others their number key, so every pane's tab stays in sight; else every
+        tab has its title."""
         tabs = self.query_one_optional("#panes", TabbedContent)
         if tabs is None or not tabs.active:
             return
-        titled = [(spec.id, f"{n} {spec.title}") for n, spec in enumerate(self._specs.values(), start=1)]
-        for pane_id, title in [*titled, (all_pane.ID, f"0 {all_pane.TITLE}")]:
+        short = self._short_tabs()
+        for pane_id, title in self._tab_titles():
             tab_id = f"tab-{pane_id}"
-            label = title if not self._narrow or tab_id == tabs.active else title.split(" ", 1)[0]
+            label = title if not short or tab_id == tabs.active else title.split(" ", 1)[0]
             tab = tabs.get_tab(tab_id)
             if tab.label.plain != label:
                 tab.label = Content(label)
@@ -355,11 +373,11 @@ class MainScreen(MainKeys, Screen[None]):
         if errors and not rows:
             status = Text("")  # never "0 issues · live" above its own error
         elif answered < expected:
-            status = Text(f"{len(rows)} {noun} · {answered} of {expected} hosts")
+            status = Text(f"{counted(len(rows), noun)} · {answered} of {expected} hosts")
             if len(results) < expected:
                 status.append(f" · waiting for {expected - len(results)}…", style="dim")
         else:
-            status = Text(f"{len(rows)} {noun} · live")
+            status = Text(f"{counted(len(rows), noun)} · live")
         note = spec.note(data) if spec.note is not None else ""
         if note:
             status.append(note, style="cyan")

@@ -41,9 +41,9 @@ class EnvSummary:
         if self.unhealthy_containers:
             out.append(f"{self.unhealthy_containers} unhealthy")
         if self.sentry_open:
-            out.append(f"{self.sentry_open} errors")
+            out.append(f"{self.sentry_open} error{'s' if self.sentry_open > 1 else ''}")
         if self.health_failing:
-            out.append(f"{self.health_failing} checks failing")
+            out.append(f"{self.health_failing} check{'s' if self.health_failing > 1 else ''} failing")
         if self.locked_by:
             out.append(f"locked by {self.locked_by}")
         out.extend(self.notes)
