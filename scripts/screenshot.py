@@ -1,6 +1,7 @@
-"""Regenerate docs/screenshot.svg (the Processes pane) and docs/metrics.svg (the Metrics pane): the
-console on the demo sandbox, once a deploy ran and Bugsink and Prometheus have data, saved by
-Textual's screenshot feature.
+"""Regenerate docs/screenshot.svg (the Processes pane), docs/metrics.svg (the Metrics pane) and, for
+the README's "On call", docs/timeline.svg (the Timeline pane) and docs/alerts.svg (the Alerts pane,
+when Alertmanager is installed): the console on the demo sandbox, once a deploy ran and Bugsink and
+Prometheus have data, saved by Textual's screenshot feature.
 
 .venv/bin/python scripts/screenshot.py
 """
@@ -16,9 +17,10 @@ from opsconsole.actions.base import ActionContext, Target
 from opsconsole.actions.deploy import DeployAction
 from opsconsole.actions.runner import ActionRun
 from opsconsole.app import make_app
+from opsconsole.backends.clients import Backends
 from opsconsole.demo.sandbox import Sandbox
+from opsconsole.panes import pane_specs
 from opsconsole.profiles import load_profile
-from opsconsole.snapshot import Backends
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -35,6 +37,13 @@ async def shoot(profile_path: Path) -> None:
         await pilot.press("6")
         await pilot.pause(1.0)
         app.save_screenshot("metrics.svg", str(DOCS))
+        # the optional panes' number keys follow the profile's panes, as the tabs show them
+        numbers = {spec.id: str(n) for n, spec in enumerate(pane_specs(profile), start=1) if n <= 9}
+        for pane, name in (("timeline", "timeline.svg"), ("alerts", "alerts.svg")):
+            if pane in numbers:
+                await pilot.press(numbers[pane])
+                await pilot.pause(1.5)
+                app.save_screenshot(name, str(DOCS))
 
 
 def main() -> None:
