@@ -3,8 +3,8 @@ against known_hosts."""
 
 from __future__ import annotations
 
+import getpass
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -44,40 +44,102 @@ from opsconsole.backends.ssh.config import (
     ssh_config,
 )
 from opsconsole.backends.ssh.loop import LOOP
+from opsconsole.backends.ssh.shared import Link as _Link
+from opsconsole.backends.ssh.shared import LinkSet, ShareKey, config_items, join, leave
 from opsconsole.profiles import Defaults, HostSpec
 
 
 class SshHost(Host):
     """An SSH target over one asyncssh connection (more when its sessions are all busy), host keys
     verified against known_hosts. Every SSH connection of the process lives on one event loop
-    thread (`Loop`): a host costs no thread of its own. Callers stay blocking and get real sockets."""
+    thread (`Loop`): a host costs no thread of its own. Callers stay blocking and get real sockets.
+
+    The connections belong to a LinkSet (backends/ssh/shared.py) that every host of the process
+    with the same ShareKey uses: two projects naming the same server, with the same known_hosts and
+    keys, share its connections and its session budget. The set is joined at first use (the key
+    reads ssh_config, which start-up does not wait for) and left by close(). Timeouts, and the host
+    named in messages, stay this host's own."""
 
     def __init__(self, spec: HostSpec, defaults: Defaults, timeout: float) -> None:
         self.spec = spec
         self.defaults = defaults
         self.timeout = timeout
-        self.max_sessions = max(1, min(defaults.max_sessions, 100))
-        self._lock = threading.Lock()
-        self._free = threading.Condition(self._lock)
-        self._links: list[_Link] = []
-        self._failure: tuple[float, HostError] | None = None
-        self._streamlocal: bool | None = None  # whether the server forwards unix sockets (unknown yet)
-        self.opened: list[str] = []  # why connections were opened (first use, lost, all busy): the last few
+        self.max_sessions = max(1, min(defaults.max_sessions, 100))  # this host's share of the budget
+        self._joining = threading.Lock()  # guards _shared (held while the key is worked out)
+        self._shared: LinkSet | None = None
+
+    def _set(self) -> LinkSet:
+        """The LinkSet this host uses, joined on first use."""
+        shared = self._shared
+        if shared is not None:
+            return shared
+        with self._joining:
+            if self._shared is None:
+                self._shared = join(self._share_key(), self)
+            return self._shared
+
+    def _share_key(self) -> ShareKey:
+        """What another host must match to share this one's connections (see ShareKey)."""
+        config = ssh_config(self.spec.hostname, self.spec.port)
+        hostname, port, user = self._target(config)
+        jumps = jump_hosts(config.get("ProxyJump"))
+        identity = self.defaults.identity_file
+        return ShareKey(
+            hostname=hostname,
+            port=port or 22,
+            user=user or str(config.get("User") or getpass.getuser()),
+            known_hosts=os.path.realpath(self.known_hosts),
+            identity_file=os.path.realpath(os.path.expanduser(identity)) if identity else None,
+            agent=os.environ.get("SSH_AUTH_SOCK"),
+            config=config_items(config.get_options(False), "Hostname", "Port", "User"),
+            jumps=tuple(
+                (jump, config_items(ssh_config(jump_host, jump_port).get_options(False)))
+                for jump, jump_host, jump_port, _user in jumps
+            ),
+            jump_user=self.defaults.user if jumps else None,
+        )
+
+    @property
+    def _links(self) -> list[_Link]:
+        """The open connections (of every host sharing them)."""
+        shared = self._shared
+        return shared.links if shared is not None else []
 
     @property
     def _connection(self) -> Any:
         """The first open connection's link (tests cut its socket to simulate a dropped link)."""
-        return self._links[0] if self._links else None
+        links = self._links
+        return links[0] if links else None
+
+    @property
+    def opened(self) -> list[str]:
+        """Why the connections were opened (first use, lost, all busy): the last few."""
+        shared = self._shared
+        return shared.opened if shared is not None else []
+
+    @property
+    def _streamlocal(self) -> bool | None:
+        """Whether the server forwards unix sockets (None: not known yet)."""
+        shared = self._shared
+        return shared.streamlocal if shared is not None else None
+
+    def _named(self, error: HostError, named: str) -> HostError:
+        """`error`, which names host `named` (another project's name for the server), naming this one."""
+        prefix = f"{named}: "
+        if named == self.name or not error.message.startswith(prefix):
+            return error
+        return HostError(f"{self.name}: {error.message[len(prefix) :]}", error.title)
 
     @property
     def known_hosts(self) -> Path:
         return Path(os.path.expanduser(self.defaults.known_hosts or "~/.ssh/known_hosts"))
 
-    def _target(self) -> tuple[str, int | None, str | None]:
+    def _target(self, config: Any = None) -> tuple[str, int | None, str | None]:
         """Host name, port and user as ~/.ssh/config resolves them (a `Host` alias, its HostName,
         Port and User: asyncssh reads the same file when it connects), with defaults.user where
         neither the profile nor ssh_config names one."""
-        config = ssh_config(self.spec.hostname, self.spec.port)
+        if config is None:
+            config = ssh_config(self.spec.hostname, self.spec.port)
         user = self.spec.user
         if user is None and config.get("User") is None:
             user = self.defaults.user
@@ -233,68 +295,82 @@ class SshHost(Host):
             return HostError(error.message.replace(f"{self.name}: ssh: ", prefix, 1), error.title)
         return error
 
-    def _open_link(self) -> _Link:
-        """A new connection (under the lock). Callers that queued behind a failed attempt get its
-        error at once instead of each waiting out another timeout; a fresh attempt is made once the
-        failure is `timeout` old."""
-        if self._failure is not None and time.monotonic() - self._failure[0] < self.timeout:
-            raise self._failure[1]
+    def _open_link(self, shared: LinkSet) -> _Link:
+        """A new connection (under the set's lock). Callers that queued behind a failed attempt (of
+        any host of the set) get its error at once instead of each waiting out another timeout; a
+        fresh attempt is made once the failure is `timeout` old."""
+        if shared.failure is not None and time.monotonic() - shared.failure[0] < self.timeout:
+            raise self._named(shared.failure[1], shared.failure[2])
         try:
-            link = _Link(self._connect())
+            link = _Link(self._connect(), shared.free)
         except HostError as exc:
-            self._failure = (time.monotonic(), exc)
+            shared.failure = (time.monotonic(), exc, self.name)
             raise
         except Exception as exc:
             error = self.error("ssh", exc)
-            self._failure = (time.monotonic(), error)
+            shared.failure = (time.monotonic(), error, self.name)
             raise error from None
-        self._failure = None
-        self._links.append(link)
+        shared.failure = None
+        if shared.closed:  # every user closed while this connected: nobody is left to close it
+            link.close()
+            raise HostError(f"{self.name}: ssh: closed while connecting", "Unreachable")
+        shared.links.append(link)
         return link
 
-    def _note_opened(self, why: str) -> None:
+    @staticmethod
+    def _note_opened(shared: LinkSet, why: str) -> None:
         """Keep the reason, and only the last few: a console that runs for weeks against a host that
         keeps dropping must not grow a list without end."""
-        self.opened.append(why)
-        del self.opened[:-OPENED_KEPT]
+        shared.opened.append(why)
+        del shared.opened[:-OPENED_KEPT]
 
     def _lease(self) -> _Link:
         """A session slot on a connection: every user (commands, the Supervisor bridge, Docker's
-        dial-stdio, log followers) shares `max_sessions` per connection, kept below sshd's
-        MaxSessions; when every connection is full a second one is opened (up to MAX_LINKS), else
-        the caller waits for a slot (up to the timeout)."""
+        dial-stdio, log followers, of every project sharing the connections) shares the set's
+        `max_sessions` per connection, kept below sshd's MaxSessions; when every connection is full
+        a second one is opened (up to MAX_LINKS), else the caller waits for a slot (up to its own
+        timeout)."""
+        shared = self._set()
         deadline = time.monotonic() + self.timeout
-        with self._free:
+        with shared.free:
             while True:
-                for link in list(self._links):
+                if shared.closed:
+                    raise HostError(f"{self.name}: ssh: the connection was closed", "Unreachable")
+                for link in list(shared.links):
                     if not link.alive and link.sessions == 0:
                         link.close()
-                        self._links.remove(link)
-                        self._note_opened("the connection was lost")
-                for link in self._links:
-                    if link.alive and link.sessions < self.max_sessions:
+                        shared.links.remove(link)
+                        self._note_opened(shared, "the connection was lost")
+                budget = shared.max_sessions
+                for link in shared.links:
+                    if link.alive and link.sessions < budget:
                         link.sessions += 1
                         return link
-                if sum(1 for link in self._links if link.alive) < MAX_LINKS:
-                    why = "all sessions busy" if self._links else "first use"
-                    link = self._open_link()
-                    self._note_opened(why)
+                if sum(1 for link in shared.links if link.alive) < MAX_LINKS:
+                    why = "all sessions busy" if shared.links else "first use"
+                    link = self._open_link(shared)
+                    self._note_opened(shared, why)
                     link.sessions += 1
                     return link
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    others = (
+                        f", shared by {shared.users} hosts of this process naming this server"
+                        if shared.users > 1
+                        else ""
+                    )
                     raise HostError(
-                        f"{self.name}: ssh: all {self.max_sessions * MAX_LINKS} sessions ({self.max_sessions} on each "
-                        f"of {MAX_LINKS} connections) stayed busy for {self.timeout:g} s; raise "
+                        f"{self.name}: ssh: all {budget * MAX_LINKS} sessions ({budget} on each "
+                        f"of {MAX_LINKS} connections{others}) stayed busy for {self.timeout:g} s; raise "
                         "defaults.max_sessions if the server's MaxSessions allows it",
                         "SSH busy",
                     )
-                self._free.wait(left)
+                shared.free.wait(left)
 
     def _release(self, link: _Link) -> None:
-        with self._free:
+        with link.free:
             link.sessions -= 1
-            self._free.notify()
+            link.free.notify()
 
     def _refused(self, what: str, exc: BaseException) -> HostError:
         import asyncssh
@@ -437,18 +513,19 @@ class SshHost(Host):
         """A stream to a unix socket on the host: OpenSSH's streamlocal forwarding (no process on the
         host, no shell start-up per connection); where the server refuses it, or the socket cannot be
         reached that way, a python3 bridge over an exec channel, whose errors say exactly why."""
-        if self._streamlocal is not False:
+        shared = self._set()
+        if shared.streamlocal is not False:
             try:
                 sock = self._channel(lambda connection: connection.open_unix_connection(path), "ssh")
             except Exception:  # noqa: BLE001 - refused (or no such socket): the bridge tells which
                 pass
             else:
-                self._streamlocal = True
+                shared.streamlocal = True
                 return sock
         bridge = BridgeChannel(self.open_exec(unix_bridge_command(path)), self.name, path)
         bridge.settimeout(self.timeout)
-        if self._streamlocal is None:
-            self._streamlocal = False  # the bridge answered where streamlocal did not: the server refuses it
+        if shared.streamlocal is None:
+            shared.streamlocal = False  # the bridge answered where streamlocal did not: the server refuses it
         return bridge
 
     def open_tcp(self, host: str, port: int) -> Stream:
@@ -471,43 +548,16 @@ class SshHost(Host):
         return sock
 
     def close(self) -> None:
-        # A connect in progress holds the lock until its timeout: don't wait for it (its connection
-        # is dropped with the process).
-        if not self._lock.acquire(timeout=0.1):
-            return
-        try:
-            for link in self._links:
-                link.close()
-            self._links = []
-        finally:
-            self._lock.release()
+        """Stop using the shared connections; the last host using them closes them (without waiting
+        for a connect in progress). A later use joins again."""
+        with self._joining:
+            shared, self._shared = self._shared, None
+        if shared is not None:
+            leave(shared, self)
 
 
 OPENED_KEPT = 16  # reasons kept in SshHost.opened
 
 PIECE = 16384  # bytes handled between two checks of cancel and the deadline
 
-MAX_LINKS = 4  # connections per host at most; each carries up to `max_sessions` sessions
-
-
-class _Link:
-    """One SSH connection and how many of its sessions are in use."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self.sessions = 0
-
-    @property
-    def alive(self) -> bool:
-        return not self.connection.is_closed()
-
-    @property
-    def sock(self) -> socket.socket:
-        """The connection's TCP socket (tests cut it to simulate a dropped link)."""
-        return self.connection.get_extra_info("socket")  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        try:
-            LOOP.call_soon(self.connection.close)
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
+MAX_LINKS = 4  # connections per server (LinkSet) at most; each carries up to `max_sessions` sessions
