@@ -54,10 +54,7 @@ def test_demo_deploys_and_leaves_nothing_running(tmp_path: Path, docker_engine: 
         session.keys("4")
         session.wait_for("ZeroDivisionError", timeout=90)
         session.keys("q")
-        deadline = time.monotonic() + 30
-        while session.alive() and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert not session.alive()
+        assert session.wait_gone(30)
     finally:
         session.kill()
     time.sleep(1)

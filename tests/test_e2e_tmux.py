@@ -83,6 +83,13 @@ class Tmux:
     def kill(self) -> None:
         subprocess.run(self.tmux("kill-server"), capture_output=True)
 
+    def wait_gone(self, timeout: float = 10.0) -> bool:
+        """True once the program has ended (its session closed) within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return not self.alive()
+
 
 @pytest.fixture
 def tmux_console(tmp_path: Path, supervisord: harness.Supervisord) -> Iterator[Tmux]:
@@ -119,10 +126,7 @@ def test_console_in_tmux_shows_real_processes_and_answers_keys(tmux_console: Tmu
     tmux_console.keys("1")
     tmux_console.wait_for("counter:counter")
     tmux_console.keys("q")
-    deadline = time.monotonic() + 10
-    while tmux_console.alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not tmux_console.alive()
+    assert tmux_console.wait_gone()
 
 
 NAMES = ("burst", "counter", "idle", "sleeper", "web_0", "web_1")

@@ -36,8 +36,9 @@ from opsconsole.sources.refresher import Refresher
 if TYPE_CHECKING:  # the action layer loads when the first action is asked for, after the first frame
     from opsconsole.actions.base import Action
     from opsconsole.actions.runner import ActionRun
+    from opsconsole.sources.overview import Project, Projects
 
-__all__ = ["CLEANUP_SECONDS", "OpsConsoleApp", "RunState", "make_app"]
+__all__ = ["CLEANUP_SECONDS", "OpsConsoleApp", "ProjectsApp", "RunState", "make_app"]
 
 
 def _main_screen() -> Any:
@@ -102,7 +103,7 @@ class OpsConsoleApp(App[None]):
         self.state = self.model.state
         self.refresher = Refresher(self.model, live=live)
         self.schedule = self.refresher.schedule
-        self.state.subscribe(self._source_changed)
+        self._unsubscribe = self.state.subscribe(self._source_changed)
         self.runs = Runs()
         self.exit_signal: int | None = None
         self.current_env = next(iter(profile.environments), None)
@@ -275,3 +276,105 @@ class OpsConsoleApp(App[None]):
 
 def make_app(profile: Profile, backends: Backends | None = None, **kwargs: Any) -> OpsConsoleApp:
     return OpsConsoleApp(profile, backends or Backends(profile), **kwargs)
+
+
+def _overview_screen() -> Any:
+    from opsconsole.screens.overview import OverviewScreen
+
+    return OverviewScreen()
+
+
+class ProjectsApp(OpsConsoleApp):
+    """`opsconsole --all`: the overview of every project first; `enter` opens one project in the
+    normal console (bound to that project's profile, clients and state: its keymap, protections and
+    read-only apply), and backspace or `:projects` comes back. Only the opened project is refreshed
+    in full; the overview polls the others' cheap sources."""
+
+    MODES: ClassVar[dict[str, Any]] = {"projects": _overview_screen, "console": _main_screen}
+    DEFAULT_MODE = "projects"
+
+    def __init__(self, projects: Projects, **kwargs: Any) -> None:
+        first = next((p for p in projects.projects if p.profile is not None), None)
+        if first is None or first.profile is None or first.backends is None:
+            from opsconsole.errors import UsageError
+
+            reasons = "; ".join(f"{p.name}: {p.failure}" for p in projects.projects)
+            raise UsageError(f"--all: no project could be loaded ({reasons})", "No profile")
+        super().__init__(first.profile, first.backends, **kwargs)
+        self.projects = projects
+        self.project: Project | None = None  # the project the console shows (None: the overview)
+        self._bind(first)
+
+    def _bind(self, project: Project) -> None:
+        """Point the console at `project`: its profile, clients, read model and state."""
+        assert project.profile is not None and project.backends is not None and project.model is not None
+        self._unsubscribe()
+        self.refresher.close()
+        self.profile = project.profile
+        self.backends = project.backends
+        self.model = project.model
+        self.state = project.model.state
+        self.refresher = Refresher(self.model, live=self.live)
+        self.schedule = self.refresher.schedule
+        self._unsubscribe = self.state.subscribe(self._source_changed)
+
+    def _after_first_frame(self) -> None:
+        if self._first_frame_done:
+            return
+        self._first_frame_done = True
+        self._on_screens("after_first_frame")
+
+    def action_refresh_all(self) -> None:
+        if self.project is None:
+            self.projects.poll()
+        else:
+            super().action_refresh_all()
+
+    def open_project(self, name: str, env: str | None = None) -> str | None:
+        """Show `name` in the console (on `env` when given); returns why not, or None."""
+        project = self.projects.get(name)
+        if project is None:
+            return f"no project named '{name}' (the projects: {', '.join(self.projects.names())})"
+        if project.profile is None:
+            return f"{name} is not loaded: {project.failure}"
+        if project.profile.keymap:
+            from opsconsole.errors import OpsError
+            from opsconsole.profiles import check_keymap
+            from opsconsole.screens.keymap import binding_ids
+
+            try:
+                check_keymap(project.profile, binding_ids())
+            except OpsError as exc:
+                return f"{name}: {exc.message}"
+        if self.project is not project:
+            if self.current_mode == "console":
+                self.switch_mode("projects")
+            self.remove_mode("console")
+            self.add_mode("console", _main_screen)
+        self._leave()
+        self._bind(project)
+        self.project = project
+        project.full = True
+        self.set_keymap(dict(project.profile.keymap))
+        if env is not None and env in project.profile.environments:
+            self.current_env = env
+        elif self.current_env not in project.profile.environments:
+            self.current_env = next(iter(project.profile.environments), None)
+        self.switch_mode("console")
+        # the console screen builds its panes after the first frame: this app's was the overview's
+        self.call_after_refresh(self._on_screens, "after_first_frame")
+        if self.live:
+            self.refresher.start()
+        return None
+
+    def show_projects(self) -> None:
+        """Back to the overview; the project's full refresh stops (the overview polls it again)."""
+        self._leave()
+        self.switch_mode("projects")
+        self.projects.poll()
+
+    def _leave(self) -> None:
+        if self.project is not None:
+            self.refresher.close()
+            self.project.full = False
+

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opsconsole {__version__}")
     parser.add_argument("--profile", "-P", metavar="NAME|PATH", help="profile to use (default: discovery)")
     parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every project of the config dir (and $OPSCONSOLE_PROFILES_DIR): the console's overview, "
+        "or `status --all`",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (profile, secret, status, timeline, actions, pending, metrics, console, serve, demo):
         module.register(sub)
@@ -72,11 +78,13 @@ def _console_fast_path(args_list: list[str]) -> SimpleNamespace | None:
     """`opsconsole [--profile P] [--read-only]` opens the console without building every subcommand's
     parser (and importing the modules behind them): start-up is what an on-call engineer waits for."""
     rest = list(args_list)
-    values: dict[str, object] = {"profile": None, "read_only": False, "theme": None}
+    values: dict[str, object] = {"profile": None, "read_only": False, "theme": None, "all": False}
     while rest:
         item = rest.pop(0)
         if item == "--read-only":
             values["read_only"] = True
+        elif item == "--all":
+            values["all"] = True
         elif item in ("--profile", "-P") and rest:
             values["profile"] = rest.pop(0)
         elif item.startswith("--profile="):
@@ -103,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         handler = run_console
     try:
+        _check_all(args, handler)
         try:
             return int(handler(args))
         except OpsError as exc:
@@ -119,6 +128,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return int(ExitCode.OK)
+
+
+def _check_all(args: argparse.Namespace | SimpleNamespace, handler: object) -> None:
+    """`--all` opens the overview or prints `status --all`; with anything else it is a usage error."""
+    if not getattr(args, "all", False):
+        return
+    from opsconsole.errors import UsageError
+
+    name = getattr(handler, "__name__", "")
+    if name not in ("run_console", "cmd_status"):
+        raise UsageError(
+            "--all works with the console (`opsconsole --all`) and `opsconsole status --all`; "
+            "other commands act on one project: pass --profile NAME",
+            "Usage",
+        )
+    if getattr(args, "profile", None):
+        raise UsageError("--all and --profile exclude each other: --all reads every profile", "Usage")
 
 
 def _trusted_now(exc: OpsError) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -21,8 +21,24 @@ Entry = tuple[str, str, Callable[[], object]]
 
 
 class ActionsProvider(Provider):
+    def _project_entries(self, projects: Any) -> list[Entry]:
+        """On the overview of `--all`: no project's actions (none is open), only opening one."""
+        opener = self.app.open_project  # type: ignore[attr-defined]
+        entries: list[Entry] = []
+        for project in projects.projects:
+            if project.profile is None:
+                continue
+            for env_name in project.profile.environments:
+                entries.append(
+                    (f"Project: {project.name} {env_name}", f"open {project.title} on {env_name}", partial(opener, project.name, env_name))
+                )
+        return entries
+
     def _entries(self) -> list[Entry]:
         app = cast("Console", self.app)
+        projects = getattr(self.app, "projects", None)
+        if projects is not None and getattr(self.app, "project", None) is None:
+            return self._project_entries(projects)
         # the screen the palette was opened from (not the palette itself); only the main screen has
         # a selection, environments to switch and panes to show
         screen = self.screen if isinstance(self.screen, MainScreen) else None

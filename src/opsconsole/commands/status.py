@@ -15,6 +15,7 @@ from opsconsole.sanitize import clean
 from opsconsole.sources.catalog import is_on, source, sources
 from opsconsole.sources.fanout import SourceResult
 from opsconsole.sources.model import ReadModel
+from opsconsole.sources.overview import OverviewRow, Projects, sorted_rows
 from opsconsole.sources.report import snapshot_json
 from opsconsole.sources.state import FleetState
 
@@ -41,6 +42,12 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
     parser.add_argument("--stats", action="store_true", help="also sample container CPU%% and memory (~1 s)")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="every project of the config dir (and $OPSCONSOLE_PROFILES_DIR): one overview",
+    )
     parser.set_defaults(handler=cmd_status)
 
 
@@ -199,6 +206,8 @@ def render(state: FleetState, profile: Profile, env_names: list[str]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if getattr(args, "all", False):
+        return status_all(args)
     profile = load(args.profile)
     names = args.envs or list(profile.environments)
     for name in names:
@@ -226,4 +235,78 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(render(state, profile, names))
         if errors:
             print(f"\n{len(errors)} source(s) unreachable; everything else above is live.", file=sys.stderr)
+    return ExitCode.UNREACHABLE if errors else ExitCode.OK
+
+
+def render_all(rows: list[OverviewRow], now: float) -> str:
+    """The overview as text: one line per project and environment, those that need someone first."""
+    out = [f"{'PROJECT':<18} {'ENV':<12} {'STATE':<10} {'ALERTS':>6} {'ERRORS':>6}  RELEASE / RUNNING / WHY"]
+    for row in sorted_rows(rows):
+        if row.failure:
+            out.append(f"{clean(row.project, 18):<18} {'-':<12} {'FAILED':<10} {'':>6} {'':>6}  {clean(row.failure, 200)}")
+            continue
+        state = "ATTENTION" if row.needs_me else ("ok" if row.loaded else "pending")
+        marks = " ".join(f"{name} {mark}" for name, mark in row.marks)
+        notes = [row.release_text(now)] if row.release else []
+        notes += list(row.running) + list(row.problems)
+        flags = " PROTECTED" if row.protected else ""
+        alerts = "" if row.alerts is None else str(row.alerts)
+        errors = "" if row.errors is None else str(row.errors)
+        out.append(
+            f"{clean(row.project, 18):<18} {clean(row.env, 12):<12} {state:<10} {alerts:>6} {errors:>6}  "
+            + clean("; ".join(n for n in notes if n), 200)
+            + flags
+        )
+        out.append(f"{'':<18} {'':<12} {'':<10} {'':>6} {'':>6}  {marks}")
+    return "\n".join(out)
+
+
+def status_all(args: argparse.Namespace) -> int:
+    """`status --all`: the overview of every project, each read as its own profile would be."""
+    from opsconsole.profiles import load_all
+
+    if getattr(args, "envs", None):
+        from opsconsole.errors import UsageError
+
+        raise UsageError("--all shows every environment of every project: leave out --env", "Usage")
+    projects = Projects(load_all())
+    try:
+        elapsed = projects.collect()
+        rows = projects.rows()
+        failed = [p for p in projects.projects if p.profile is None]
+        errors = [
+            r.error
+            for p in projects.projects
+            if p.model is not None
+            for env in p.model.profile.environments
+            for r in p.model.state.of(env).values()
+            if r.error
+        ]
+        if args.json:
+            data: dict[str, Any] = {"projects": {}, "elapsed_seconds": round(elapsed, 3)}
+            for project in projects.projects:
+                entry: dict[str, Any] = {"project": project.title, "path": str(project.path)}
+                if project.profile is None or project.model is None:
+                    entry["error"] = project.failure
+                else:
+                    names = list(project.profile.environments)
+                    entry.update(snapshot_json(project.model.state, project.profile, names))
+                    entry["error"] = None
+                    for row in project.rows():
+                        entry["environments"][row.env]["overview"] = row.to_json()
+                data["projects"][project.name] = entry
+            json.dump(data, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(render_all(rows, time.time()))
+            if errors or failed:
+                print(
+                    f"\n{len(failed)} project(s) not loaded, {len(errors)} source(s) unreachable; "
+                    "everything else above is live.",
+                    file=sys.stderr,
+                )
+    finally:
+        projects.close()
+    if failed:
+        return ExitCode.USAGE if len(failed) == len(projects.projects) else ExitCode.UNREACHABLE
     return ExitCode.UNREACHABLE if errors else ExitCode.OK

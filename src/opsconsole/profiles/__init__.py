@@ -13,7 +13,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from opsconsole import paths
-from opsconsole.errors import ProfileError, UsageError
+from opsconsole.errors import OpsError, ProfileError, UsageError
 from opsconsole.profiles.convert import Problems, parse_host
 from opsconsole.profiles.locate import _line_for, locate_lines
 from opsconsole.profiles.model import (
@@ -65,6 +65,9 @@ __all__ = [
     "load_profile",
     "read_profile",
     "load",
+    "load_all",
+    "all_profile_dirs",
+    "ProfileEntry",
     "check_keymap",
     "display_path",
     "list_profiles",
@@ -223,3 +226,56 @@ def load(selector: str | None) -> Profile:
     profile, raw = read_profile(resolve_profile_path(selector))
     ensure_trusted(profile, raw)
     return profile
+
+
+# --------------------------------------------------------------------------- every project (--all)
+
+ENV_PROFILES_DIR = "OPSCONSOLE_PROFILES_DIR"
+
+
+class ProfileEntry:
+    """One project of `--all`: its profile once loaded and trusted, else why not (an invalid or
+    untrusted file is one failed project, never the end of the overview)."""
+
+    def __init__(self, name: str, path: Path, profile: Profile | None, error: OpsError | None) -> None:
+        self.name = name
+        self.path = path
+        self.profile = profile
+        self.error = error
+
+
+def all_profile_dirs() -> list[Path]:
+    """The user's config dir, then `$OPSCONSOLE_PROFILES_DIR` (colon-separated folders) when set."""
+    dirs = [paths.config_dir()]
+    for part in os.environ.get(ENV_PROFILES_DIR, "").split(os.pathsep):
+        if part.strip():
+            folder = Path(part.strip()).expanduser()
+            if folder not in dirs:
+                dirs.append(folder)
+    return dirs
+
+
+def load_all() -> list[ProfileEntry]:
+    """Every profile of `all_profile_dirs()`, by name (a name found twice: the first folder's),
+    each loaded and checked for trust as `load` does."""
+    seen: dict[str, ProfileEntry] = {}
+    for folder in all_profile_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            if path.stem in seen:
+                continue
+            try:
+                profile, raw = read_profile(path)
+                ensure_trusted(profile, raw)
+                seen[path.stem] = ProfileEntry(path.stem, path, profile, None)
+            except OpsError as exc:
+                seen[path.stem] = ProfileEntry(path.stem, path, None, exc)
+    if not seen:
+        raise UsageError(
+            "--all found no profile: looked in " + ", ".join(str(d) for d in all_profile_dirs())
+            + f" (set {ENV_PROFILES_DIR} to a folder of profiles, or create one with "
+            "`opsconsole profile init [USER@]HOST`)",
+            "No profile",
+        )
+    return list(seen.values())

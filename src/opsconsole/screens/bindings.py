@@ -37,6 +37,15 @@ def action_keys() -> tuple[ActionKey, ...]:
     return keys()
 
 
+# On the console screen of a project opened from the overview.
+PROJECTS_BACK = Binding(
+    "backspace",
+    "projects",
+    "Projects",
+    show=False,
+    id="projects_back", tooltip="Back to the overview of every project (--all)"
+)
+
 # The screen's own keys; the action keys (D, R, r, s, l, p, x, i) come from the action registry.
 SCREEN_BINDINGS: list[BindingType] = [
     Binding("enter", "details", "Details", show=False, id="details", tooltip="Details of the selection"),
@@ -126,6 +135,7 @@ SCREEN_BINDINGS: list[BindingType] = [
     ),
     Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
     Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole (asks first while an action runs)"),
+    PROJECTS_BACK,
 ]
 
 
@@ -154,3 +164,33 @@ def bound_characters(bindings: Iterable[BindingType], keymap: Mapping[str, str])
 def display_keys(keys: str) -> str:
     names = {"question_mark": "?", "slash": "/", "pagedown": "PgDn", "pageup": "PgUp"}
     return ", ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
+
+
+# The overview of every project (`opsconsole --all`).
+OVERVIEW_BINDINGS: list[BindingType] = [
+    Binding("enter", "open", "Open", id="projects_open", tooltip="Open the selected project on that environment"),
+    Binding("slash", "filter", "Filter", id="projects_filter", tooltip="Filter across every project"),
+    Binding(
+        "escape", "clear_filter", "Clear filter", show=False, id="projects_clear_filter", tooltip="Clear the filter"
+    ),
+    Binding(
+        "n",
+        "needs_me",
+        "Needs me",
+        id="projects_needs_me",
+        tooltip="Only the environments that need someone (failing sources, alerts, down, locked), or all",
+    ),
+    Binding("down,j", "cursor('down')", "Down", show=False, id="projects_down", tooltip="Next row"),
+    Binding("up,k", "cursor('up')", "Up", show=False, id="projects_up", tooltip="Previous row"),
+    Binding(
+        "colon",
+        "command_line",
+        "Command",
+        show=False,
+        id="projects_command_line",
+        tooltip=":project NAME opens a project, :quit, :help",
+    ),
+    Binding("ctrl+r", "refresh", "Refresh", show=False, id="projects_refresh", tooltip="Read every project now"),
+    Binding("question_mark", "help", "Help", id="projects_help", tooltip="Every key binding"),
+    Binding("q", "quit", "Quit", id="projects_quit", tooltip="Quit opsconsole"),
+]

@@ -11,7 +11,7 @@ from textual.binding import Binding
 
 from opsconsole.record import frozen
 from opsconsole.screens.action_screen import ActionScreen
-from opsconsole.screens.bindings import APP_BINDINGS, main_bindings
+from opsconsole.screens.bindings import APP_BINDINGS, OVERVIEW_BINDINGS, main_bindings
 from opsconsole.screens.command_line import CommandLine
 from opsconsole.screens.confirm import ConfirmScreen
 from opsconsole.screens.details import DetailsScreen
@@ -43,6 +43,7 @@ def screens() -> list[Section]:
         ("Pickers", PickScreen),
         ("Command line (:)", CommandLine),
         ("Help", HelpScreen),
+        ("Projects overview (--all)", tuple(OVERVIEW_BINDINGS)),
     ):
         items = cls if isinstance(cls, tuple) else cls.BINDINGS
         found.append((title, [b for b in items if isinstance(b, Binding)]))

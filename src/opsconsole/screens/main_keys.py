@@ -238,19 +238,50 @@ class MainKeys:
         return row_names(rows)
 
     def command_words(self) -> list[str]:
-        """What `:` completes (see command_line.completions)."""
+        """What `:` completes (see command_line.completions); with --all, the projects too."""
         from opsconsole.screens.command_line import completions
 
-        return completions(
+        words = completions(
             self.ops.profile.environments,
             [spec.id for spec in pane_specs(self.ops.profile)],
             [a for k in action_keys() for a in k.actions],
             [name for name, _target in self._named_rows()],
         )
+        projects = getattr(self.app, "projects", None)
+        if projects is not None:
+            words += ["projects", *(f"project {n}" for n in projects.names())]
+        return words
+
+    def _project_command(self, word: str, arg: str) -> bool:
+        """`:projects` back to the overview, `:project NAME` to another project (with --all)."""
+        if getattr(self.app, "projects", None) is None:
+            self.notify(f":{word} needs the overview of every project: start with `opsconsole --all`", severity="warning")
+            return True
+        if word == "projects" or not arg:
+            self.action_projects()
+            return True
+        why = self.app.open_project(arg)
+        if why is not None:
+            self.notify(why, severity="warning", timeout=8)
+        return True
+
+    def action_projects(self) -> None:
+        """Back to the overview of every project (`opsconsole --all` only)."""
+        show = getattr(self.app, "show_projects", None)
+        if show is None:
+            self.notify(
+                "This console shows one project: `opsconsole --all` opens the overview of every project",
+                severity="warning",
+            )
+            return
+        show()
 
     def run_command(self, line: str | None) -> None:
         """`:prod`, `:errors`, `:deploy`, `:logs worker`, `:restart web:web_0`, `:quit`."""
         if not line:
+            return
+        word, _, arg = line.strip().lstrip(":").partition(" ")
+        if word in ("projects", "project") and self._project_command(word, arg.strip()):
             return
         from opsconsole.screens.command_line import parse
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -79,12 +79,15 @@ class RefreshContext:
         return self.model.dora(env)
 
 
-def env_tasks(context: RefreshContext, env: Environment) -> dict[SourceKey, Callable[[], Any]]:
-    """Every configured, fetched (not derived) source of one environment as a task by its key."""
+def env_tasks(
+    context: RefreshContext, env: Environment, only: Collection[str] | None = None
+) -> dict[SourceKey, Callable[[], Any]]:
+    """Every configured, fetched (not derived) source of one environment as a task by its key
+    (of the sources named in `only`, when given)."""
     clients = context.model.clients
     tasks: dict[SourceKey, Callable[[], Any]] = {}
     for src in configured_sources(env):
-        if src.derived:
+        if src.derived or (only is not None and src.name not in only):
             continue
         if src.per_host:
             for spec in env.hosts:
@@ -116,8 +119,10 @@ class ReadModel:
         *,
         with_stats: bool = False,
         budget: float | None = None,
+        only: Collection[str] | None = None,
     ) -> None:
-        """Fetch every source of the environment into the state; returns at once. `on_done` runs
+        """Fetch every source of the environment (those in `only`, when given: the overview of
+        `--all` reads a few) into the state; returns at once. `on_done` runs
         (on a worker thread) once every host has had its turn and the derived sources are in.
         Whatever fails, every result it owes says why, and `on_done` still runs."""
         env = self.profile.env(env_name)
@@ -130,12 +135,13 @@ class ReadModel:
         def failed(exc: BaseException) -> None:
             error = f"refresh of {env_name} failed: {type(exc).__name__}: {exc}"
             for key in owed_keys(env):
-                put(key, SourceResult(error=error))
+                if only is None or key[0] in only:
+                    put(key, SourceResult(error=error))
 
         def done(_results: Any) -> None:
             try:
                 for src in configured_sources(env):
-                    if src.derived:
+                    if src.derived and (only is None or src.name in only):
                         put((src.name,), _derive(src, Fetch(self.clients, env, None, context)))
             except Exception as exc:  # noqa: BLE001 - shown in the panes, and the refresh goes on
                 failed(exc)
@@ -144,7 +150,7 @@ class ReadModel:
                     on_done()
 
         try:
-            tasks = env_tasks(context, env)
+            tasks = env_tasks(context, env, only)
         except Exception as exc:  # noqa: BLE001
             failed(exc)
             tasks = {}
