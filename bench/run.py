@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.b_firehose import bench_firehose
 from bench.b_fleet import bench_dead, bench_fleet
+from bench.b_projects import bench_projects
 from bench.b_resources import bench_idle_and_memory, bench_stats
 from bench.b_scale import bench_scale
 from bench.b_startup import bench_startup
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        help="run only these (startup, fleet, dead, firehose, stats, idle, scale)",
+        help="run only these (startup, fleet, dead, firehose, stats, idle, projects, scale)",
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.smoke)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.idle_seconds = args.idle_seconds
     if args.memory_seconds:
         cfg.memory_seconds = args.memory_seconds
-    wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle", "scale"])
+    wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle", "projects", "scale"])
     compile_sources()
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "startup" in wanted:
             attempt("startup", bench_startup, cfg, tmp)
-        if wanted & {"fleet", "dead", "stats", "idle"}:
+        if wanted & {"fleet", "dead", "stats", "idle", "projects"}:
             fleet = build_fleet(cfg, tmp / "fleet")
             for name, fn in (("fleet", bench_fleet), ("dead", bench_dead), ("stats", bench_stats)):
                 if name in wanted:
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             attempt("firehose", bench_firehose, cfg, tmp)
         if "idle" in wanted and fleet is not None:
             attempt("idle", bench_idle_and_memory, cfg, fleet, tmp)
+        if "projects" in wanted and fleet is not None:
+            attempt("projects", bench_projects, cfg, fleet, tmp)
         if fleet is not None:
             fleet.stop()
             fleet = None

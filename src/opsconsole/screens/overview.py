@@ -21,6 +21,7 @@ from opsconsole.human import counted
 from opsconsole.sanitize import clean
 from opsconsole.screens.bindings import OVERVIEW_BINDINGS
 from opsconsole.sources.overview import OverviewRow, sorted_rows
+from opsconsole.sources.schedule import IDLE_BACKOFF
 
 if TYPE_CHECKING:
     from opsconsole.sources.overview import Projects
@@ -109,6 +110,12 @@ class OverviewScreen(Screen[None]):
         self.shown: list[OverviewRow] = []
         self._pending = False
         self._unsubscribe: list[Any] = []
+        self._drawn: list[Any] = []  # what the table shows, row by row: nothing new, nothing redrawn
+        self._texts: tuple[Any, Any] | None = None  # the header's and status line's last texts
+        self._base_interval = POLL_FLOOR
+        self._interval = POLL_FLOOR
+        self._changed_since_poll = True
+        self._poll_timer: Any = None
 
     @property
     def ops(self) -> ProjectsConsole:
@@ -131,7 +138,7 @@ class OverviewScreen(Screen[None]):
             if project.model is not None:
                 self._unsubscribe.append(project.model.state.subscribe(self._changed))
         refresh = [p.profile.defaults.refresh for p in projects.projects if p.profile is not None]
-        self.set_interval(max(POLL_FLOOR, min(refresh, default=POLL_FLOOR)), self._poll)
+        self._base_interval = self._interval = max(POLL_FLOOR, min(refresh, default=POLL_FLOOR))
         self.render_rows()
         table.focus()
 
@@ -147,8 +154,29 @@ class OverviewScreen(Screen[None]):
         self.render_rows()
 
     def _poll(self) -> None:
-        if getattr(self.app, "live", True):
-            self.ops.projects.poll()
+        """Poll every project, then again after the interval: doubled (up to IDLE_BACKOFF times) for
+        each poll that changed nothing, as the console's own refresh stretches; a key resets it."""
+        if not getattr(self.app, "live", True):
+            return
+        self._interval = (
+            self._base_interval
+            if self._changed_since_poll
+            else min(self._interval * 2, self._base_interval * IDLE_BACKOFF)
+        )
+        self._changed_since_poll = False
+        self.ops.projects.poll()
+        self._arm(self._interval)
+
+    def _arm(self, delay: float) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll_timer = self.set_timer(delay, self._poll)
+
+    def on_key(self) -> None:
+        if self._interval > self._base_interval:  # someone is looking: the normal pace, now
+            self._interval = self._base_interval
+            self._changed_since_poll = True
+            self._arm(0)
 
     def _changed(self, _env: str, _key: Any) -> None:
         """A result arrived (on a worker thread)."""
@@ -184,9 +212,10 @@ class OverviewScreen(Screen[None]):
         # a row picked below the top stays picked as rows move; the top row stays the top one (the
         # most urgent, once everything has answered)
         keep = (selected.project, selected.env) if selected is not None and table.cursor_row > 0 else None
-        table.clear()
-        for row in rows:
-            table.add_row(*row_cells(row, now), key=f"{row.project}|{row.env}")
+        drawn = [(f"{row.project}|{row.env}", row_cells(row, now)) for row in rows]
+        if [(key, [(c.plain, c.spans, str(c.style)) for c in cells]) for key, cells in drawn] != self._drawn:
+            self._draw(table, drawn)
+            self._changed_since_poll = True  # something a person sees changed: keep the normal pace
         self.shown = rows
         if keep is not None:
             for index, row in enumerate(rows):
@@ -202,7 +231,8 @@ class OverviewScreen(Screen[None]):
             header.append(f" {needing} need attention ", style="bold black on red")
         else:
             header.append(" all fine ", style="green")
-        self.query_one("#overview-header", Static).update(header)
+        if self._texts is None or self._texts[0] != header:
+            self.query_one("#overview-header", Static).update(header)
         status = Text(f"{counted(len(rows), 'rows')}", style="dim")
         if self.needs_only:
             status.append(" · only what needs me (n: all)", style="cyan")
@@ -212,7 +242,23 @@ class OverviewScreen(Screen[None]):
         if loading:
             status.append(f" · {loading} still loading…", style="dim")
         status.append(" · enter opens · backspace or :projects comes back", style="dim")
-        self.query_one("#overview-status", Static).update(status)
+        if self._texts is None or self._texts[1] != status:
+            self.query_one("#overview-status", Static).update(status)
+        self._texts = (header, status)
+
+    def _draw(self, table: DataTable[Text], drawn: list[tuple[str, list[Text]]]) -> None:
+        """The rows again: cell by cell where the order is the same, else the whole table."""
+        keys = [key for key, _cells in drawn]
+        if keys == [key for key, _cells in self._drawn]:
+            for (key, cells), (_old_key, old) in zip(drawn, self._drawn, strict=True):
+                for column, (cell, before) in enumerate(zip(cells, old, strict=True)):
+                    if (cell.plain, cell.spans, str(cell.style)) != before:
+                        table.update_cell(key, COLUMNS[column], cell)
+        else:
+            table.clear()
+            for key, cells in drawn:
+                table.add_row(*cells, key=key)
+        self._drawn = [(key, [(c.plain, c.spans, str(c.style)) for c in cells]) for key, cells in drawn]
 
     def selected(self) -> OverviewRow | None:
         table = self.query_one(DataTable)

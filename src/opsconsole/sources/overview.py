@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsconsole.backends.clients import Backends
-from opsconsole.human import duration, parse_stamp
+from opsconsole.human import parse_stamp
 from opsconsole.profiles import Environment, Profile, ProfileEntry
 from opsconsole.record import frozen
 from opsconsole.sanitize import clean
 from opsconsole.sources.catalog import SourceKey, configured_sources, source
 from opsconsole.sources.fanout import SourceResult
 from opsconsole.sources.model import ReadModel
+from opsconsole.sources.schedule import coarse_age
 from opsconsole.sources.summary import summarize
 
 # what the overview reads of every environment, in the order its marks are shown
@@ -63,7 +64,8 @@ class OverviewRow:
             return ""
         if self.released is None:
             return self.release
-        return f"{self.release} ({duration(now - self.released)} ago)"
+        # an age that changes at most once a minute: an idle overview has nothing to redraw
+        return f"{self.release} ({coarse_age(now - self.released)} ago)"
 
     def to_json(self) -> dict[str, Any]:
         return {
