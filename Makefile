@@ -6,15 +6,25 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-reverse check bench bench-smoke clean
 
+DEMO_STAMP := $(VENV)/.installed-demo
+
+# the tests' venv: the package with the test and demo extras (the demo's own stamp comes with it)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,demo]'
 	@# byte-compiled as a pip install would be (PYTHONDONTWRITEBYTECODE would leave it to every start)
 	$(BIN)/python -m compileall -q src
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+# the demo needs only the demo extra (supervisor, prometheus-client, sentry-sdk): no test tools
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[demo]'
+	$(BIN)/python -m compileall -q src
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/opsconsole demo
 
 test: $(STAMP)

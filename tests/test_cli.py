@@ -112,3 +112,86 @@ def test_every_test_module_is_type_checked_as_a_test() -> None:
     listed = {m for o in config["tool"]["mypy"]["overrides"] for m in o["module"]}
     files = {p.stem for p in (REPO / "tests").glob("*.py")}
     assert files <= listed, sorted(files - listed)
+
+
+def test_every_subcommand_help_describes_it_and_its_arguments() -> None:
+    """`opsconsole X --help` says what X does and what each of its arguments is."""
+    import argparse
+
+    from opsconsole.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    if not child.description:
+                        missing.append(f"{path} {name}: no description")
+                    walk(child, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and action.help is None:
+                missing.append(f"{path}: {'/'.join(action.option_strings) or action.dest}: no help")
+
+    walk(build_parser(), "opsconsole")
+    assert missing == []
+
+
+def test_counts_read_as_words() -> None:
+    """One helper makes every count's noun singular for one ("1 host", "1 entry", "1 process")."""
+    from opsconsole.human import counted
+    from opsconsole.sources.summary import EnvSummary
+
+    assert [counted(n, "hosts") for n in (0, 1, 2)] == ["0 hosts", "1 host", "2 hosts"]
+    assert counted(1, "entries") == "1 entry" and counted(1, "processes") == "1 process"
+    assert EnvSummary(sentry_open=1, health_failing=1).badges() == ["1 error", "1 check failing"]
+    assert EnvSummary(sentry_open=2, health_failing=3).badges() == ["2 errors", "3 checks failing"]
+
+
+def test_action_titles_do_not_repeat_themselves(tmp_path: Path) -> None:
+    """Not "Purge cache cache in sandbox" nor "Watch sandbox (sandbox)"."""
+    from opsconsole.actions.base import ActionContext, Target
+    from opsconsole.actions.registry import ACTIONS
+    from opsconsole.actions.runner import ActionRun
+    from opsconsole.actions.runs import RunState
+    from opsconsole.backends.clients import Backends
+    from opsconsole.profiles import parse_profile_text
+
+    text = (
+        '[environments.sandbox]\nhosts = ["local"]\n[environments.sandbox.cache]\npurge = ["true"]\n'
+        f'[environments.sandbox.deploy]\npath = "{tmp_path}/app"\nrepo = "{tmp_path}/repo"\n'
+        '[environments.sandbox.supervisor]\nurl = "unix:///nowhere.sock"\n'
+    )
+    profile = parse_profile_text(text, tmp_path / "t.toml")
+    ctx = ActionContext(profile, Backends(profile))
+    purge = ACTIONS["purge"](ctx, Target(env="sandbox"))
+    watch = ACTIONS["watch"](ctx, Target(env="sandbox"))
+    restart = ACTIONS["restart"](ctx, Target(env="sandbox", name="supervisor:web"))
+    assert purge.summary()[0] == "Purge cache in sandbox on local"
+    assert RunState(1, purge, ActionRun(purge)).title == "Purge cache (sandbox)"
+    assert RunState(2, watch, ActionRun(watch)).title == "Watch (sandbox)"
+    assert restart.headline == "Restart supervisor:web"
+
+
+def test_status_names_bugsink_and_a_missing_secret_as_such(tmp_path: Path, run_cli: Any) -> None:
+    profile = tmp_path / "bs.toml"
+    profile.write_text(
+        '[environments.staging]\nhosts = []\n[environments.staging.bugsink]\nurl = "http://127.0.0.1:9"\n'
+        'project = 1\ntoken = { secret = "not-set-anywhere" }\n'
+    )
+    done = run_cli("--profile", str(profile), "status")
+    assert done.returncode == 4
+    assert "  bugsink:      ERROR" in done.stdout and "sentry:" not in done.stdout, done.stdout
+    assert "1 source failed: 1 secret missing" in done.stderr, done.stderr
+
+
+def test_details_leave_out_unknown_fields_and_label_the_stack() -> None:
+    from opsconsole.backends.sentry import ExceptionValue, Frame, SentryEvent
+    from opsconsole.screens.details import event_text, fields_text
+
+    text = fields_text("issue", [("status", "unresolved"), ("substatus", None)]).plain
+    assert "unresolved" in text and "substatus" not in text and "None" not in text
+    frames = (Frame("app.py", "outer", 3, True, None), Frame("app.py", "crash", 9, True, None))
+    event = SentryEvent("e1", "ZeroDivisionError", "2026-12-03T07:40:44Z", (ExceptionValue("ZeroDivisionError", "x", frames),))
+    shown = event_text(event).plain
+    assert "most recent call first" in shown and shown.index("crash") < shown.index("outer")
+    assert "2026-12-03T07:40:44Z" not in shown and " ago" in shown  # one time format: local time, and how long ago

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +215,8 @@ async def test_log_viewer_follows_a_real_process(console_profile: Path, tmp_path
         save = tmp_path / "saved.log"
         await pilot.press("ctrl+s")
         box = app.screen.query_one("#log-input")
+        # proposed in the data dir, never the current folder (a checkout's untracked file)
+        assert str(box.value).startswith(os.environ["OPSCONSOLE_DATA_DIR"])  # type: ignore[attr-defined]
         box.value = str(save)  # type: ignore[attr-defined]
         await pilot.press("enter")
         await wait_until(pilot, save.exists, what="saved file")
@@ -582,11 +585,11 @@ async def test_a_refresh_that_raises_shows_why_and_comes_back(
     real = app_module.env_tasks
     calls = {"n": 0}
 
-    def flaky(backends: Any, env: Any) -> Any:
+    def flaky(backends: Any, env: Any, only: Any = None) -> Any:
         calls["n"] += 1
         if calls["n"] <= 2:  # the first refresh of each environment blows up
             raise RuntimeError("boom in a source")
-        return real(backends, env)
+        return real(backends, env, only)
 
     monkeypatch.setattr(app_module, "env_tasks", flaky)
     profile = load_profile(console_profile)

@@ -172,6 +172,13 @@ async def test_console_shows_and_watches_a_deploy_started_elsewhere(
     async with app.run_test(size=(160, 40), notifications=True) as pilot:
         await wait_until(pilot, lambda: panes_built(app), what="panes")
         await pilot.press("3")
+        await pilot.press("w")  # nothing runs yet: a toast says so, no empty action screen
+        await wait_until(
+            pilot,
+            lambda: any("nothing is running on staging" in str(n.message) for n in app._notifications),
+            what="the nothing-running toast",
+        )
+        assert not isinstance(app.screen, ActionScreen) and not app.runs.values()
         deploy = start_cli(tmp_path, "--profile", str(path), "deploy", "staging", "--yes")
 
         def rows() -> list[str]:

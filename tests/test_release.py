@@ -125,11 +125,11 @@ def test_pending_commits_migrations_and_journal(
 
     text = run_cli("--profile", str(path), "pending", "staging").stdout
     assert f"{shas[-1][:12]} add a migration (t, " in text
-    assert "… and 6 more" in text and "MIGRATIONS: the range touches 1 file(s)" in text
+    assert "… and 6 more" in text and "MIGRATIONS: the range touches 1 file:" in text
 
     dry = run_cli("--profile", str(path), "deploy", "staging", "--dry-run")
     assert (
-        "What goes out" in dry.stdout and "56 pending commit(s)" in dry.stdout and "MIGRATIONS" in dry.stdout
+        "What goes out" in dry.stdout and "56 pending commits" in dry.stdout and "MIGRATIONS" in dry.stdout
     )
 
     older = run_cli("--profile", str(path), "pending", "staging", "--ref", shas[0], "--json")
@@ -525,7 +525,7 @@ def test_deploy_verify_passes_fails_on_new_issues_and_auto_rolls_back(
     sentry_server.first_release[warning["id"]] = f"shop@{sha2[:12]}"
     bad = run_cli("--profile", str(path), "deploy", "staging", "--yes", "--verify", env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert f"1 new issue(s) in shop@{sha2[:12]} (at most 0): SHOP-" in bad.stderr
+    assert f"1 new issue in shop@{sha2[:12]} (at most 0): SHOP-" in bad.stderr
     assert "ZeroDivisionError: boom" in bad.stderr and "Slow query" not in bad.stderr
     assert "opsconsole rollback staging" in bad.stderr
     record = journal(tmp_path)[-1]

@@ -50,7 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (profile, secret, status, timeline, actions, pending, metrics, console, serve, demo):
         module.register(sub)
     _accept_global_options(parser)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """A subcommand without a description of its own is described by its one-line help, so that
+    `opsconsole X --help` always says what X does."""
+    import argparse
+
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            if not child.description and helps.get(name):
+                text = str(helps[name])
+                child.description = text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+            _describe(child)
 
 
 def _accept_global_options(parser: argparse.ArgumentParser) -> None:

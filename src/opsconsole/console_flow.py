@@ -102,6 +102,10 @@ class ActionFlow:
         run = ActionRun(action)
         try:
             run.prepare()
+            idle = action.idle_message()
+            if idle is not None:  # nothing to show on a run's screen: say so instead
+                self.app.call_from_thread(self.app.notify, idle, title=action.title, timeout=8)
+                return
         except OpsError as exc:
             self.app.call_from_thread(self.app.notify, exc.message, title=exc.title, severity="error")
             return

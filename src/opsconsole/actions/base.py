@@ -204,10 +204,24 @@ class Action(ABC):
     @abstractmethod
     def execute(self, emit: Emit) -> Outcome: ...
 
+    @property
+    def headline(self) -> str:
+        """The title and what it acts on, the target left out where it only repeats the title or the
+        environment ("Purge cache", "Watch", "Restart supervisor:web")."""
+        label = self.target_label
+        if not label or label == self.env.name or label.lower() in self.title.lower().split():
+            return self.title
+        return f"{self.title} {label}"
+
     def summary(self) -> list[str]:
         """What a person decides on, in a few lines; actions say more where there is more to say."""
         hosts = ", ".join(h.raw for h in self.hosts) or "no host"
-        return [f"{self.title} {self.target_label} in {self.env.name} on {hosts}"]
+        return [f"{self.headline} in {self.env.name} on {hosts}"]
+
+    def idle_message(self) -> str | None:
+        """Read once before the console opens a run's screen (off the UI thread): when the action has
+        nothing to do (a watch with nothing running), what to say instead; None: run it."""
+        return None
 
     def follow_up(self, outcome: Outcome) -> FollowUp | None:
         """What follows this run's outcome, for the front end to run and show (a successful deploy's

@@ -33,7 +33,7 @@ from opsconsole.backends.hosts import Cancelled, Host
 from opsconsole.backends.shell import quote
 from opsconsole.backends.ssh.config import default_known_hosts
 from opsconsole.errors import ExitCode, OpsError, RefusedError, UsageError
-from opsconsole.human import utc_stamp
+from opsconsole.human import counted, utc_stamp
 from opsconsole.profiles import DeployConfig, Environment, HostSpec, Profile
 from opsconsole.profiles.fabric_keys import is_task_name
 from opsconsole.profiles.model import CustomAction as CustomProfileAction
@@ -337,7 +337,7 @@ class FabricDeployAction(_FabricTasksUnderLock, DeployAction):
             )
         return Outcome(
             True,
-            f"deployed {self.env.name} with fab {' '.join(self.config.tasks)} to {len(self.hosts)} host(s)"
+            f"deployed {self.env.name} with fab {' '.join(self.config.tasks)} to {counted(len(self.hosts), 'hosts')}"
             + (f" ({self.sha[:12]})" if self.sha else ""),
             ExitCode.OK,
             {spec.raw: "fab " + " ".join(self.config.tasks) for spec in self.hosts},

@@ -12,6 +12,7 @@ from opsconsole.actions.events import Emit, HostResult, Outcome, OutputLine, Ste
 from opsconsole.actions.operate import per_host
 from opsconsole.backends.hosts import CommandFailed
 from opsconsole.errors import ExitCode, OpsError, UsageError
+from opsconsole.human import counted
 from opsconsole.profiles import HostSpec
 from opsconsole.profiles.model import NginxConfig
 
@@ -54,7 +55,7 @@ class ReloadAction(Action):
                 PlanStep(spec.raw, "note", "then: the same master pid, new worker pids"),
             ]
         summary = [
-            f"Reload Nginx in {self.env.name} on {len(self.hosts)} host(s): a change",
+            f"Reload Nginx in {self.env.name} on {counted(len(self.hosts), 'hosts')}: a change",
             "`nginx -t` runs on every host first; if any fails, no host is reloaded",
         ]
         return self.make_plan(steps, summary)
@@ -95,7 +96,7 @@ class ReloadAction(Action):
             detail = "; ".join(f"{host}: {out}" for host, out in failing.items())
             return Outcome(
                 False,
-                f"reload refused: the config test failed on {len(failing)} of {len(self.hosts)} host(s); "
+                f"reload refused: the config test failed on {len(failing)} of {counted(len(self.hosts), 'hosts')}; "
                 f"no host was reloaded: {detail}",
                 ExitCode.FAILED,
                 {host: f"config test failed: {out}" for host, out in failing.items()},

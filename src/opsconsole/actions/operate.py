@@ -13,7 +13,7 @@ from opsconsole.actions.events import Emit, HostResult, Outcome, OutputLine, Ste
 from opsconsole.actions.targets import parse_target
 from opsconsole.backends.hosts import CommandFailed
 from opsconsole.errors import ExitCode, OpsError, UnreachableError, UsageError
-from opsconsole.human import duration
+from opsconsole.human import counted, duration
 from opsconsole.profiles import HostSpec
 
 RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "running", "restarting"})
@@ -51,7 +51,7 @@ def per_host(hosts: list[HostSpec], work: Callable[[HostSpec], str], emit: Emit,
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
         list(pool.map(one, hosts))
     if not failed:
-        return Outcome(True, f"{label}: done on {len(hosts)} host(s)", ExitCode.OK, results)
+        return Outcome(True, f"{label}: done on {counted(len(hosts), 'hosts')}", ExitCode.OK, results)
     code = (
         ExitCode.UNREACHABLE
         if all(isinstance(e, UnreachableError) for e in failed.values())
@@ -59,7 +59,7 @@ def per_host(hosts: list[HostSpec], work: Callable[[HostSpec], str], emit: Emit,
     )
     detail = "; ".join(e.message for e in failed.values())
     return Outcome(
-        False, f"{label}: failed on {len(failed)} of {len(hosts)} host(s): {detail}", code, results
+        False, f"{label}: failed on {len(failed)} of {counted(len(hosts), 'hosts')}: {detail}", code, results
     )
 
 
@@ -86,7 +86,7 @@ class _Operate(Action):
         """What is being changed and its state now, so the person decides on facts: `supervisor:web
         on web-1 (now RUNNING, pid 4100, up 1 h 5 min)`."""
         lines = [
-            f"{self.title} {self.target.name} in {self.env.name}: a change, on {len(self.hosts)} host(s)"
+            f"{self.title} {self.target.name} in {self.env.name}: a change, on {counted(len(self.hosts), 'hosts')}"
         ]
         for spec in self.hosts:
             lines.append(f"  {spec.raw}: now {self._state_now(spec)}")
@@ -235,7 +235,7 @@ class _ShellOnHosts(Action):
                 )
                 if not result.ok:
                     raise CommandFailed(spec.raw, f"`{command}`", result)
-            return f"{len(self.commands())} command(s) ok"
+            return f"{counted(len(self.commands()), 'commands')} ok"
 
         return per_host(self.hosts, work, emit, self.title.lower())
 

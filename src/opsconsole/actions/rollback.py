@@ -29,7 +29,7 @@ from opsconsole.backends.releases import (
     read_state,
 )
 from opsconsole.errors import ExitCode, OpsError, RefusedError, UsageError
-from opsconsole.human import utc_stamp
+from opsconsole.human import counted, utc_stamp
 from opsconsole.profiles import HostSpec
 
 # ------------------------------------------------------------------------ rollback
@@ -180,7 +180,7 @@ class RollbackAction(Action):
         self.planned = rollback_target(good, self.to, self.force)
         first = good[0]
         lines = [
-            f"Roll back {self.env.name} on {len(good)} host(s) to {describe_release(first, self.planned)}"
+            f"Roll back {self.env.name} on {counted(len(good), 'hosts')} to {describe_release(first, self.planned)}"
         ]
         if self.expected:
             lines.append(f"Only from releases/{self.expected}: checked again under the deploy lock")
@@ -302,7 +302,7 @@ class RollbackAction(Action):
                 False, "rolled back, but restarting failed: " + "; ".join(failures), ExitCode.FAILED, results
             )
         return Outcome(
-            True, f"rolled back to releases/{target} on {len(parts)} host(s)", ExitCode.OK, results
+            True, f"rolled back to releases/{target} on {counted(len(parts), 'hosts')}", ExitCode.OK, results
         )
 
     def _record(

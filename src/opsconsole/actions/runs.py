@@ -36,7 +36,7 @@ class RunState:
 
     @property
     def title(self) -> str:
-        return f"{self.action.title} {self.action.target_label} ({self.action.env.name})"
+        return f"{self.action.headline} ({self.action.env.name})"
 
     @property
     def running(self) -> bool:

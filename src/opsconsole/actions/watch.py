@@ -87,26 +87,31 @@ class WatchAction(Action):
             return
         yield from follow(self._host(), self.env, self.run_id, self.ctx.cancel)
 
+    def _nothing_running(self, newest: RunInfo | None) -> str:
+        if newest is None:
+            return f"nothing is running on {self.env.name}, and no run was recorded yet"
+        end = newest.end or {}
+        how = (
+            ("done" if end.get("ok") is True else f"FAILED (exit {end_exit_code(end)})")
+            if newest.end
+            else "never finished (its writer went silent)"
+        )
+        message = text_field(end, "message", "")
+        return f"nothing is running on {self.env.name}; the last run, {newest.describe()}: {how}" + (
+            f": {message}" if message else ""
+        )
+
+    def idle_message(self) -> str | None:
+        """Nothing running (and no run asked for): what to say instead of an empty action screen."""
+        if self.run_id is not None:
+            return None
+        run_id, newest = self.choose()
+        return self._nothing_running(newest) if run_id is None else None
+
     def execute(self, emit: Emit) -> Outcome:
         run_id, newest = self.choose()
         if run_id is None:
-            if newest is None:
-                return Outcome(
-                    True, f"nothing is running on {self.env.name}, and no run was recorded yet", ExitCode.OK
-                )
-            end = newest.end or {}
-            how = (
-                ("done" if end.get("ok") is True else f"FAILED (exit {end_exit_code(end)})")
-                if newest.end
-                else "never finished (its writer went silent)"
-            )
-            message = text_field(end, "message", "")
-            return Outcome(
-                True,
-                f"nothing is running on {self.env.name}; the last run, {newest.describe()}: {how}"
-                + (f": {message}" if message else ""),
-                ExitCode.OK,
-            )
+            return Outcome(True, self._nothing_running(newest), ExitCode.OK)
         self.run_id = run_id
         remote: Outcome | None = None
         for record in follow(self._host(), self.env, run_id, self.ctx.cancel):

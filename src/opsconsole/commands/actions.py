@@ -66,9 +66,9 @@ def register(sub: Any) -> None:
         parser.set_defaults(handler=cmd_action, action_id=action_id)
 
     parser = sub.add_parser("releases", help="releases per host: current, bad, who deployed what")
-    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("env", metavar="ENV", help="environment")
     parser.add_argument("--host", help="only this host")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_releases)
 
 

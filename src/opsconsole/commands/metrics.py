@@ -23,9 +23,9 @@ def register(sub: Any) -> None:
         description="Deployment frequency, lead time, change failure rate and recovery time, computed "
         "from the journals of every host of the environment (no git, no external service).",
     )
-    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("env", metavar="ENV", help="environment")
     parser.add_argument("--since", default="90d", help="window start: 90d, 12w, 36h or a date (default 90d)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_metrics)
 
 

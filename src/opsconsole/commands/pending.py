@@ -19,9 +19,9 @@ def register(sub: Any) -> None:
         "between the running release and REF (default: the profile's branch), newest first; flag "
         "migrations; show the CI state of REF's commit. Changes nothing on the hosts' releases.",
     )
-    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("env", metavar="ENV", help="environment")
     parser.add_argument("--ref", help="git branch, tag or commit (default: the profile's branch)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_pending)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from opsconsole.backends.clients import Backends
 from opsconsole.errors import ExitCode
+from opsconsole.human import counted
 from opsconsole.profiles import Profile, load
 from opsconsole.sanitize import clean
 from opsconsole.sources.catalog import is_on, source, sources
@@ -141,7 +142,9 @@ def render(state: FleetState, profile: Profile, env_names: list[str]) -> str:
                 out.extend(f"      {line}" for line in units[1:])
         sentry = get("sentry")
         page = sentry.data
-        out.append("  sentry:       " + _line(sentry, f"{len(page.issues) if page else 0} unresolved issues"))
+        tracker = "bugsink:" if profile.env(name).bugsink is not None else "sentry:"
+        issues = counted(len(page.issues) if page else 0, "unresolved issues")
+        out.append(f"  {tracker:<14}" + _line(sentry, issues))
         if page:
             for issue in page.issues[:5]:
                 out.append(
@@ -234,8 +237,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(render(state, profile, names))
         if errors:
-            print(f"\n{len(errors)} source(s) unreachable; everything else above is live.", file=sys.stderr)
+            print(f"\n{failed_line(errors)}; everything else above is live.", file=sys.stderr)
     return ExitCode.UNREACHABLE if errors else ExitCode.OK
+
+
+def failed_line(errors: list[str]) -> str:
+    """"3 sources failed: 2 unreachable, 1 secret missing": by cause, as the environment list says."""
+    from opsconsole.sources.summary import cause_of
+
+    causes: dict[str, int] = {}
+    for error in errors:
+        cause = cause_of(error)
+        causes[cause] = causes.get(cause, 0) + 1
+    return f"{counted(len(errors), 'sources')} failed: " + ", ".join(f"{n} {c}" for c, n in causes.items())
 
 
 def render_all(rows: list[OverviewRow], now: float) -> str:
@@ -301,7 +315,7 @@ def status_all(args: argparse.Namespace) -> int:
             print(render_all(rows, time.time()))
             if errors or failed:
                 print(
-                    f"\n{len(failed)} project(s) not loaded, {len(errors)} source(s) unreachable; "
+                    f"\n{counted(len(failed), 'projects')} not loaded, {failed_line(errors) if errors else 'no source failed'}; "
                     "everything else above is live.",
                     file=sys.stderr,
                 )

@@ -31,7 +31,7 @@ def parse_since(text: str) -> float:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("timeline", help="deploys, actions, restarts, errors and alerts, newest first")
-    parser.add_argument("env", help="environment")
+    parser.add_argument("env", metavar="ENV", help="environment")
     parser.add_argument("--since", default="6h", help="how far back (30m, 6h, 2d; default 6h)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_timeline)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opsconsole.human import counted
 from opsconsole.panes.containers import rows_containers
 from opsconsole.panes.errors import rows_errors
 from opsconsole.panes.processes import rows_processes
@@ -64,4 +65,4 @@ def rows_all(
 
 
 def status(rows: int, envs: int) -> str:
-    return f"{rows} rows across {envs} environment(s): processes, containers, open errors"
+    return f"{counted(rows, 'rows')} across {counted(envs, 'environments')}: processes, containers, open errors"

@@ -69,7 +69,7 @@ class ConfirmScreen(ModalScreen[str | None]):
         env = self.action_obj.env
         with Vertical():
             yield Label(
-                Text(f"{self.action_obj.title}: {clean(self.action_obj.target_label)} in {env.name}"),
+                Text(f"{clean(self.action_obj.headline)} in {env.name}"),
                 id="title",
             )
             if self.action_obj.destructive:

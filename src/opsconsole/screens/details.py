@@ -51,6 +51,8 @@ def show_time(value: Any, now: float | None = None) -> str:
 def fields_text(title: str, fields: list[tuple[str, Any]]) -> Text:
     text = Text(title + "\n\n", style="bold")
     for key, value in fields:
+        if value is None:  # unknown or not given: no "substatus None" line
+            continue
         text.append(f"{key:>16}  ", style="dim")
         shown = show_time(value) if key in TIME_KEYS and value else str(value)
         text.append(clean(shown, 500) + "\n")
@@ -69,9 +71,12 @@ def inert(data: Any) -> Any:
 
 
 def event_text(event: SentryEvent) -> Text:
-    text = Text(f"latest event {clean(event.id)} at {clean(str(event.date))}\n", style="bold")
+    when = show_time(event.date) if event.date else "an unknown time"
+    text = Text(f"latest event {clean(event.id)} at {clean(when)}\n", style="bold")
     for exc in event.exceptions:
         text.append(f"\n{clean(exc.type)}: {clean(exc.value, 500)}\n", style="bold red")
+        if exc.frames:
+            text.append("  stack, most recent call first (the crash site on top):\n", style="dim")
         for frame in reversed(exc.frames):  # newest (the crash site) first
             style = "" if frame.in_app else "dim"
             text.append(

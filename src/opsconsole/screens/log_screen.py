@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Static
 
 from opsconsole.actions.events import Event, Outcome, OutputLines, describe
 from opsconsole.messages import RunBatch
+from opsconsole.paths import saved_logs_dir
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
 
@@ -171,7 +172,7 @@ class LogScreen(Screen[None]):
         if self.ops.saves_to_browser:  # served: a download, no path asked, nothing written here
             self._save(Path(self._default_name()))
             return
-        self._ask("save", "save to file", str(Path.cwd() / self._default_name()))
+        self._ask("save", "save to file", str(saved_logs_dir() / self._default_name()))
 
     def _save(self, path: Path, *, overwrite: bool = False) -> None:
         from opsconsole.errors import OpsError
@@ -179,6 +180,12 @@ class LogScreen(Screen[None]):
 
         text = "\n".join(self.view.plain_lines()) + "\n"
         count = len(self.view.visible_indices())
+        if not self.ops.saves_to_browser and path.parent == saved_logs_dir():
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                self.notify(f"could not create {path.parent}: {exc.strerror or exc}", severity="error")
+                return
         try:
             where = self.ops.save_text(path, text, overwrite=overwrite)
         except SaveExists as exc:

@@ -84,7 +84,8 @@ def source_badges(results: Iterable[tuple[SourceKey, SourceResult[Any]]]) -> lis
             continue
         for text, n in src.summarise(result.data).get("badges", {}).items():
             totals[text] = totals.get(text, 0) + n
-    return [text.format(n=n) for text, n in totals.items()]
+    # "(s)" in a badge's text is the plural's: "on 1 host", "on 2 hosts"
+    return [text.format(n=n).replace("(s)", "" if n == 1 else "s") for text, n in totals.items()]
 
 
 def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:

@@ -23,7 +23,7 @@ from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import DeployState, read_state
 from opsconsole.backends.shell import quote, quote_path
 from opsconsole.errors import OpsError
-from opsconsole.human import duration, parse_time
+from opsconsole.human import counted, duration, parse_time
 from opsconsole.profiles import DeployConfig, Environment
 
 SHOWN = 50  # commits listed in a plan
@@ -80,20 +80,24 @@ class Outgoing:
             out.append(f"  {self.note}")
         if self.sha and self.sha == self.current_commit:
             out.append("  no new commits: the target is the commit that runs now (a redeploy)")
-        elif self.total or not self.note:
-            out.append(f"  {self.total} pending commit(s), newest first:")
+        elif self.total:
+            out.append(f"  {counted(self.total, 'pending commits')}, newest first:")
+        elif self.behind:
+            out.append(f"  no new commits: {self.ref} is older than what runs now")
+        elif not self.note:
+            out.append("  no new commits: the running release already has all of the target's")
         now = datetime.now(UTC)
         out += [f"    {c.line(now)}" for c in self.commits[:shown]]
         if self.total > shown:
             out.append(f"    … and {self.total - shown} more")
         if self.behind:
             out.append(
-                f"  WARNING: {self.ref} lacks {self.behind} commit(s) of the running release: "
+                f"  WARNING: {self.ref} lacks {counted(self.behind, 'commits')} of the running release: "
                 "this deploy goes backwards"
             )
         if self.migrations:
             names = ", ".join(self.migrations[:5]) + (" …" if len(self.migrations) > 5 else "")
-            out.append(f"  MIGRATIONS: the range touches {len(self.migrations)} file(s): {names}")
+            out.append(f"  MIGRATIONS: the range touches {counted(len(self.migrations), 'files')}: {names}")
         return out
 
     def to_json(self) -> dict[str, Any]:

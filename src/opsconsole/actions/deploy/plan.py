@@ -12,7 +12,7 @@ from opsconsole.backends.ci import plan_request
 from opsconsole.backends.clients import Backends
 from opsconsole.backends.github import CiState
 from opsconsole.errors import OpsError
-from opsconsole.human import duration
+from opsconsole.human import counted, duration
 from opsconsole.profiles import DeployConfig, Environment, HostSpec
 
 
@@ -40,9 +40,9 @@ def verify_terms(env: Environment, config: DeployConfig) -> str:
     assert verify is not None
     terms = []
     if env.health:
-        terms.append(f"{len(env.health)} health URL(s) keep passing")
+        terms.append(f"{counted(len(env.health), 'health URLs')} keep passing")
     if env.sentry is not None:
-        terms.append(f"at most {verify.max_new_issues} new Sentry issue(s) at level error or above")
+        terms.append(f"at most {counted(verify.max_new_issues, 'new Sentry issues')} at level error or above")
     return ", ".join(terms) or "nothing to check (no health URLs, no Sentry)"
 
 
@@ -58,7 +58,7 @@ def summary(
     """What a person decides on: what goes out, is CI green, where, from which release to which
     ref, builds, restarts."""
     names = [h.raw for h in hosts]
-    lines = [f"Deploy {ref} to {env.name} on {len(names)} host(s): {', '.join(names)}"]
+    lines = [f"Deploy {ref} to {env.name} on {counted(len(names), 'hosts')}: {', '.join(names)}"]
     found, ci = what_goes_out(backends, env, ref)
     if found is not None:
         lines += found.lines()

@@ -12,6 +12,7 @@ from typing import Any
 from opsconsole.actions.deploy.host import HostDeploy
 from opsconsole.actions.events import Emit, HostResult, Notice, Outcome
 from opsconsole.errors import ExitCode, OpsError
+from opsconsole.human import counted
 
 
 @dataclass
@@ -99,7 +100,7 @@ def stop_rolling(
 ) -> Outcome:
     emit = deploy.emit
     bad, reason = failure
-    emit(Notice(f"{tag}: {bad.name}: {reason}; stopping and switching {len(switched)} host(s) back"))
+    emit(Notice(f"{tag}: {bad.name}: {reason}; stopping and switching {counted(len(switched), 'hosts')} back"))
     switch_back(deploy, switched, restart=True)
     hosts = where(deploy, parts)
     error = f"rolling deploy stopped at {tag}: {bad.name}: {reason}"

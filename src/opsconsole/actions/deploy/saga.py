@@ -29,7 +29,7 @@ from opsconsole.actions.events import Emit, HostResult, Notice, Outcome, StepFin
 from opsconsole.backends.releases import DeployState, prune_candidates, read_state
 from opsconsole.backends.shell import quote_path
 from opsconsole.errors import ExitCode, OpsError
-from opsconsole.human import utc_stamp
+from opsconsole.human import counted, utc_stamp
 from opsconsole.profiles import HostSpec
 
 
@@ -288,7 +288,7 @@ class DeployAction(Action):
         skipped = " (CI gate skipped with --skip-ci)" if self.skip_ci and self.env.ci else ""
         return Outcome(
             True,
-            f"deployed {self.ref} ({sha}) as {self.release} to {len(parts)} host(s){skipped}{late}",
+            f"deployed {self.ref} ({sha}) as {self.release} to {counted(len(parts), 'hosts')}{skipped}{late}",
             ExitCode.OK,
             results,
         )
@@ -370,7 +370,7 @@ class DeployAction(Action):
         targets = " ".join(quote_path(f"{self.config.path}/releases/{r}") for r in old)
         try:
             part.step(
-                f"prune {len(old)} old release(s)",
+                f"prune {counted(len(old), 'old releases')}",
                 f"rm -rf -- {targets}",
                 timeout=max(part.host.timeout, 120.0),
             )

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from opsconsole.backends.clients import Backends
 from opsconsole.errors import OpsError
-from opsconsole.human import duration, utc_stamp
+from opsconsole.human import counted, duration, utc_stamp
 from opsconsole.profiles import Environment, HostSpec, VerifyConfig
 
 SERIOUS = ("error", "fatal")
@@ -179,7 +179,7 @@ class Verifier:
                 status.sentry_error = exc.message
             if len(status.new_issues) > self.config.max_new_issues:
                 self._fail(
-                    f"{len(status.new_issues)} new issue(s) in {status.version} (at most "
+                    f"{counted(len(status.new_issues), 'new issues')} in {status.version} (at most "
                     f"{self.config.max_new_issues}): " + "; ".join(status.new_issues[:3])
                 )
         if status.verdict == "fail":
@@ -239,7 +239,7 @@ class Verifier:
             f"{host}: current is now "
             + (f"releases/{now}{who}" if now else "no release")
             + f", not releases/{status.release}"
-            + (f" (and {len(replaced) - 1} more host(s))" if len(replaced) > 1 else "")
+            + (f" (and {counted(len(replaced) - 1, 'more hosts')})" if len(replaced) > 1 else "")
             + ": another deploy or rollback replaced it during the window"
         ]
         status.verdict = "superseded"
