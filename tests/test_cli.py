@@ -195,3 +195,15 @@ def test_details_leave_out_unknown_fields_and_label_the_stack() -> None:
     shown = event_text(event).plain
     assert "most recent call first" in shown and shown.index("crash") < shown.index("outer")
     assert "2026-12-03T07:40:44Z" not in shown and " ago" in shown  # one time format: local time, and how long ago
+
+
+def test_deploys_a_week_read_the_same_in_the_pane_and_the_cli() -> None:
+    """The Metrics pane said 0.2/week where `opsconsole metrics` said 0.16: one formatter now."""
+    import inspect
+
+    import opsconsole.commands.metrics as cli_metrics
+    import opsconsole.panes.metrics as pane_metrics
+    from opsconsole.metrics import per_week_text
+
+    assert [per_week_text(v) for v in (0.16, 2.5, 12.0, 0.0)] == ["0.16", "2.5", "12", "0"]
+    assert "per_week_text(" in inspect.getsource(cli_metrics) and "per_week_text(" in inspect.getsource(pane_metrics)

@@ -210,3 +210,8 @@ def parse_since(text: str, now: datetime) -> datetime:
     if when is None:
         raise ValueError(f"'{text}' is not a duration (90d, 12w, 36h) or a date (2026-09-01)")
     return when
+
+
+def per_week_text(per_week: float) -> str:
+    """Deploys a week as the Metrics pane and `opsconsole metrics` both print it: "0.16", "2.5", "12"."""
+    return f"{per_week:.2f}".rstrip("0").rstrip(".") or "0"

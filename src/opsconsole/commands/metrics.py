@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from opsconsole.errors import ExitCode, UsageError
+from opsconsole.metrics import per_week_text
 from opsconsole.profiles import load
 from opsconsole.sanitize import clean
 
@@ -89,7 +90,7 @@ def render(data: dict[str, Any]) -> str:
     )
     lines = [
         f"{data['environment']}: delivery from {data['since'][:10]} to {data['until'][:10]} ({bands['source']} bands)",
-        f"  deployments           {data['deployments']} ({freq['per_week']} a week, {freq['bucket']}){band('deployment_frequency')}",
+        f"  deployments           {data['deployments']} ({per_week_text(freq['per_week'])} a week, {freq['bucket']}){band('deployment_frequency')}",
         "  lead time             "
         + (
             f"median {lead['median']} h, p90 {lead['p90']} h over {lead['changes']} changes"

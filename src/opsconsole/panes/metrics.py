@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opsconsole.metrics import per_week_text
 from opsconsole.panes.spec import PaneSpec, Results
 from opsconsole.widgets.pane import Row, cell
 
@@ -48,7 +49,7 @@ def rows_metrics(results: Results) -> list[Row]:
             figures = [
                 (
                     "deploys/week",
-                    f"{freq['per_week']:.1f}",
+                    per_week_text(freq["per_week"]),
                     bands["deployment_frequency"],
                     sparkline([float(c) for c in d["weekly"]]),
                     f"{d['deployments']} deploys in 90 days ({freq['bucket']}); the trend: 12 weeks",
