@@ -31,7 +31,7 @@ def test_demo_deploys_and_leaves_nothing_running(tmp_path: Path, docker_engine: 
         session.keys("2")
         session.wait_for("demo-ticker")
         session.keys("D")
-        session.wait_for("Deploy: main in sandbox")
+        session.wait_for("Deploy main in sandbox")
         session.keys("Tab")
         time.sleep(0.3)
         session.keys("Enter")

@@ -219,3 +219,21 @@ def test_unreachable_daemon_is_reported(tmp_path: Any) -> None:
         HostError, match=r"^local: docker at unix://.*does not exist \(is dockerd running\?\)"
     ):
         client.containers()
+
+
+def test_labels_keep_an_environment_to_its_own_containers(containers: dict[str, str]) -> None:
+    """On a shared engine `[docker] labels` lists only the environment's containers, and its
+    actions refuse another project's container by name."""
+    from opsconsole.errors import OpsError
+
+    host = make_host(parse_host("local"), Defaults())
+    mine = DockerClient(host, DockerConfig(labels=("com.docker.compose.project=shop",)))
+    names = {c.name for c in mine.containers()}
+    assert containers["web"] in names and containers["ticker"] not in names
+    with pytest.raises(OpsError, match="not a container of this environment"):
+        mine.restart(containers["ticker"])
+    with pytest.raises(OpsError, match="not a container of this environment"):
+        mine.follow_logs(containers["ticker"], lambda _line: None, follow=False)
+    assert mine.inspect(containers["web"])["Name"].lstrip("/") == containers["web"]
+    only_key = DockerClient(host, DockerConfig(labels=("com.docker.compose.service",)))
+    assert {c.name for c in only_key.containers()} & set(containers.values()) == {containers["web"]}

@@ -1,4 +1,8 @@
-"""Secrets: named in profiles, resolved from the environment, then the OS keyring.
+"""Secrets: named in profiles, resolved from the environment, then opsconsole's own secret files,
+then the OS keyring.
+
+The secret files (`<data dir>/secrets/NAME`, this user's, mode 0600) hold only what opsconsole made
+for its own processes, such as a running demo's Bugsink token; people store theirs in the keyring.
 
 Values are wrapped in `Secret`, whose repr and str never show the value, and every resolved value is
 registered with `redact()` so error messages and logs can be scrubbed of it.
@@ -9,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import threading
+from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, quote_plus
 
+from opsconsole import paths
 from opsconsole.errors import SecretError
 from opsconsole.profiles import SecretRef
 from opsconsole.record import frozen
@@ -80,7 +87,7 @@ def env_var(name: str) -> str:
     return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
 
 
-Source = Literal["environment", "keyring"]
+Source = Literal["environment", "file", "keyring"]
 
 
 @frozen
@@ -120,6 +127,29 @@ def _keyring_get(name: str) -> tuple[str | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def secret_file(name: str) -> Path:
+    """Where opsconsole keeps a secret it made for its own processes (a running demo's token)."""
+    return paths.data_dir() / "secrets" / name
+
+
+def _file_get(name: str) -> str | None:
+    """The value of `secret_file(name)` when it is a regular file of this user that nobody else
+    may read (0600); else None, as if it were not there."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
+        return None
+    try:
+        fd = os.open(secret_file(name), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+        return os.read(fd, 4096).decode("utf-8", "replace") or None
+    finally:
+        os.close(fd)
+
+
 def lookup(name: str) -> tuple[Lookup, Secret | None]:
     value = os.environ.get(env_var(name))
     if value:
@@ -128,6 +158,13 @@ def lookup(name: str) -> tuple[Lookup, Secret | None]:
             Secret(name, value)  # registered for redaction all the same
             return Lookup(name, None, bad), None
         return Lookup(name, "environment"), Secret(name, value)
+    value = _file_get(name)
+    if value:
+        bad = problem_with(name, value, f"the file {secret_file(name)}")
+        if bad:
+            Secret(name, value)
+            return Lookup(name, None, bad), None
+        return Lookup(name, "file"), Secret(name, value)
     stored, problem = _keyring_get(name)
     if stored:
         bad = problem_with(name, stored, "the OS keyring")

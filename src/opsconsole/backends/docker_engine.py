@@ -251,7 +251,8 @@ class DockerClient:
         """Running and stopped containers: one list call, then inspects in parallel for start times."""
 
         def read(client: Any) -> list[ContainerInfo]:
-            raw = client.api.containers(all=True)
+            wanted = list(self.config.labels)
+            raw = client.api.containers(all=True, filters={"label": wanted} if wanted else None)
             known = self._started
             started: dict[str, str | None] = {
                 item["Id"]: known[item["Id"]][1] for item in raw if not _must_inspect(item, known)
@@ -301,6 +302,7 @@ class DockerClient:
 
         def one(client: Any, name: str) -> ContainerStats | str:
             try:
+                self._ours(client, name)
                 sample = client.api.stats(name, stream=False)
             except Exception as exc:  # noqa: BLE001 - reported per container
                 return self._error(exc).message
@@ -318,21 +320,50 @@ class DockerClient:
         return result
 
     def inspect(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._guard(lambda client: client.api.inspect_container(name))
+        def read(client: Any) -> dict[str, Any]:
+            found: dict[str, Any] = client.api.inspect_container(name)
+            self._check_ours(name, found)
+            return found
+
+        result: dict[str, Any] = self._guard(read)
         return result
+
+    def _check_ours(self, name: str, inspected: dict[str, Any]) -> None:
+        """With `labels`, a container without all of them is another project's: refused."""
+        if not self.config.labels:
+            return
+        have = (inspected.get("Config") or {}).get("Labels") or {}
+        for wanted in self.config.labels:
+            key, sep, value = wanted.partition("=")
+            if key not in have or (sep and have[key] != value):
+                raise DockerError(
+                    f"{name}: not a container of this environment (its [docker] labels want {wanted})",
+                    "Not this environment's",
+                )
+
+    def _ours(self, client: Any, name: str) -> None:
+        if self.config.labels:
+            self._check_ours(name, client.api.inspect_container(name))
 
     # ---------------------------------------------------------------- control
 
+    def _control(self, name: str, call: Callable[[Any], Any]) -> None:
+        def act(client: Any) -> None:
+            self._ours(client, name)
+            call(client)
+
+        self._guard(act)
+
     def start(self, name: str) -> str:
-        self._guard(lambda client: client.api.start(name))
+        self._control(name, lambda client: client.api.start(name))
         return f"{name}: started"
 
     def stop(self, name: str) -> str:
-        self._guard(lambda client: client.api.stop(name, timeout=10))
+        self._control(name, lambda client: client.api.stop(name, timeout=10))
         return f"{name}: stopped"
 
     def restart(self, name: str) -> str:
-        self._guard(lambda client: client.api.restart(name, timeout=10))
+        self._control(name, lambda client: client.api.restart(name, timeout=10))
         return f"{name}: restarted"
 
     def follow_logs(
@@ -348,6 +379,7 @@ class DockerClient:
         """Last `tail` lines then, with `follow`, new lines until cancelled."""
         client = self.client()
         try:
+            self._ours(client, name)
             stream = client.api.logs(name, stream=True, follow=follow, timestamps=timestamps, tail=tail)
         except Exception as exc:
             raise self._error(exc) from None

@@ -36,7 +36,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from opsconsole.backends.clients import Backends
     from opsconsole.demo.sandbox import Sandbox
     from opsconsole.profiles import read_profile
-    from opsconsole.profiles.trust import record_trust
 
     root = Path(tempfile.mkdtemp(prefix="opsconsole-demo-"))
     os.environ.setdefault("OPSCONSOLE_AUDIT_LOG", str(root / "audit.jsonl"))
@@ -48,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         profile_path = sandbox.start()
         if sandbox.docker_note:
             print(f"opsconsole demo: {sandbox.docker_note}", file=sys.stderr)
-        profile, raw = read_profile(profile_path)
+        profile = read_profile(profile_path)[0]
         backends = Backends(profile)
         print(
             "opsconsole demo: first deploy of demo-shop (builds a venv, migrates, builds CSS)…",
@@ -69,10 +68,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return ExitCode.FAILED
+        # the sandbox trusted its profile and linked it from the user's data dir
+        print(
+            "opsconsole demo: from another terminal: opsconsole --profile demo status "
+            "(or watch sandbox, or the console itself)",
+            file=sys.stderr,
+            flush=True,
+        )
         if args.no_console:
-            # the demo made this profile: another `opsconsole --profile PATH` may use it (the console
-            # below runs in this process and needs no record in the user's data dir)
-            record_trust(profile_path, raw)
             print(str(profile_path), flush=True)
             print("opsconsole demo: sandbox ready; Ctrl+C stops it", file=sys.stderr, flush=True)
             signal.pause()

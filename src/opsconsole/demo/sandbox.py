@@ -6,14 +6,24 @@
 - Redis for the cache purge when redis-server is installed, else the web app's own cache;
 - containers when a Docker Engine answers (image imported from a busybox rootfs, as the tests do).
 
-Everything is torn down on exit, on Ctrl+C, on SIGTERM, and when the console process dies (on Linux
-through PR_SET_PDEATHSIG; elsewhere, macOS included, a small watchdog process polls the console's pid);
-stale demo containers are removed at the next start.
+A demo owns only what it made. Its id is its folder's suffix; its containers carry the labels
+`opsconsole.demo` (its folder), `opsconsole.demo.sandbox` (its id) and `opsconsole.demo.host`; its
+console holds a flock on `<folder>/alive.lock` for as long as it runs (`profiles.demo_alive`). At
+start a demo removes only the containers and leftovers of demos that are dead by that test, never a
+live one's. While it runs, `<data dir>/demos/<id>.toml` links to its generated profile (trusted, so
+`opsconsole --profile demo` reaches it from any terminal) and its Bugsink token is the secret file
+`<data dir>/secrets/demo-<id>-bugsink-token` (0600).
+
+Everything is torn down on exit, on Ctrl+C, on SIGTERM, and when the console process dies however it
+dies: its services through PR_SET_PDEATHSIG on Linux, and on every system a small watchdog process
+(its own session) that polls the console's pid, then stops the services, removes the containers,
+the registry link, the token, the trust record and the folder.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -32,10 +42,15 @@ from typing import Any
 
 from opsconsole.demo.docker_host import IMAGE, ensure_image
 from opsconsole.errors import OpsError
+from opsconsole.profiles import DEMO_LOCK, demo_alive
+from opsconsole.profiles import demo_registry as registry
+
+DEMO_LABEL = "opsconsole.demo"  # value: the sandbox folder; on every demo container
+SANDBOX_LABEL = "opsconsole.demo.sandbox"  # value: the sandbox's id
+HOST_LABEL = "opsconsole.demo.host"  # value: the machine whose process table and /tmp judge liveness
 
 FILES = Path(__file__).parent / "files"
 TEMPLATE = Path(__file__).resolve().parents[3] / "profiles" / "demo.toml"
-DEMO_LABEL = "opsconsole.demo"
 
 
 def free_port() -> int:
@@ -58,23 +73,59 @@ def _die_with_parent() -> None:
     os.setsid()
 
 
-# Polls the console's pid once a second; when it is gone, SIGTERMs the process groups it was given,
-# then removes the sandbox folder. Used where PR_SET_PDEATHSIG does not exist (macOS).
+# argv: the console's pid, the sandbox folder, process groups. Polls the pid every 0.5 s; when it is
+# gone, SIGTERMs the groups (those of argv and of `<folder>/groups`, one pid a line), waits up to
+# 3 s for them, runs the teardown of $OPSCONSOLE_DEMO_WATCHDOG (JSON: `docker` url and `label` of the
+# containers to remove, `untrust` a profile path, `remove` paths), then removes the folder.
 _WATCHDOG = """
-import os, shutil, signal, sys, time
+import json, os, shutil, signal, sys, time
 parent, root, groups = int(sys.argv[1]), sys.argv[2], [int(g) for g in sys.argv[3:]]
+todo = json.loads(os.environ.get("OPSCONSOLE_DEMO_WATCHDOG") or "{}")
 while True:
     try:
         os.kill(parent, 0)
     except ProcessLookupError:
         break
-    time.sleep(1)
+    time.sleep(0.5)
+try:
+    with open(os.path.join(root, "groups")) as listed:
+        groups += [int(line) for line in listed if line.strip()]
+except (OSError, ValueError):
+    pass
 for group in groups:
     try:
         os.killpg(group, signal.SIGTERM)
     except OSError:
         pass
-time.sleep(3)
+deadline = time.monotonic() + 3
+for group in groups:
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+if todo.get("docker"):
+    try:
+        import docker
+        client = docker.DockerClient(base_url=todo["docker"], timeout=20)
+        for container in client.containers.list(all=True, filters={"label": todo["label"]}):
+            container.remove(force=True)
+        client.close()
+    except Exception:
+        pass
+if todo.get("untrust"):
+    try:
+        from opsconsole.profiles.trust import revoke_trust
+        from pathlib import Path
+        revoke_trust(Path(todo["untrust"]))
+    except Exception:
+        pass
+for path in todo.get("remove", []):
+    try:
+        os.unlink(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 shutil.rmtree(root, ignore_errors=True)
 """
 
@@ -101,6 +152,10 @@ def _toml_escape(value: str) -> str:
     return json.dumps(value)[1:-1]
 
 
+def _hostname() -> str:
+    return socket.gethostname()
+
+
 @dataclass
 class Sandbox:
     root: Path
@@ -124,6 +179,20 @@ class Sandbox:
     nginx: Any = None  # a demo.nginx_front.NginxFront in front of the web app, when nginx is here
     log: Callable[[str], None] = print
     _socket_dir: Path | None = None
+    _lock_fd: int | None = None
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.root.name.removeprefix("opsconsole-demo-")
+
+    @property
+    def token_name(self) -> str:
+        """The secret the profile names for Bugsink: one per demo, so two demos never share it."""
+        return f"demo-{self.sandbox_id}-bugsink-token"
+
+    @property
+    def registry_link(self) -> Path:
+        return registry() / f"{self.sandbox_id}.toml"
 
     @property
     def socket_path(self) -> Path:
@@ -139,35 +208,87 @@ class Sandbox:
 
     def start(self) -> Path:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        # alive from here on: the flock says so to other demos and to `--profile demo` (the kernel
+        # drops it however this process ends), and the watchdog tears down whatever follows
+        self._lock_fd = os.open(self.root / DEMO_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+        self._find_docker()
+        _ = self.socket_path  # makes the short side folder, if any, before the watchdog is told of it
+        self._start_watchdog()
+        self._prune_dead_demos()
         self._make_repo()
         self._start_redis()
         self._start_prometheus()
         self._start_alertmanager()
         self._start_bugsink()
-        self._find_docker()
         self._plan_nginx()
         self._write_profile()
         if self.nginx is not None:
             self.nginx.start(_die_with_parent)  # before the load: it goes through Nginx
+            self._note_group(self.nginx.proc)
         self._start_supervisord()
         self._start_containers()
-        if not sys.platform.startswith("linux"):
-            self._start_watchdog()
+        self._register()
         assert self.profile_path is not None
         return self.profile_path
 
+    def _note_group(self, proc: subprocess.Popen[bytes] | None) -> None:
+        """A service's process group, for the watchdog (each service is a session of its own)."""
+        if proc is not None:
+            with open(self.root / "groups", "a") as listed:
+                listed.write(f"{proc.pid}\n")
+
     def _start_watchdog(self) -> None:
-        groups = [
-            str(p.pid)
-            for p in (self.supervisord, self.redis, self.prometheus, self.alertmanager)
-            if p is not None
-        ]
+        from opsconsole.secrets import secret_file
+
+        remove = [str(self.registry_link), str(secret_file(self.token_name))]
+        if self._socket_dir is not None:
+            remove.append(str(self._socket_dir))
+        todo = {
+            "docker": self.docker_url,
+            "label": f"{SANDBOX_LABEL}={self.sandbox_id}",
+            "untrust": str(self.root / "demo.toml"),
+            "remove": remove,
+        }
         self.watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *groups],
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, "OPSCONSOLE_DEMO_WATCHDOG": json.dumps(todo)},
         )
+
+    def _register(self) -> None:
+        """Trust the generated profile and link it from the user's data dir: `--profile demo`."""
+        from opsconsole.profiles.trust import record_trust
+
+        assert self.profile_path is not None
+        record_trust(self.profile_path, self.profile_path.read_bytes())
+        link = self.registry_link
+        link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = link.with_name(f".{link.name}.tmp")
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(self.profile_path)
+        os.replace(temp, link)
+
+    def _prune_dead_demos(self) -> None:
+        """What dead demos of this user left (their console and watchdog both killed): registry
+        links, tokens, trust records and folders. Their containers go in `_start_containers`."""
+        from opsconsole.profiles.trust import revoke_trust
+        from opsconsole.secrets import secret_file
+
+        folder = registry()
+        for link in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            target = Path(os.readlink(link)) if link.is_symlink() else None
+            if target is not None and demo_alive(target.parent):
+                continue
+            if target is not None:
+                revoke_trust(target)
+                if target.parent.name.startswith("opsconsole-demo-"):
+                    shutil.rmtree(target.parent, ignore_errors=True)
+            secret_file(f"demo-{link.stem}-bugsink-token").unlink(missing_ok=True)
+            link.unlink(missing_ok=True)
 
     def _find_docker(self) -> None:
         from opsconsole.demo.docker_host import find_engine
@@ -231,6 +352,7 @@ class Sandbox:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
         )
+        self._note_group(self.redis)
 
     def _plan_nginx(self) -> None:
         """Nginx in front of the web app (the Nginx pane), when the binary is here; else said so."""
@@ -259,6 +381,7 @@ class Sandbox:
         self.alertmanager = alertmanager.start(
             self.root / "alertmanager", port, self.root / "logs" / "alertmanager.log", _die_with_parent
         )
+        self._note_group(self.alertmanager)
         if self.alertmanager is None:
             self.log(
                 "prometheus-alertmanager not found: no Alerts pane (apt-get install prometheus-alertmanager)"
@@ -294,6 +417,7 @@ class Sandbox:
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe calls
         )
+        self._note_group(self.prometheus)
 
     def _start_bugsink(self) -> None:
         """Bugsink in the background (the console starts at once): until it answers, its port serves
@@ -305,9 +429,14 @@ class Sandbox:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+        from opsconsole.secrets import env_var
+
         self.bugsink_port = free_port()
         token = secrets.token_hex(20)
-        os.environ["OPSCONSOLE_SECRET_DEMO_BUGSINK_TOKEN"] = token  # the profile names this secret
+        # the profile names this secret: this process reads it from its environment, other terminals
+        # from the secret file (removed at teardown)
+        os.environ[env_var(self.token_name)] = token
+        self._write_token(token)
         state = {
             "detail": "starting Bugsink… (the first start installs it into its own venv: about a minute)"
         }
@@ -350,12 +479,28 @@ class Sandbox:
                 state["detail"] = f"Bugsink could not start: {exc.message}"
                 self.log(f"opsconsole demo: {state['detail']}")
                 return
+            self._note_group(self.bugsink.proc)
             (self.root / "bugsink.dsn").write_text(self.bugsink.dsn)
             # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: this one stays
             # until the sandbox stops, so Bugsink still dies with the console, and only then
             self._bugsink_done.wait()
 
         threading.Thread(target=boot, daemon=True, name="bugsink").start()
+
+    def _write_token(self, token: str) -> None:
+        from opsconsole.secrets import secret_file
+
+        path = secret_file(self.token_name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = path.with_name(f".{path.name}.tmp")
+        temp.unlink(missing_ok=True)
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, token.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
 
     @staticmethod
     def _sentry_env() -> bool:
@@ -370,7 +515,7 @@ class Sandbox:
             return ""
         return (
             f'\n[environments.sandbox.bugsink]\nurl = "http://127.0.0.1:{self.bugsink_port}"\n'
-            'project = 1\ntoken = { secret = "demo-bugsink-token" }\n'
+            f'project = 1\ntoken = {{ secret = "{self.token_name}" }}\n'
         )
 
     def prometheus_section(self) -> str:
@@ -404,6 +549,12 @@ class Sandbox:
         text = template_text()
         for key, value in values.items():
             text = text.replace("{{" + key + "}}", _toml_escape(value))
+        # the Containers pane lists, and its actions reach, this demo's containers only
+        text = text.replace(
+            "[environments.sandbox.docker]\n",
+            f'[environments.sandbox.docker]\nlabels = ["{SANDBOX_LABEL}={self.sandbox_id}"]\n',
+            1,
+        )
         org = os.environ.get("OPSCONSOLE_DEMO_SENTRY_ORG")
         project = os.environ.get("OPSCONSOLE_DEMO_SENTRY_PROJECT")
         if os.environ.get("OPSCONSOLE_SECRET_SENTRY_TOKEN") and org and project:
@@ -490,6 +641,7 @@ class Sandbox:
             cwd=self.root,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+        self._note_group(self.supervisord)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.socket_path.exists():
@@ -511,15 +663,19 @@ class Sandbox:
             self.docker_note = f"no Docker Engine reachable at {self.docker_url} ({type(exc).__name__}); the Containers pane shows why"
             return
         try:
-            for stale in client.containers.list(all=True, filters={"label": DEMO_LABEL}):
-                stale.remove(force=True)
+            self._remove_dead_demo_containers(client)
             ensure_image(client)
-            labels = {DEMO_LABEL: str(self.root), "com.docker.compose.project": "demo-shop"}
+            labels = {
+                DEMO_LABEL: str(self.root),
+                SANDBOX_LABEL: self.sandbox_id,
+                HOST_LABEL: _hostname(),
+                "com.docker.compose.project": "demo-shop",
+            }
             web = client.containers.run(
                 IMAGE,
                 ["httpd", "-f", "-p", "80", "-h", "/www"],
                 detach=True,
-                name=f"demo-static-{self.web_port}",
+                name=f"demo-static-{self.sandbox_id}",
                 labels={**labels, "com.docker.compose.service": "static"},
                 ports={"80/tcp": ("127.0.0.1", None)},
                 healthcheck={
@@ -535,7 +691,7 @@ class Sandbox:
                     "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 1; done",
                 ],
                 detach=True,
-                name=f"demo-ticker-{self.web_port}",
+                name=f"demo-ticker-{self.sandbox_id}",
                 labels={**labels, "com.docker.compose.service": "ticker"},
             )
             self.containers = [web.id, ticker.id]
@@ -543,6 +699,22 @@ class Sandbox:
             self.docker_note = f"could not start the demo containers: {exc}"
         finally:
             client.close()
+
+    def _remove_dead_demo_containers(self, client: Any) -> None:
+        """Containers of demos that are dead (their folder's lock is free or gone), never a live
+        one's; a container made on another machine is left alone (its liveness cannot be seen)."""
+        for container in client.containers.list(all=True, filters={"label": DEMO_LABEL}):
+            labels = container.labels or {}
+            if labels.get(HOST_LABEL, _hostname()) != _hostname():
+                continue
+            root = labels.get(DEMO_LABEL, "")
+            if root and demo_alive(Path(root)):
+                continue
+            self.log(f"opsconsole demo: removing {container.name}, left by a demo that is gone ({root})")
+            try:
+                container.remove(force=True)
+            except Exception as exc:  # noqa: BLE001 - removed in between, or by its own watchdog
+                self.log(f"opsconsole demo: could not remove {container.name}: {exc}")
 
     def start_web(self) -> None:
         proxy = xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(str(self.socket_path)))
@@ -604,13 +776,29 @@ class Sandbox:
             except Exception as exc:  # noqa: BLE001
                 self.log(
                     f"opsconsole demo: could not remove the demo containers ({exc}); remove them with "
-                    f"docker rm -f $(docker ps -aq --filter label={DEMO_LABEL})"
+                    f"docker rm -f $(docker ps -aq --filter label={SANDBOX_LABEL}={self.sandbox_id})"
                 )
+        self._unregister()
         if self.watchdog is not None and self.watchdog.poll() is None:
             self.watchdog.terminate()
         shutil.rmtree(self.root, ignore_errors=True)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _unregister(self) -> None:
+        from opsconsole.profiles.trust import revoke_trust
+        from opsconsole.secrets import secret_file
+
+        self.registry_link.unlink(missing_ok=True)
+        secret_file(self.token_name).unlink(missing_ok=True)
+        if self.profile_path is not None:
+            try:
+                revoke_trust(self.profile_path)
+            except OSError:
+                pass
 
 
 class _UnixTransport(xmlrpc.client.Transport):

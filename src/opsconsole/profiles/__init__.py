@@ -72,6 +72,9 @@ __all__ = [
     "display_path",
     "list_profiles",
     "resolve_profile_path",
+    "running_demos",
+    "demo_alive",
+    "DEMO_LOCK",
     "search_dirs",
     "locate_lines",
 ]
@@ -168,8 +171,85 @@ def list_profiles() -> list[Path]:
     return found
 
 
+DEMO_LOCK = "alive.lock"  # in a demo's sandbox folder: flocked by its console for as long as it runs
+
+
+def demo_registry() -> Path:
+    """`<data dir>/demos/<id>.toml`: a symlink to each running demo's generated profile."""
+    return paths.data_dir() / "demos"
+
+
+def demo_alive(root: Path) -> bool:
+    """Whether the demo sandbox in `root` is alive: its console holds an exclusive flock on
+    `root/alive.lock` while it runs, which the kernel releases however it dies (kill -9 included).
+    Another user's sandbox (unreadable) counts as alive: it is not ours to judge."""
+    import fcntl
+
+    try:
+        fd = os.open(root / DEMO_LOCK, os.O_RDONLY)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def running_demos() -> list[Path]:
+    """The generated profiles of this user's live demos, newest first."""
+    found: list[tuple[float, Path]] = []
+    folder = demo_registry()
+    for link in folder.glob("*.toml") if folder.is_dir() else ():
+        try:
+            target = link.resolve(strict=True)
+            started = link.lstat().st_mtime
+        except OSError:
+            continue
+        if demo_alive(target.parent):
+            found.append((started, target))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _is_demo_template(path: Path) -> bool:
+    try:
+        return "{{SANDBOX}}" in path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def _running_demo() -> Path:
+    """`--profile demo`: the newest live demo of this user (saying which when several run)."""
+    import sys
+
+    demos = running_demos()
+    if not demos:
+        raise UsageError(
+            "no demo is running: start one with `opsconsole demo` (another terminal then "
+            "reaches it with `opsconsole --profile demo`)",
+            "No demo running",
+        )
+    if len(demos) > 1:
+        others = ", ".join(str(p.parent) for p in demos[1:])
+        print(
+            f"opsconsole: {len(demos)} demos are running; --profile demo is the newest, in "
+            f"{demos[0].parent} (the others: {others}; name one by its path)",
+            file=sys.stderr,
+        )
+    return demos[0]
+
+
 def resolve_profile_path(selector: str | None) -> Path:
-    """`--profile NAME|PATH`, else $OPSCONSOLE_PROFILE, else ./profiles/*.toml, else the config dir."""
+    """`--profile NAME|PATH`, else $OPSCONSOLE_PROFILE, else ./profiles/*.toml, else the config dir.
+
+    The name `demo` is the user's own `demo.toml` in the config dir when there is one, else the
+    running demo's generated profile (never the demo's template in a checkout's ./profiles)."""
     selector = selector or os.environ.get("OPSCONSOLE_PROFILE") or None
     if selector:
         candidate = Path(selector).expanduser()
@@ -186,8 +266,10 @@ def resolve_profile_path(selector: str | None) -> Path:
         # never shadows the user's profile of the same name
         for folder in reversed(search_dirs()):
             path = folder / f"{selector}.toml"
-            if path.is_file():
+            if path.is_file() and not (selector == "demo" and _is_demo_template(path)):
                 return path
+        if selector == "demo":
+            return _running_demo()
         names = sorted({p.stem for p in list_profiles()})
         hint = suggest(selector, names)
         known = ", ".join(names) or "none"
@@ -208,9 +290,10 @@ def resolve_profile_path(selector: str | None) -> Path:
             if default.is_file():
                 return default
             listed = ", ".join(p.stem for p in candidates)
+            demo = " (a demo is running: --profile demo reaches it)" if running_demos() else ""
             raise UsageError(
                 f"several profiles in {folder} ({listed}): choose one with --profile NAME "
-                "or OPSCONSOLE_PROFILE, or name one default.toml",
+                f"or OPSCONSOLE_PROFILE, or name one default.toml{demo}",
                 "Which profile?",
             )
     raise UsageError(

@@ -77,6 +77,9 @@ class SupervisorConfig:
 @frozen
 class DockerConfig:
     url: str = "unix:///var/run/docker.sock"
+    # label filters ("KEY=VALUE" or "KEY") a container must all match to be this environment's:
+    # on a shared engine the others are neither listed nor controlled
+    labels: tuple[str, ...] = ()
 
 
 @frozen

@@ -93,7 +93,7 @@ SUPERVISOR = Table(
     {"url": Key(url(_SCHEMES_SUPERVISOR)), "username": Key(nonempty_str), "password": Key(secret)},
     SupervisorConfig,
 )
-DOCKER = Table({"url": Key(url(_SCHEMES_DOCKER))}, DockerConfig)
+DOCKER = Table({"url": Key(url(_SCHEMES_DOCKER)), "labels": Key(str_list)}, DockerConfig)
 SENTRY = Table(
     {
         "url": Key(url(_SCHEMES_HTTP)),
