@@ -207,3 +207,21 @@ def test_deploys_a_week_read_the_same_in_the_pane_and_the_cli() -> None:
 
     assert [per_week_text(v) for v in (0.16, 2.5, 12.0, 0.0)] == ["0.16", "2.5", "12", "0"]
     assert "per_week_text(" in inspect.getsource(cli_metrics) and "per_week_text(" in inspect.getsource(pane_metrics)
+
+
+def test_the_deploys_pane_counts_journal_records_not_its_current_rows() -> None:
+    """"2 deploys" counted each host's `current` row; a RUNNING row no longer pushes `when` off."""
+    from opsconsole.backends.releases import DeployState
+    from opsconsole.backends.runlogs import RunInfo
+    from opsconsole.panes.deploys import SPEC, rows_deploys
+    from opsconsole.sources.fanout import SourceResult
+
+    journal = [
+        {"event": "deploy", "release": f"r{n}", "outcome": "success", "who": "ann", "started": "2026-12-03T07:00:00Z"}
+        for n in (1, 2)
+    ]
+    running = RunInfo("run-1", {"action": "deploy", "target": "main", "who": "bob", "started": "2026-12-03T07:05:00Z"}, None, 1.0, "build: " + "x" * 300, "web-1")
+    state = DeployState("web-1", "/srv/app", True, "r2", ["r1", "r2"], journal=journal, runs=[running])
+    rows = rows_deploys([(("deploys", "web-1"), SourceResult(data=state))])
+    assert len(rows) == 4 and SPEC.count(rows) == 2 and SPEC.noun == "journal records"
+    assert len(str(rows[0].cells[5])) <= 60

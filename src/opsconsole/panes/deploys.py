@@ -45,7 +45,9 @@ def rows_deploys(results: Results, own: Set[str] = frozenset(), now: float = 0.0
                     cell(str(info.start.get("action") or "")),
                     cell(str(info.start.get("target") or "")),
                     cell(info.who),
-                    cell(run_text(info, now) + " · enter or w: watch", "bold yellow", limit=160),
+                    # short: a long cell widens its column and pushes `when` off the pane (details
+                    # and the watch screen say the rest)
+                    cell(run_text(info, now) + " · enter or w: watch", "bold yellow", limit=60),
                     cell(""),
                 ],
                 ("run", "", info),
@@ -181,4 +183,6 @@ SPEC = PaneSpec(
     rows,
     counted=("deploys",),  # the CI rows carry their own errors
     badge="dep",
+    noun="journal records",
+    count=lambda rows: sum(1 for r in rows if r.data[0] == "journal"),
 )

@@ -49,6 +49,9 @@ class PaneSpec:
     also: tuple[str, ...] = ()  # other sources whose results the rows read (not shown, not counted)
     # a note for the selected row's data (the Timeline: the last change before an alert)
     selected_note: Callable[[PaneData, Any], str] | None = None
+    # which rows the status line counts (default: all; the Deploys pane counts journal records, not
+    # each host's `current` row or the CI rows)
+    count: Callable[[list[Row]], int] = len
 
     @property
     def sources(self) -> list[Source]:

@@ -373,11 +373,11 @@ class MainScreen(MainKeys, Screen[None]):
         if errors and not rows:
             status = Text("")  # never "0 issues · live" above its own error
         elif answered < expected:
-            status = Text(f"{counted(len(rows), noun)} · {answered} of {expected} hosts")
+            status = Text(f"{counted(spec.count(rows), noun)} · {answered} of {expected} hosts")
             if len(results) < expected:
                 status.append(f" · waiting for {expected - len(results)}…", style="dim")
         else:
-            status = Text(f"{counted(len(rows), noun)} · live")
+            status = Text(f"{counted(spec.count(rows), noun)} · live")
         note = spec.note(data) if spec.note is not None else ""
         if note:
             status.append(note, style="cyan")
