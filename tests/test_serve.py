@@ -183,9 +183,9 @@ def test_the_console_renders_in_chromium_read_only(served: dict[str, Any]) -> No
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and "refused" not in after():
                 page.wait_for_timeout(200)
-            assert "refused" in after() and "read-only" in after(), after()[
-                -2000:
-            ]  # the change key is refused
+            # the change key is refused, for the reason that holds (no --read-only was passed)
+            assert "refused" in after() and "read-only" in after() and "served" in after(), after()[-2000:]
+            assert "(--read-only)" not in after()
         finally:
             browser.close()
     assert outside == []  # nothing loaded from outside (fonts come from the server)

@@ -55,15 +55,26 @@ def confirmation_for(action: Action) -> Confirmation:
     return "yes" if action.needs_confirmation else "none"
 
 
+def read_only_reason(action: Action) -> str:
+    """Why changes are refused, in the words of what switched read-only on."""
+    import os
+
+    if action.env.read_only:
+        return "the environment is read_only = true"
+    if action.ctx.via == "serve":
+        return "this console is served read-only (`opsconsole serve --allow-changes` lets browsers change things)"
+    if os.environ.get("OPSCONSOLE_READ_ONLY") == "1":
+        return "read-only mode is on (OPSCONSOLE_READ_ONLY=1)"
+    return "read-only mode is on (--read-only)"
+
+
 def check_policies(action: Action, *, confirm: str | None, approved: bool) -> None:
     """Raise RefusedError unless the action may run now. Read-only first, then confirmation."""
     if not action.changes:
         return
     env = action.env
     if read_only_active(action):
-        where = (
-            "the environment is read_only = true" if env.read_only else "read-only mode is on (--read-only)"
-        )
+        where = read_only_reason(action)
         raise RefusedError(f"refused: {action.id} changes {env.name}, and {where}", "Read-only")
     needed = confirmation_for(action)
     if needed == "typed" and confirm != env.name:
