@@ -224,4 +224,5 @@ def test_the_deploys_pane_counts_journal_records_not_its_current_rows() -> None:
     state = DeployState("web-1", "/srv/app", True, "r2", ["r1", "r2"], journal=journal, runs=[running])
     rows = rows_deploys([(("deploys", "web-1"), SourceResult(data=state))])
     assert len(rows) == 4 and SPEC.count(rows) == 2 and SPEC.noun == "journal records"
-    assert len(str(rows[0].cells[5])) <= 60
+    assert len(str(rows[0].cells[5])) <= 72 and "by bob · " in str(rows[0].cells[5])
+    assert "enter or w: watch" in str(rows[0].cells[5])

@@ -127,9 +127,11 @@ class ActionFlow:
         if prepared.refusal is not None:
             self.app.notify(prepared.refusal.message, title=prepared.refusal.title, severity="error")
             return
+        # a shell takes the terminal: it runs once the modal is gone, with the console suspended
+        begin = partial(self.app.call_later, self.in_terminal) if getattr(action, "foreground", False) else self.start
         if prepared.confirmation == "none":
             run.approve(None)
-            self.start(run)
+            begin(run)
             return
         assert prepared.plan is not None
 
@@ -138,9 +140,38 @@ class ActionFlow:
                 self.app.notify(f"{action.title} cancelled: nothing was changed", timeout=3)
                 return
             run.approve(answer)
-            self.start(run)
+            begin(run)
 
         self.app.push_screen(ConfirmScreen(action, prepared.plan, prepared.confirmation), confirmed)
+
+    def in_terminal(self, run: ActionRun) -> None:
+        """An action that needs the terminal (a shell) runs with the console suspended (`App.suspend`),
+        on the UI thread, and the console comes back as it was: same screen, pane and selection."""
+        from textual.app import SuspendNotSupported
+
+        action = run.action
+        try:
+            with self.app.suspend():
+                print(f"opsconsole: {action.summary()[0]}; `exit` comes back to the console", flush=True)
+                outcome = run.run_to_end()
+        except SuspendNotSupported:
+            self.app.notify(
+                f"{action.title}: this console cannot hand its terminal over (it runs headless or in a "
+                f"browser); in a terminal, run `opsconsole {action.id} {action.env.name} {action.target_label}"
+                + (f" --host {action.target.host}`" if action.target.host else "`"),
+                title=f"{action.title}: not here",
+                severity="error",
+                timeout=20,
+            )
+            return
+        self.app.notify(
+            outcome.message[:500],
+            title=f"{action.title}: {'closed' if outcome.ok else 'FAILED'}",
+            severity="information" if outcome.ok else "error",
+            timeout=5 if outcome.ok else 20,
+        )
+        if self.app.live:
+            self.app.refresh_env(action.env.name)
 
     def start(self, run: ActionRun, show: bool = True) -> RunState:
         from opsconsole.actions.runs import Runs

@@ -15,6 +15,7 @@ from opsconsole.actions.logs import LogsAction
 from opsconsole.actions.nginx_reload import ReloadAction
 from opsconsole.actions.operate import CustomAction, PurgeAction, RestartAction, StartAction, StopAction
 from opsconsole.actions.rollback import RollbackAction
+from opsconsole.actions.shell_into import ShellAction
 from opsconsole.actions.unlock import UnlockAction
 from opsconsole.actions.watch import WatchAction
 
@@ -30,6 +31,7 @@ ACTIONS: dict[str, type[Action]] = {
         StartAction,
         StopAction,
         LogsAction,
+        ShellAction,
         PurgeAction,
         ResolveAction,
         IgnoreAction,

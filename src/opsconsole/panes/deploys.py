@@ -25,12 +25,13 @@ def foreign_runs(results: Results, own: Set[str]) -> list[Any]:
     return out
 
 
-def run_text(info: Any, now: float) -> str:
-    """`deploy main by ann@laptop · 1 min 12 s · build: sh build.sh (web-1)`."""
+def run_text(info: Any, now: float, hint: str = "") -> str:
+    """`deploy main by ann@laptop · 1 min 12 s · HINT · build: sh build.sh (web-1)`: the step last,
+    where a cut costs least."""
     started = parse_time(info.start.get("started"))
     elapsed = f" · {age(now - started.timestamp())}" if started else ""
     step = f" · {info.step}" + (f" ({info.step_host})" if info.step_host else "") if info.step else ""
-    return f"{info.what} by {info.who}{elapsed}{step}"
+    return f"{info.what} by {info.who}{elapsed}{f' · {hint}' if hint else ''}{step}"
 
 
 def rows_deploys(results: Results, own: Set[str] = frozenset(), now: float = 0.0) -> list[Row]:
@@ -47,7 +48,7 @@ def rows_deploys(results: Results, own: Set[str] = frozenset(), now: float = 0.0
                     cell(info.who),
                     # short: a long cell widens its column and pushes `when` off the pane (details
                     # and the watch screen say the rest)
-                    cell(run_text(info, now) + " · enter or w: watch", "bold yellow", limit=60),
+                    cell(run_text(info, now, "enter or w: watch"), "bold yellow", limit=72),
                     cell(""),
                 ],
                 ("run", "", info),

@@ -121,7 +121,24 @@ class MainKeys:
         key = next((k for k in action_keys() if k.id == parameters[0]), None)
         if key is None or not key.selection or key.selection_optional:
             return True
-        return True if key.id in self._offered_keys(self.shown_pane_id()) else False  # False hides it
+        pane_id = self.shown_pane_id()
+        if key.id not in self._offered_keys(pane_id):
+            return False  # False hides it
+        if pane_id == "all" and self._shares_its_key(key):
+            # `0` mixes kinds of rows: of the keys on one key (`x`: resolve an issue, shell on a
+            # process or container), the one for the selected row acts (Textual tries the next)
+            selected = self.selection()
+            return selected is None or selected[0] in key.selection
+        return True
+
+    def _shares_its_key(self, key: Any) -> bool:
+        """Whether another action key is on one of this one's keys, as `[keymap]` has them."""
+        keymap = self.ops.profile.keymap
+
+        def keys(k: Any) -> set[str]:
+            return {part.strip() for part in keymap.get(k.id, k.keys).split(",")}
+
+        return any(k.id != key.id and keys(k) & keys(key) for k in action_keys())
 
     def action_act(self, key_id: str) -> None:
         """Every action key: the registry says which action(s) it means and what it needs selected."""
