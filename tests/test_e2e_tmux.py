@@ -289,3 +289,49 @@ def test_palette_all_view_and_copy_in_a_real_terminal(tmux_console: Tmux) -> Non
             break
         time.sleep(0.1)
     assert buffer.split(":")[0] in NAMES or buffer.split(":")[-1] in NAMES, buffer
+
+
+def test_command_line_help_and_details_leave_the_table_in_sight(
+    tmp_path: Path, supervisord: harness.Supervisord
+) -> None:
+    """`:` is a bar at the bottom over the table (k9s), and at 160 columns help and details open
+    beside it: the row you are typing about stays readable."""
+    profile = write_profile(
+        tmp_path,
+        f"""
+[environments.staging]
+hosts = ["local"]
+[environments.staging.supervisor]
+url = "{supervisord.unix_url}"
+""",
+    )
+    opsconsole = str(Path(sys.executable).parent / "opsconsole")
+    env = {
+        "NO_COLOR": "1",
+        "OPSCONSOLE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "PATH": os.environ["PATH"],
+        # Textual takes COLUMNS and LINES over the terminal's size: pytest's may be inherited
+        "COLUMNS": "160",
+        "LINES": "40",
+    }
+    session = Tmux([opsconsole, "--profile", str(profile)], env, size=(160, 40))
+    try:
+        session.wait_for("counter:counter")
+        session.keys(":")
+        screen = session.wait_for("tab or")
+        lines = screen.splitlines()
+        prompt = next(n for n, line in enumerate(lines) if "tab or" in line)
+        assert prompt > len(lines) // 2, screen  # at the bottom
+        assert "counter:counter" in screen, screen  # the table is still there
+        session.keys("Escape")
+        time.sleep(0.5)  # a lone ESC is told from an escape sequence by the pause after it
+        session.keys("?")
+        screen = session.wait_for("Keys, by screen")
+        assert "counter:counter" in screen, screen
+        session.keys("Escape")
+        time.sleep(0.5)
+        session.keys("Enter")  # details of the selected process
+        screen = session.wait_for("description")
+        assert "counter:counter" in screen.split("│")[0] or screen.count("counter") >= 2, screen
+    finally:
+        session.kill()

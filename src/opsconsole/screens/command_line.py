@@ -83,9 +83,11 @@ def find_target(name: str, rows: Sequence[tuple[str, Target]]) -> Target | None:
 
 
 class CommandLine(ModalScreen[str | None]):
+    # a bar at the bottom, over the footer, as in k9s: the table stays in sight while you type
     DEFAULT_CSS = """
-    CommandLine { align: center top; }
-    CommandLine > Vertical { width: 80; max-width: 98%; height: auto; margin-top: 1; border: thick $accent; background: $surface; padding: 0 1; }
+    CommandLine { align: left bottom; background: $background 0%; }
+    CommandLine > Vertical { width: 100%; height: auto; border-top: thick $accent; background: $surface; padding: 0 1; }
+    CommandLine Input { border: none; height: 1; padding: 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="command_cancel", tooltip="Close the command line"),

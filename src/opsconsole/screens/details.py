@@ -22,6 +22,7 @@ from opsconsole.errors import OpsError
 from opsconsole.human import duration, parse_time
 from opsconsole.profiles import Environment
 from opsconsole.sanitize import clean
+from opsconsole.screens.help import SIDE_PANEL_WIDTH
 
 if TYPE_CHECKING:
     from opsconsole.ui import Console
@@ -93,8 +94,13 @@ class DetailsScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     DetailsScreen { align: center middle; }
     DetailsScreen > VerticalScroll { width: 110; max-width: 98%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    DetailsScreen.-side { align: right top; background: $background 0%; }
+    DetailsScreen.-side > VerticalScroll { width: 50%; height: 100%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter", "close", "Close", id="details_close")]
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.width >= SIDE_PANEL_WIDTH, "-side")
 
     def __init__(self, env: Environment, selection: tuple[str, str, Any]) -> None:
         super().__init__()
@@ -128,6 +134,7 @@ class DetailsScreen(ModalScreen[None]):
         return fields_text(str(kind), list(item.to_json().items()) if hasattr(item, "to_json") else [])
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width >= SIDE_PANEL_WIDTH, "-side")
         kind = self.selection[0]
         if kind in ("container", "issue"):
             self.load_more()

@@ -15,15 +15,26 @@ from textual.widgets import Static
 
 from opsconsole.screens.bindings import display_keys
 
+SIDE_PANEL_WIDTH = 140  # columns from which help and details open beside the table, not over it
+
 
 class HelpScreen(ModalScreen[None]):
+    # wide enough (SIDE_PANEL_WIDTH), a panel on the right that leaves the table in sight
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 90; max-width: 98%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    HelpScreen.-side { align: right top; background: $background 0%; }
+    HelpScreen.-side > VerticalScroll { width: 45%; max-width: 100; height: 100%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close", id="help_close", tooltip="Close help"),
     ]
+
+    def on_mount(self) -> None:
+        self.set_class(self.app.size.width >= SIDE_PANEL_WIDTH, "-side")
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.width >= SIDE_PANEL_WIDTH, "-side")
 
     def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]]) -> None:
         """`sections`: each screen's title and its bindings, as the inventory (keymap.py) lists them."""
