@@ -4,7 +4,7 @@ every screen's keys (keymap.py) read it; it imports no screen."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding, BindingType
@@ -45,6 +45,68 @@ PROJECTS_BACK = Binding(
     show=False,
     id="projects_back", tooltip="Back to the overview of every project (--all)"
 )
+
+# Shift + a letter sorts the visible pane by one of its columns (again: the other way), as in k9s.
+# Each key sorts the columns of one kind, so every column of every built-in pane, optional pane and
+# All has exactly one key, and no two columns of a pane share one (tests/test_rough_edges_panes.py).
+# None is D, R, A or G (deploy, rollback, ack, last row). (key, id, what, the column names)
+SORT_KEYS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("H", "sort_host", "host", ("host",)),
+    (
+        "N",
+        "sort_name",
+        "name (process, container, unit, metric, alert, URL, issue...)",
+        ("process", "name", "unit", "metric", "alert", "url", "what", "issue"),
+    ),
+    ("S", "sort_state", "state (status, active/sub, outcome)", ("state", "status", "active/sub", "outcome")),
+    ("P", "sort_pid", "pid", ("pid",)),
+    (
+        "T",
+        "sort_time",
+        "time (started, when, since, last seen; Metrics: trend)",
+        ("started", "when", "since", "last seen", "time", "trend"),
+    ),
+    ("L", "sort_level", "level (health, severity, band)", ("level", "health", "severity", "band")),
+    ("C", "sort_count", "number (CPU%, count, restarts, latency)", ("CPU%", "count", "restarts", "latency")),
+    ("M", "sort_memory", "memory", ("memory",)),
+    ("I", "sort_image", "image", ("image",)),
+    ("K", "sort_kind", "kind (event, group)", ("kind", "event", "group")),
+    ("V", "sort_value", "release or value", ("release", "value")),
+    ("F", "sort_ref", "ref", ("ref",)),
+    ("W", "sort_who", "who", ("who",)),
+    ("U", "sort_users", "users", ("users",)),
+    ("E", "sort_env", "environment (All)", ("env",)),
+    (
+        "X",
+        "sort_text",
+        "text (description, detail, summary, title, error)",
+        ("description", "detail", "summary", "title", "error"),
+    ),
+)
+
+SORT_BINDINGS: list[BindingType] = [
+    Binding(
+        key,
+        f"sort('{binding_id}')",
+        f"Sort: {what.split(' (')[0]}",
+        show=False,
+        id=binding_id,
+        tooltip=f"Sort the visible pane by {what}; again: the other way",
+    )
+    for key, binding_id, what, _columns in SORT_KEYS
+]
+
+
+def sort_column(binding_id: str, columns: Sequence[str]) -> int | None:
+    """The index of the column of `columns` that the sort key `binding_id` sorts (None: none). A
+    column of no kind above (a registered source's own pane) is sorted by its first letter's key."""
+    key, names = next(((k, names) for k, i, _w, names in SORT_KEYS if i == binding_id), ("", ()))
+    known = {name for *_rest, names_of in SORT_KEYS for name in names_of}
+    for index, column in enumerate(columns):
+        if column in names or (column not in known and key and column.upper().startswith(key)):
+            return index
+    return None
+
 
 # The screen's own keys; the action keys (D, R, r, s, l, p, x, i) come from the action registry.
 SCREEN_BINDINGS: list[BindingType] = [
@@ -136,29 +198,26 @@ SCREEN_BINDINGS: list[BindingType] = [
     Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
     Binding("q", "quit", "Quit", id="quit", tooltip="Quit opsconsole (asks first while an action runs)"),
     PROJECTS_BACK,
+    *SORT_BINDINGS,
 ]
 
 
-def main_bindings() -> list[BindingType]:
+def main_bindings(read_only: bool = False) -> list[BindingType]:
     """Action keys from the registry (one generic dispatch), then the screen's own: every key of the
     console screen (help and `[keymap]` read these). The screen binds the action keys just after
-    its first frame (`MainScreen.add_action_bindings`)."""
+    its first frame (`MainScreen.add_action_bindings`). In a read-only console (`--read-only`,
+    OPSCONSOLE_READ_ONLY=1, served without --allow-changes) a key whose every action changes
+    something stays bound (help lists it, pressing it says why it is refused) but leaves the footer."""
+    from opsconsole.actions.registry import ACTIONS
+
+    def footer(k: ActionKey) -> bool:
+        refused = read_only and all(ACTIONS[a].changes for a in k.actions)
+        return k.footer and not refused
+
     return [
-        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip, show=k.footer)
+        Binding(k.keys, f"act('{k.id}')", k.label, id=k.id, tooltip=k.tooltip, show=footer(k))
         for k in action_keys()
     ] + SCREEN_BINDINGS
-
-
-def bound_characters(bindings: Iterable[BindingType], keymap: Mapping[str, str]) -> frozenset[str]:
-    """The single characters (`D`, `G`, `/`...) that `bindings` take, each binding on its keys in
-    force: the profile's `[keymap]` entry for its id, else its own."""
-    taken: set[str] = set()
-    for binding in bindings:
-        if not isinstance(binding, Binding):
-            continue
-        keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
-        taken.update(k.strip() for k in keys.split(",") if len(k.strip()) == 1)
-    return frozenset(taken)
 
 
 def display_keys(keys: str) -> str:

@@ -87,7 +87,7 @@ class CommandLine(ModalScreen[str | None]):
     DEFAULT_CSS = """
     CommandLine { align: left bottom; background: $background 0%; }
     CommandLine > Vertical { width: 100%; height: auto; border-top: thick $accent; background: $surface; padding: 0 1; }
-    CommandLine Input { border: none; height: 1; padding: 0; }
+    CommandLine Input, CommandLine Input:focus { border: none; height: 1; padding: 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="command_cancel", tooltip="Close the command line"),

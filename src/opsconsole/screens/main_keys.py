@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual import events
 from textual.widgets import TabbedContent
 
 from opsconsole.actions.targets import SELECTION_HINTS, selection_target
 from opsconsole.messages import RunsChanged
 from opsconsole.panes import pane_specs
-from opsconsole.screens.bindings import action_keys, bound_characters, main_bindings
+from opsconsole.screens.bindings import SORT_KEYS, action_keys, sort_column
 from opsconsole.widgets.pane import Pane
 
 if TYPE_CHECKING:
@@ -223,21 +222,16 @@ class MainKeys:
         self.app.copy_to_clipboard(name)
         self.notify(f"copied {name}", timeout=2)
 
-    def on_key(self, event: events.Key) -> None:
-        """Shift + a column's first letter sorts the visible pane by it (again: the other way),
-        when that letter is no key of this screen's, on the keys in force (`D` deploys, `G` goes to
-        the last row, unless `[keymap]` moves them)."""
-        char = event.character or ""
-        if len(char) != 1 or not char.isupper():
-            return
-        if char in bound_characters(main_bindings(), self.ops.profile.keymap):
-            return
+    def action_sort(self, binding_id: str) -> None:
+        """A sort key (bindings.SORT_KEYS): the visible pane by that key's column (again: the other
+        way); its header shows ▲ or ▼."""
         pane = self.focused_pane()
-        for index, column in enumerate(pane.columns):
-            if column.upper().startswith(char):
-                event.stop()
-                self.notify(f"sorted by {pane.sort_by(index)}", timeout=2)
-                return
+        index = sort_column(binding_id, pane.columns)
+        if index is None:
+            what = next((w for _k, i, w, _c in SORT_KEYS if i == binding_id), binding_id)
+            self.notify(f"this pane has no {what.split(' (')[0]} column", severity="warning", timeout=2)
+            return
+        self.notify(f"sorted by {pane.sort_by(index)}", timeout=2)
 
     def action_command_line(self) -> None:
         from opsconsole.screens.command_line import CommandLine

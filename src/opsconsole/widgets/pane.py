@@ -304,13 +304,24 @@ class Pane(Vertical):
         self.post_message(Pane.Ready(self.pane_id))  # the screen redraws the status: "1 of 4 shown"
 
     def sort_by(self, column: int) -> str:
-        """Sort by a column (again: the other way); returns what is shown, e.g. "state ↓"."""
+        """Sort by a column, ascending (again: the other way); its header gets ▲ (ascending) or ▼
+        and the others lose theirs. Returns what is shown, e.g. "state ▲"."""
         if self.sort_column == column:
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = column, False
-        self._render_rows(force=True)
-        return f"{self.columns[column]} {'↑' if self.sort_reverse else '↓'}"
+        table = self.table
+        for index, (name, shown) in enumerate(zip(self.columns, table.columns.values(), strict=False)):
+            label = Text(f"{name} {self.sort_arrow}" if index == column else name)
+            shown.label = label
+            shown.content_width = max(shown.content_width, label.cell_len)  # the arrow never cuts
+        self._render_rows(force=True)  # every row and the header are drawn again
+        return f"{self.columns[column]} {self.sort_arrow}"
+
+    @property
+    def sort_arrow(self) -> str:
+        """What the sorted column's header ends in: ▲ ascending, ▼ descending."""
+        return "▼" if self.sort_reverse else "▲"
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
