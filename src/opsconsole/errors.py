@@ -53,3 +53,7 @@ class RefusedError(OpsError):
 
 class UnreachableError(OpsError):
     exit_code = ExitCode.UNREACHABLE
+
+
+class StartingError(OpsError):
+    """A service that is still starting (its starter says so): shown as pending, not as a failure."""

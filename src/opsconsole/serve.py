@@ -17,7 +17,8 @@ check, so any page a user visits could open `ws://localhost:PORT/ws` and type in
 - saving from a served console's log viewer is a download to the browser (Textual's deliver_text
   through textual-serve's download manager): nothing is written on this machine;
 - the page loads nothing from outside: the template's Google Fonts link is replaced by the fonts
-  textual-serve bundles.
+  textual-serve bundles;
+- the terminal has the keyboard focus once the page has loaded: keys work without a click first.
 """
 
 from __future__ import annotations
@@ -57,8 +58,41 @@ FONT_FACE = """<style>
     </style>"""
 
 
+# textual-serve's page leaves the keyboard focus on the body: keys reach the console only after a
+# click. This focuses the terminal's input (xterm's helper textarea, made by textual.js's onload) once
+# the page has loaded, and again when the console is connected (its first focus event then reaches the
+# app), unless the person has put the focus somewhere else meanwhile.
+FOCUS_TERMINAL = """<script>
+      (function () {
+        function focusTerminal() {
+          const input = document.querySelector("#terminal .xterm-helper-textarea");
+          const active = document.activeElement;
+          if (input && (!active || active === document.body || active === input)) {
+            input.blur();
+            input.focus({ preventScroll: true });
+          }
+          return input !== null;
+        }
+        window.addEventListener("load", function () {
+          setTimeout(function () {
+            focusTerminal();
+            const watch = new MutationObserver(function () {
+              if (document.body.classList.contains("-loaded")) {
+                watch.disconnect();
+                focusTerminal();
+              }
+            });
+            watch.observe(document.body, { attributes: true, attributeFilter: ["class"] });
+          }, 0);
+        });
+      })();
+    </script>
+  </body>"""
+
+
 def local_template(folder: Path) -> Path:
-    """textual-serve's page with its one outside request (Google Fonts) replaced by bundled fonts."""
+    """textual-serve's page with its one outside request (Google Fonts) replaced by bundled fonts, and
+    the keyboard focus on the terminal as soon as it has loaded (FOCUS_TERMINAL)."""
     import textual_serve
 
     source = Path(textual_serve.__file__).parent / "templates" / "app_index.html"
@@ -70,7 +104,10 @@ def local_template(folder: Path) -> Path:
     end = text.find("/>", start) + 2
     if start < 0 or end < 2:
         raise RuntimeError(f"unexpected textual-serve template {source}: no Google Fonts link found")
-    (folder / "app_index.html").write_text(text[:start] + FONT_FACE + text[end:])
+    text = text[:start] + FONT_FACE + text[end:]
+    if text.count("</body>") != 1:
+        raise RuntimeError(f"unexpected textual-serve template {source}: no single </body>")
+    (folder / "app_index.html").write_text(text.replace("</body>", FOCUS_TERMINAL))
     return folder
 
 

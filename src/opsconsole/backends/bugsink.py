@@ -4,12 +4,20 @@ Bugsink's own API (`/api/canonical/0/`, Bearer token, cursor pages of 250) is no
 adapter maps it: open issues (`state=open`, Sentry's `is:unresolved`), the latest event of an issue
 (its raw Sentry payload, whose `exception.values[].stacktrace.frames` are read), resolve (POST
 `…/resolve/`) and ignore (POST `…/mute/`). Issues carry no level in Bugsink: they show as `error`.
+
+A Bugsink that does not answer is an error, except while the one who starts it says it is starting:
+the demo writes a marker (`starting_marker(url)`: its pid, then what it is doing) from before its
+port answers until its project exists, and removes it then or when the start fails. While the marker
+is there and its process alive, a refused connection or an error answer raises BugsinkStarting (the
+source reports "starting", not an error); a marker whose process is gone counts for nothing.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -21,7 +29,8 @@ from opsconsole.backends.sentry import (
     SentryEvent,
     SentryIssue,
 )
-from opsconsole.errors import OpsError, UnreachableError
+from opsconsole.errors import OpsError, StartingError, UnreachableError
+from opsconsole.paths import data_dir
 from opsconsole.profiles import BugsinkConfig
 from opsconsole.secrets import Secret, redact
 
@@ -30,6 +39,27 @@ MAX_PAGES = 4
 
 class BugsinkError(OpsError):
     pass
+
+
+class BugsinkStarting(BugsinkError, StartingError):
+    """Bugsink is starting, as its starter's marker says: no answer yet, and no error either."""
+
+
+def starting_marker(url: str) -> Path:
+    """Where the starter of the Bugsink at `url` says it is starting (one file per host and port)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "unknown").replace(":", "_")
+    return data_dir() / "starting" / f"bugsink-{host}-{parts.port or 80}"
+
+
+def starting_detail(url: str) -> str | None:
+    """What the starter of the Bugsink at `url` is doing, or None when nothing (alive) is starting it."""
+    try:
+        pid_line, _, detail = starting_marker(url).read_text().partition("\n")
+        os.kill(int(pid_line), 0)  # signal 0: only asks whether the process is there
+    except (OSError, ValueError):
+        return None  # no marker, a bad one, or its process is gone (PermissionError: not ours)
+    return detail.strip() or "starting Bugsink…"
 
 
 def parse_issue(raw: dict[str, Any], base: str) -> SentryIssue:
@@ -119,7 +149,20 @@ class BugsinkClient:
             follow_redirects=False,
         )
 
+    def _starting(self) -> None:
+        """Raise BugsinkStarting while the starter's marker says Bugsink is starting."""
+        detail = starting_detail(self.base)
+        if detail is not None:
+            raise BugsinkStarting(redact(f"{self.label}: {detail}"), "Bugsink starting")
+
     async def _request(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            return await self._answer(client, method, url, **kwargs)
+        except (BugsinkError, UnreachableError):
+            self._starting()  # refused, or the demo's placeholder (503) or a project not made yet
+            raise
+
+    async def _answer(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
         try:
             response = await arequest(client, method, url, seconds=self.timeout, **kwargs)
         except BodyTooLarge as exc:

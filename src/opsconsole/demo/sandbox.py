@@ -440,6 +440,7 @@ class Sandbox:
         state = {
             "detail": "starting Bugsink… (the first start installs it into its own venv: about a minute)"
         }
+        self._mark_bugsink_starting(state["detail"])
 
         class Placeholder(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
@@ -477,15 +478,34 @@ class Sandbox:
                 )
             except OpsError as exc:
                 state["detail"] = f"Bugsink could not start: {exc.message}"
+                self._unmark_bugsink_starting()  # from now on, what the placeholder says is an error
                 self.log(f"opsconsole demo: {state['detail']}")
                 return
             self._note_group(self.bugsink.proc)
             (self.root / "bugsink.dsn").write_text(self.bugsink.dsn)
+            self._unmark_bugsink_starting()  # it answers, with its project: no longer starting
             # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: this one stays
             # until the sandbox stops, so Bugsink still dies with the console, and only then
             self._bugsink_done.wait()
 
         threading.Thread(target=boot, daemon=True, name="bugsink").start()
+
+    def _mark_bugsink_starting(self, detail: str) -> None:
+        """Tell every console reading this Bugsink that it is starting (backends.bugsink's marker):
+        from before its port answers (the placeholder's 503, then refused while gunicorn binds)
+        until its project exists. The marker names this process: it counts for nothing once we die."""
+        from opsconsole.atomic import write_atomic
+        from opsconsole.backends.bugsink import starting_marker
+
+        marker = starting_marker(f"http://127.0.0.1:{self.bugsink_port}")
+        marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(marker, f"{os.getpid()}\n{detail}\n".encode())
+
+    def _unmark_bugsink_starting(self) -> None:
+        from opsconsole.backends.bugsink import starting_marker
+
+        if self.bugsink_port is not None:
+            starting_marker(f"http://127.0.0.1:{self.bugsink_port}").unlink(missing_ok=True)
 
     def _write_token(self, token: str) -> None:
         from opsconsole.secrets import secret_file
@@ -745,6 +765,7 @@ class Sandbox:
         if self.nginx is not None:
             self.nginx.stop()
         self._bugsink_done.set()
+        self._unmark_bugsink_starting()
         if self.bugsink is not None:
             self.bugsink.stop()
         if self._bugsink_placeholder is not None:

@@ -55,7 +55,8 @@ def header_text(
             continue
         label = spec.badge if narrow else spec.badge_label
         counted = spec.counted_names
-        shown = [r for k, r in results.items() if k[0] in counted]
+        # a service still starting counts as not answered yet (`…`), not as a failure
+        shown = [r for k, r in results.items() if k[0] in counted and not r.starting]
         expected = len(catalog.expected_keys(env, spec.id))
         errors = sum(1 for r in shown if r.error)
         alarms = source_badges((k, r) for k, r in results.items() if k[0] in counted)

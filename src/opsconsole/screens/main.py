@@ -102,7 +102,7 @@ class MainScreen(MainKeys, Screen[None]):
             if key not in own:
                 merged.key_to_bindings[key] = list(bindings)
         for key, bindings in BindingsMap(
-            main_bindings() + self._extra_pane_bindings()
+            main_bindings(self.ops.read_only) + self._extra_pane_bindings()
         ).key_to_bindings.items():
             merged.key_to_bindings[key] = list(bindings)
         self._bindings = merged

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from opsconsole.errors import OpsError
+from opsconsole.errors import OpsError, StartingError
 from opsconsole.secrets import redact
 
 T = TypeVar("T")
@@ -30,6 +30,7 @@ class SourceResult(Generic[T]):
     configured: bool = True
     fetched_at: float = field(default_factory=time.time)
     elapsed: float = 0.0
+    starting: bool = False  # the error is a service still starting (StartingError): pending, not failed
 
     @property
     def ok(self) -> bool:
@@ -224,7 +225,7 @@ def attempt(task: Callable[[], Any]) -> SourceResult[Any]:
     try:
         result: SourceResult[Any] = SourceResult(data=task())
     except OpsError as exc:
-        result = SourceResult(error=redact(exc.message))
+        result = SourceResult(error=redact(exc.message), starting=isinstance(exc, StartingError))
     except Exception as exc:  # noqa: BLE001 - a bug in one source must not hide the others
         result = SourceResult(error=redact(f"{type(exc).__name__}: {exc}"))
     result.elapsed = time.monotonic() - started

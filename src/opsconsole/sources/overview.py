@@ -197,6 +197,7 @@ def sorted_rows(rows: Iterable[OverviewRow]) -> list[OverviewRow]:
 def env_row(name: str, title: str, env: Environment, results: dict[SourceKey, SourceResult[Any]]) -> OverviewRow:
     """The overview row of one environment from the results its overview sources left."""
     shown = {key: r for key, r in results.items() if key[0] in OVERVIEW_SOURCES}
+    # a service still starting is pending (…), not a failure
     marks: list[tuple[str, str]] = []
     loaded = True
     for src in configured_sources(env):
@@ -204,9 +205,9 @@ def env_row(name: str, title: str, env: Environment, results: dict[SourceKey, So
             continue
         mine = [r for key, r in shown.items() if key[0] == src.name]
         expected = len(env.hosts) if src.per_host else 1
-        if any(r.error for r in mine):
+        if any(r.error and not r.starting for r in mine):
             marks.append((src.name, "✗"))
-        elif len(mine) < expected:
+        elif len(mine) < expected or any(r.starting for r in mine):
             marks.append((src.name, "…"))
             loaded = False
         else:

@@ -95,6 +95,8 @@ def summarize(results: Mapping[SourceKey, SourceResult[Any]]) -> EnvSummary:
     errors = 0
     causes: dict[str, int] = {}
     for key, result in results.items():
+        if result.starting:  # still starting: pending, neither a failure nor data
+            continue
         if result.error:
             errors += 1
             cause = cause_of(result.error)
