@@ -22,6 +22,7 @@ from opsconsole.actions.deploy.shell import (
     switch_command,
     unlock_command,
 )
+from opsconsole.actions.deploy.verify import rolled_back
 from opsconsole.actions.events import Emit, HostResult, Notice, Outcome
 from opsconsole.backends.hosts import Host
 from opsconsole.backends.releases import (
@@ -185,8 +186,11 @@ class RollbackAction(Action):
         if self.expected:
             lines.append(f"Only from releases/{self.expected}: checked again under the deploy lock")
         for state in good:
+            # a plan says what the run will do: the run marks the release it leaves bad
+            leaves = bool(state.current) and state.current != self.planned
             lines.append(
-                f"  {state.host}: now on {describe_release(state, state.current)}, which is marked bad"
+                f"  {state.host}: now on {describe_release(state, state.current)}"
+                + (", which will be marked bad" if leaves else "")
             )
         skipped = sorted({r for s in good for r in s.releases if r in s.bad_releases and r != s.current})
         if skipped:
@@ -297,6 +301,17 @@ class RollbackAction(Action):
             failures += run_restarts(self.ctx.backends, self.env, part.spec, self.config, emit, hold)
             results[part.name] = f"releases/{target}"
             emit(HostResult(part.name, True, f"current -> releases/{target} (was {state.current})"))
+        # the switch is done (restarts or not): a verification of a release it left is no longer
+        # one of the current release (the console's banner says it was rolled back)
+        rolled_back(
+            self.config.path,
+            {
+                part.name: str(state.current)
+                for part, state in zip(parts, states, strict=True)
+                if state.current
+            },
+            target,
+        )
         if failures:
             return Outcome(
                 False, "rolled back, but restarting failed: " + "; ".join(failures), ExitCode.FAILED, results

@@ -3,9 +3,9 @@ can watch a run that someone else started, from anywhere (`opsconsole watch`, th
 
 The file is `.opsconsole/runs/<run-id>.jsonl` under the environment's `deploy.path` (without one,
 `~/.opsconsole/runs/` of the SSH user). Line one is a `start` record (run, action, environment,
-target, who, started, hosts); then one line per event, in order (`{"type": "StepStarted", ...}`,
-the same events the action screen shows), appended in batches at most every 0.25 s, with a
-`beat` record every 5 s while nothing else is written; the last line is the `end` record (the
+target, who, started, hosts), written before the action starts (so before it takes a lock); then
+one line per event, in order (`{"type": "StepStarted", ...}`, the same events the action screen
+shows), appended in batches at most every 0.25 s, with a `beat` record every 5 s while nothing else is written; the last line is the `end` record (the
 outcome and the exit code the CLI exited with). The newest 50 logs are kept.
 
 Writing never fails an action: if the host cannot take the log, the run goes on and a notice says
@@ -126,7 +126,9 @@ class RunLogWriter:
         self.notice = notice
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._broken = False
-        self._queue.put({"type": "start", **start})
+        # the start record is written here, before the runner starts the action: a watcher started
+        # right after the confirmation finds the run before its first step (the lock) is taken
+        self._write([{"type": "start", **start}], prune=True)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="runlog")
         self._thread.start()
 
@@ -148,7 +150,6 @@ class RunLogWriter:
         self._thread.join(timeout)
 
     def _loop(self) -> None:
-        first = True
         last_write = time.monotonic()
         done = False
         while not done:
@@ -166,8 +167,7 @@ class RunLogWriter:
             if not batch and time.monotonic() - last_write >= BEAT_SECONDS:
                 batch.append({"type": "beat", "time": utc_stamp()})
             if batch and not self._broken:
-                self._write(batch, prune=first)
-                first = False
+                self._write(batch, prune=False)
                 last_write = time.monotonic()
 
     def _write(self, batch: list[dict[str, Any]], prune: bool) -> None:

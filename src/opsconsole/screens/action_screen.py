@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
-from opsconsole.actions.events import Event, Outcome, describe
+from opsconsole.actions.events import Event, Outcome, StepFinished, StepStarted, describe
 from opsconsole.messages import RunBatch
 from opsconsole.sanitize import clean
 from opsconsole.widgets.log_view import LogView
@@ -37,7 +37,10 @@ class ActionScreen(Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel_run", "Cancel action", id="action_cancel", tooltip="Cancel the running action"),
-        Binding("escape", "close", "Back (keeps running)", id="action_close", tooltip="Back to the console"),
+        # one id for both: a `[keymap]` remap of action_close moves both (Textual drops a key's whole
+        # list when one of its bindings is remapped); check_action shows the one that applies
+        Binding("escape", "back", "Back (keeps running)", id="action_close", tooltip="Back to the console"),
+        Binding("escape,q", "close", "Close", id="action_close", tooltip="Close this finished run's screen"),
     ]
 
     def __init__(self, state: RunState) -> None:
@@ -79,15 +82,26 @@ class ActionScreen(Screen[None]):
         elapsed = time.monotonic() - self.state.started
         self.query_one("#summary", Static).update(Text(f"running… {elapsed:.0f}s (c cancels)"))
 
-    def _set_host(self, host: str, status: Text, step: str | None = None) -> None:
+    def _set_host(self, host: str, status: Text | None, step: str | None = None) -> None:
+        """Update a host's row (status None: unchanged); a host not listed yet gets one."""
         table = self.query_one("#hosts", DataTable)
         if host not in [str(k.value) for k in table.rows]:
-            table.add_row(Text(clean(host)), status, Text(clean(step or "")), key=host)
+            shown = status or Text("running", style=HOST_STYLES["running"])
+            table.add_row(Text(clean(host)), shown, Text(clean(step or "")), key=host)
             return
         columns = list(table.columns)
-        table.update_cell(host, columns[1], status, update_width=True)
+        if status is not None:
+            table.update_cell(host, columns[1], status, update_width=True)
         if step is not None:
             table.update_cell(host, columns[2], Text(clean(step, 80)), update_width=True)
+
+    def _mark_step(self, event: StepStarted | StepFinished) -> None:
+        """The host's step column: ▶ the step running, ✓ / ✗ one that ended (as `watch` prints)."""
+        if isinstance(event, StepStarted):
+            mark = "▶"
+        else:
+            mark = "✓" if event.ok else "✗"
+        self._set_host(event.host, None, f"{mark} {event.step}")
 
     def on_run_batch(self, message: RunBatch) -> None:
         if message.run_id != self.run_id or not self._ready:
@@ -114,10 +128,12 @@ class ActionScreen(Screen[None]):
         if seen is not None:
             if seen.lines:
                 log.append_many([(line, seen.host) for line in seen.lines])
-            elif seen.text and not seen.text.startswith("✓"):
+            elif seen.text:  # "▶ build" when a step starts, "✓ build" / "✗ build: …" when it ends
                 log.append(seen.text, seen.host)
             if seen.status is not None:
                 self._set_host(seen.host, Text(seen.status, style=HOST_STYLES[seen.status]), seen.step)
+            if isinstance(event, StepStarted | StepFinished):
+                self._mark_step(event)
         if isinstance(event, Outcome):
             summary = self.query_one("#summary", Static)
             elapsed = (self.state.finished or time.monotonic()) - self.state.started
@@ -130,14 +146,22 @@ class ActionScreen(Screen[None]):
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel_run" and self.state.outcome is not None:
-            return None  # the run ended: the footer no longer offers to cancel it
+        """Running: c cancels, esc goes back and the run goes on. Ended: esc and q close. False
+        hides a binding from the footer and lets its key fall through to the next one."""
+        ended = self.state.outcome is not None
+        if action in ("cancel_run", "back"):
+            return not ended
+        if action == "close":
+            return ended
         return True
 
     def action_cancel_run(self) -> None:
         if self.state.outcome is None:
             self.state.run.cancel()
             self.notify("cancelling: the current step is stopped, nothing is switched", timeout=4)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +57,10 @@ class VerifyStatus:
     replaced_by: dict[str, str] = field(default_factory=dict)  # host -> the release now current there
     verdict: Verdict | None = None  # None while running
     reasons: list[str] = field(default_factory=list)
+    # set by `rolled_back`: the release a rollback in this process switched to from this one, and
+    # the verdict this verification had then (None: it was still running, and stopped)
+    rolled_back_to: str | None = None
+    judged: Verdict | None = None
 
     @property
     def remaining(self) -> float:
@@ -65,6 +70,18 @@ class VerifyStatus:
         """One line for a banner or a progress print."""
         head = f"Verifying releases/{self.release} on {self.env}"
         reasons = "; ".join(self.reasons)
+        if self.rolled_back_to is not None:
+            had = {
+                "pass": "it had passed verification",
+                "fail": "its verification had FAILED",
+                "superseded": "its verification had been superseded",
+                "inconclusive": "its verification had been inconclusive",
+                None: "its verification was stopped",
+            }[self.judged]
+            return (
+                f"releases/{self.release} on {self.env}: ROLLED BACK to releases/{self.rolled_back_to} "
+                f"and marked bad ({had})"
+            )
         if self.verdict == "pass":
             return f"{head}: VERIFIED after {duration(self.window)} ({self.facts()})"
         if self.verdict == "fail":
@@ -74,6 +91,14 @@ class VerifyStatus:
         if self.verdict == "inconclusive":
             return f"{head}: INCONCLUSIVE, not verified: {reasons}"
         return f"{head}: {duration(self.remaining)} left · {self.facts()}"
+
+    def mark_rolled_back(self, to: str) -> None:
+        """A rollback left this release for `to`: the verdict becomes `superseded` (someone else's
+        release is current; nothing here is to roll back again), the one it had is kept."""
+        self.judged = self.verdict
+        self.rolled_back_to = to
+        self.verdict = "superseded"
+        self.reasons = [f"rolled back to releases/{to}"]
 
     def facts(self) -> str:
         parts = []
@@ -128,6 +153,7 @@ class Verifier:
         self.cancel = threading.Event()
         self.status = VerifyStatus(env.name, release, version if env.errors else None, self.config.window)
         self._strikes: dict[str, int] = {}
+        _VERIFIERS.add(self)
 
     def run(self, on_update: Callable[[VerifyStatus], None] = lambda _s: None) -> VerifyStatus:
         """Check every `interval` until a verdict, then journal it."""
@@ -143,6 +169,8 @@ class Verifier:
                 break
             if self.cancel.wait(min(self.interval, max(0.05, status.remaining))):
                 return status
+        if self.cancel.is_set():  # stopped during the last check (a rollback left the release)
+            return status
         self.journal()
         return status
 
@@ -189,7 +217,7 @@ class Verifier:
         """The window ended without a failure: pass, unless the release was replaced meanwhile or
         there is nothing that answered for it."""
         status = self.status
-        if self.still_current() is False:
+        if status.rolled_back_to is not None or self.still_current() is False:
             return
         if not self.env.health and status.version is None:
             status.reasons.append(
@@ -246,6 +274,8 @@ class Verifier:
         return False
 
     def _fail(self, reason: str) -> None:
+        if self.status.rolled_back_to is not None:
+            return  # rolled back meanwhile: nothing left to fail
         if reason not in self.status.reasons:
             self.status.reasons.append(reason)
         self.status.verdict = "fail"
@@ -267,6 +297,24 @@ class Verifier:
             except OpsError as exc:
                 failed.append(exc.message)
         return failed
+
+
+# Every verification of this process, so a rollback run here can tell the ones of the release it left
+# (the console's banner shows their status); weak: a verification nobody holds is forgotten.
+_VERIFIERS: weakref.WeakSet[Verifier] = weakref.WeakSet()
+
+
+def rolled_back(path: str, left: Mapping[str, str], to: str) -> None:
+    """A rollback in this process switched the hosts of `left` (host -> the release it left there)
+    under deploy path `path` to releases/`to`: every verification of a release it left says it was
+    rolled back (not VERIFIED), and one still running stops (its release is no longer current)."""
+    for verifier in list(_VERIFIERS):
+        status = verifier.status
+        if verifier.env.deploy is None or verifier.env.deploy.path != path or status.rolled_back_to:
+            continue
+        if any(left.get(spec.raw) == status.release for spec in verifier.hosts):
+            status.mark_rolled_back(to)
+            verifier.cancel.set()
 
 
 def running_version(env: Environment, project: str, state: Any) -> str | None:
