@@ -1,7 +1,8 @@
 """Regenerate docs/screenshot.svg (the Processes pane), docs/metrics.svg (the Metrics pane) and, for
 the README's "On call", docs/timeline.svg (the Timeline pane) and docs/alerts.svg (the Alerts pane,
 when Alertmanager is installed): the console on the demo sandbox, once a deploy ran and Bugsink and
-Prometheus have data, saved by Textual's screenshot feature.
+Prometheus have data, saved by Textual's screenshot feature. Then docs/projects.svg: the overview of
+`--all` over the demo's profile and two more projects (one healthy, one whose host never answers).
 
 .venv/bin/python scripts/screenshot.py
 """
@@ -46,6 +47,36 @@ async def shoot(profile_path: Path) -> None:
                 app.save_screenshot(name, str(DOCS))
 
 
+async def shoot_projects(profile_path: Path, web_port: int) -> None:
+    """The `--all` overview: the demo's project, a healthy one, and one with a dead host."""
+    import os
+
+    from opsconsole.app import ProjectsApp
+    from opsconsole.profiles import load_all
+    from opsconsole.sources.overview import Projects
+
+    config = Path(tempfile.mkdtemp(prefix="opsconsole-shot-projects-"))
+    (config / "demo-shop.toml").write_text(profile_path.read_text())
+    (config / "blog.toml").write_text(
+        '[project]\nname = "blog"\n'
+        f'[environments.production]\nhosts = ["local"]\nprotected = true\nhealth = ["http://127.0.0.1:{web_port}/"]\n'
+        f'[environments.staging]\nhosts = ["local"]\nhealth = ["http://127.0.0.1:{web_port}/"]\n'
+    )
+    (config / "legacy-crm.toml").write_text(
+        '[project]\nname = "legacy CRM"\n[defaults]\ntimeout = 2\n'
+        '[environments.production]\nhosts = ["deploy@10.255.255.1"]\n'
+        '[environments.production.deploy]\npath = "/srv/crm"\nrepo = "git@example.com:crm.git"\n'
+    )
+    os.environ["OPSCONSOLE_CONFIG_DIR"] = str(config)
+    app = ProjectsApp(Projects(load_all()))
+    async with app.run_test(size=(130, 12)) as pilot:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(r.loaded or r.needs_me for r in app.projects.rows()):
+            await pilot.pause(0.2)
+        await pilot.pause(1.0)
+        app.save_screenshot("projects.svg", str(DOCS))
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="opsconsole-shot-"))
     sandbox = Sandbox(root)
@@ -62,6 +93,7 @@ def main() -> None:
             time.sleep(1)
         time.sleep(30)
         asyncio.run(shoot(profile_path))
+        asyncio.run(shoot_projects(profile_path, sandbox.web_port))
     finally:
         sandbox.stop()
 
