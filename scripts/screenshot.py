@@ -47,14 +47,8 @@ async def shoot(profile_path: Path) -> None:
                 app.save_screenshot(name, str(DOCS))
 
 
-async def shoot_projects(profile_path: Path, web_port: int) -> None:
-    """The `--all` overview: the demo's project, a healthy one, and one with a dead host."""
-    import os
-
-    from opsconsole.app import ProjectsApp
-    from opsconsole.profiles import load_all
-    from opsconsole.sources.overview import Projects
-
+def projects_config(profile_path: Path, web_port: int) -> Path:
+    """A config dir of three projects: the demo's, a healthy one, and one with a dead host."""
     config = Path(tempfile.mkdtemp(prefix="opsconsole-shot-projects-"))
     (config / "demo-shop.toml").write_text(profile_path.read_text())
     (config / "blog.toml").write_text(
@@ -67,6 +61,17 @@ async def shoot_projects(profile_path: Path, web_port: int) -> None:
         '[environments.production]\nhosts = ["deploy@10.255.255.1"]\n'
         '[environments.production.deploy]\npath = "/srv/crm"\nrepo = "git@example.com:crm.git"\n'
     )
+    return config
+
+
+async def shoot_projects(config: Path) -> None:
+    """The `--all` overview of the projects in `config`."""
+    import os
+
+    from opsconsole.app import ProjectsApp
+    from opsconsole.profiles import load_all
+    from opsconsole.sources.overview import Projects
+
     os.environ["OPSCONSOLE_CONFIG_DIR"] = str(config)
     app = ProjectsApp(Projects(load_all()))
     async with app.run_test(size=(130, 12)) as pilot:
@@ -93,7 +98,7 @@ def main() -> None:
             time.sleep(1)
         time.sleep(30)
         asyncio.run(shoot(profile_path))
-        asyncio.run(shoot_projects(profile_path, sandbox.web_port))
+        asyncio.run(shoot_projects(projects_config(profile_path, sandbox.web_port)))
     finally:
         sandbox.stop()
 
