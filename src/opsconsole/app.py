@@ -318,12 +318,6 @@ class ProjectsApp(OpsConsoleApp):
         self.schedule = self.refresher.schedule
         self._unsubscribe = self.state.subscribe(self._source_changed)
 
-    def _after_first_frame(self) -> None:
-        if self._first_frame_done:
-            return
-        self._first_frame_done = True
-        self._on_screens("after_first_frame")
-
     def action_refresh_all(self) -> None:
         if self.project is None:
             self.projects.poll()

@@ -88,6 +88,11 @@ def row_cells(row: OverviewRow, now: float) -> list[Text]:
     ]
 
 
+def _look(cell: Text) -> tuple[str, Any, str]:
+    """What a cell shows (text, spans, style): equal looks need no redraw."""
+    return (cell.plain, cell.spans, str(cell.style))
+
+
 def matches(row: OverviewRow, needle: str) -> bool:
     fields = (row.project, row.title, row.env, row.failure or "", *row.running, *row.problems, row.release or "")
     return any(needle in f.lower() for f in fields)
@@ -194,8 +199,9 @@ class OverviewScreen(Screen[None]):
 
     # ---------------------------------------------------------------- rendering
 
-    def rows(self) -> list[OverviewRow]:
-        rows = sorted_rows(self.ops.projects.rows())
+    def rows(self, every: list[OverviewRow] | None = None) -> list[OverviewRow]:
+        """The rows shown: `every` row (default: the projects' now), sorted, then filtered."""
+        rows = sorted_rows(every if every is not None else self.ops.projects.rows())
         if self.needs_only:
             rows = [r for r in rows if r.needs_me]
         if self.filter_text:
@@ -206,15 +212,16 @@ class OverviewScreen(Screen[None]):
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
         all_rows = self.ops.projects.rows()
-        rows = self.rows()
+        rows = self.rows(all_rows)
         now = time.time()
         selected = self.selected()
         # a row picked below the top stays picked as rows move; the top row stays the top one (the
         # most urgent, once everything has answered)
         keep = (selected.project, selected.env) if selected is not None and table.cursor_row > 0 else None
         drawn = [(f"{row.project}|{row.env}", row_cells(row, now)) for row in rows]
-        if [(key, [(c.plain, c.spans, str(c.style)) for c in cells]) for key, cells in drawn] != self._drawn:
-            self._draw(table, drawn)
+        seen = [(key, [_look(c) for c in cells]) for key, cells in drawn]
+        if seen != self._drawn:
+            self._draw(table, drawn, seen)
             self._changed_since_poll = True  # something a person sees changed: keep the normal pace
         self.shown = rows
         if keep is not None:
@@ -246,19 +253,19 @@ class OverviewScreen(Screen[None]):
             self.query_one("#overview-status", Static).update(status)
         self._texts = (header, status)
 
-    def _draw(self, table: DataTable[Text], drawn: list[tuple[str, list[Text]]]) -> None:
-        """The rows again: cell by cell where the order is the same, else the whole table."""
-        keys = [key for key, _cells in drawn]
-        if keys == [key for key, _cells in self._drawn]:
-            for (key, cells), (_old_key, old) in zip(drawn, self._drawn, strict=True):
-                for column, (cell, before) in enumerate(zip(cells, old, strict=True)):
-                    if (cell.plain, cell.spans, str(cell.style)) != before:
+    def _draw(self, table: DataTable[Text], drawn: list[tuple[str, list[Text]]], seen: list[Any]) -> None:
+        """The rows again (`seen`: how each cell looks): cell by cell where the order is the same,
+        else the whole table."""
+        if [key for key, _looks in seen] == [key for key, _looks in self._drawn]:
+            for (key, cells), (_key, looks), (_old_key, before) in zip(drawn, seen, self._drawn, strict=True):
+                for column, (cell, look, old) in enumerate(zip(cells, looks, before, strict=True)):
+                    if look != old:
                         table.update_cell(key, COLUMNS[column], cell)
         else:
             table.clear()
             for key, cells in drawn:
                 table.add_row(*cells, key=key)
-        self._drawn = [(key, [(c.plain, c.spans, str(c.style)) for c in cells]) for key, cells in drawn]
+        self._drawn = seen
 
     def selected(self) -> OverviewRow | None:
         table = self.query_one(DataTable)

@@ -21,7 +21,7 @@ from opsconsole.human import parse_stamp
 from opsconsole.profiles import Environment, Profile, ProfileEntry
 from opsconsole.record import frozen
 from opsconsole.sanitize import clean
-from opsconsole.sources.catalog import SourceKey, configured_sources, source
+from opsconsole.sources.catalog import SourceKey, configured_sources
 from opsconsole.sources.fanout import SourceResult
 from opsconsole.sources.model import ReadModel
 from opsconsole.sources.schedule import coarse_age
@@ -190,8 +190,7 @@ class Projects:
 
 def sorted_rows(rows: Iterable[OverviewRow]) -> list[OverviewRow]:
     """Rows that need someone first, each group in project then profile order."""
-    listed = list(rows)
-    return sorted(listed, key=lambda r: (not r.needs_me, listed.index(r)))
+    return [row for _n, row in sorted(enumerate(rows), key=lambda pair: (not pair[1].needs_me, pair[0]))]
 
 
 def env_row(name: str, title: str, env: Environment, results: dict[SourceKey, SourceResult[Any]]) -> OverviewRow:
@@ -214,7 +213,7 @@ def env_row(name: str, title: str, env: Environment, results: dict[SourceKey, So
             marks.append((src.name, "✓"))
     marks.sort(key=lambda m: OVERVIEW_SOURCES.index(m[0]))
     summary = summarize(shown)
-    alerts = _alerts(shown) if source("alerts") is not None and any(m[0] == "alerts" for m in marks) else None
+    alerts = _alerts(shown) if any(name == "alerts" for name, _mark in marks) else None
     release, released, running = _deploys(env, shown)
     problems = [b for b in summary.badges() if not b.endswith(("error", "errors"))]
     return OverviewRow(
@@ -251,7 +250,7 @@ def _deploys(env: Environment, results: dict[SourceKey, SourceResult[Any]]) -> t
         state = result.data if result is not None else None
         if state is None:
             continue
-        for run in getattr(state, "runs", []) or []:
+        for run in state.runs:
             if run.running:
                 running.append(clean(f"{run.what} by {run.who}", 80))
         if state.lock is not None and not running:
