@@ -90,13 +90,13 @@ url = "unix:///var/run/docker.sock"
         session.keys("x")
         session.wait_for(f"Shell in container {busybox} on local")  # what opsconsole says first
         time.sleep(0.5)
-        session.keys("echo shell-$((6*7))", "Enter")
-        screen = session.wait_for("shell-42")
+        session.keys("echo typed-$((6*7))", "Enter")
+        screen = session.wait_for("typed-42")
         assert "Containers" not in screen  # the console is suspended: the shell has the terminal
         session.keys("exit", "Enter")
         screen = session.wait_for("Shell: closed")
         # as it was: the Containers pane, filtered, its row selected, the shell gone
-        assert f'filter "{busybox}"' in screen and busybox in screen and "shell-42" not in screen, screen
+        assert f'filter "{busybox}"' in screen and busybox in screen and "typed-42" not in screen, screen
         session.keys("q")
         assert session.wait_gone()
     finally:
@@ -209,8 +209,8 @@ def test_opsconsole_shell_runs_the_login_shell_over_ssh_in_a_terminal(
     )
     try:
         time.sleep(0.5)
-        session.keys("echo shell-$((6*7)) in $(pwd)", "Enter")
-        screen = session.wait_for(f"shell-42 in {supervisord.root}")
+        session.keys("echo typed-$((6*7)) in $(pwd)", "Enter")
+        screen = session.wait_for(f"typed-42 in {supervisord.root}")
         session.keys("exit", "Enter")
         assert session.wait_gone(), screen
     finally:
