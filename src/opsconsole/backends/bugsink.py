@@ -4,6 +4,9 @@ Bugsink's own API (`/api/canonical/0/`, Bearer token, cursor pages of 250) is no
 adapter maps it: open issues (`state=open`, Sentry's `is:unresolved`), the latest event of an issue
 (its raw Sentry payload, whose `exception.values[].stacktrace.frames` are read), resolve (POST
 `…/resolve/`) and ignore (POST `…/mute/`). Issues carry no level in Bugsink: they show as `error`.
+An issue's first release is the first of its `events_at` (the releases its events came with, in the
+order Bugsink first saw each; "" for events without one); Sentry's `firstRelease:V` is matched
+against it here, since Bugsink's API has no such filter.
 
 A Bugsink that does not answer is an error, except while the one who starts it says it is starting:
 the demo writes a marker (`starting_marker(url)`: its pid, then what it is doing) from before its
@@ -215,7 +218,9 @@ class BugsinkClient:
                 results = body.get("results") if isinstance(body, dict) else None
                 if not isinstance(results, list):
                     raise BugsinkError(f"{self.label}: unexpected answer (no results list)", "Bugsink error")
-                out += [parse_issue(r, self.base) for r in results if isinstance(r, dict)]
+                page = [parse_issue(r, self.base) for r in results if isinstance(r, dict)]
+                # new in a release: the matches fill `limit`, so older pages are read for them too
+                out += [i for i in page if first is None or i.first_release == first]
                 nxt = body.get("next")
                 url = str(httpx.URL(self.api).join(nxt)) if isinstance(nxt, str) else None
                 request_params = None
@@ -224,8 +229,6 @@ class BugsinkClient:
                 if not same_origin(url, self.base):
                     notes.append(f"{self.label}: the next page is on another origin; not followed")
                     break
-        if first is not None:
-            out = [i for i in out if i.first_release == first]
         return IssuePage(out[:limit], notes)
 
     async def latest_event(self, issue: str) -> SentryEvent:

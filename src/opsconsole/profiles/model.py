@@ -82,6 +82,13 @@ class DockerConfig:
     labels: tuple[str, ...] = ()
 
 
+def format_release(fmt: str, *, project: str, env: str, sha: str, release: str, ref: str) -> str:
+    """A deploy's release name for an error tracker: `fmt` filled in, at most 200 characters, a
+    ref's '/' as '-' (Sentry refuses '/', Bugsink drops it)."""
+    text = fmt.format(project=project, env=env, sha=sha, sha12=sha[:12], release=release, ref=ref.replace("/", "-"))
+    return text[:200]
+
+
 @frozen
 class SentryConfig:
     organization: str
@@ -95,19 +102,25 @@ class SentryConfig:
 
     def release_name(self, *, project: str, env: str, sha: str, release: str, ref: str) -> str:
         """The Sentry release version for a deploy (Sentry refuses '/', so a ref's '/' becomes '-')."""
-        text = self.release_format.format(
-            project=project, env=env, sha=sha, sha12=sha[:12], release=release, ref=ref.replace("/", "-")
-        )
-        return text[:200]
+        return format_release(self.release_format, project=project, env=env, sha=sha, release=release, ref=ref)
 
 
 @frozen
 class BugsinkConfig:
-    """Bugsink, a self-hosted error tracker, in place of Sentry for the Errors pane."""
+    """Bugsink, a self-hosted error tracker, in place of Sentry for the Errors pane. An issue's first
+    release is the first of the releases its events came with (Bugsink's `events_at`), each named as
+    the app's SDK reported it: `release_format` must name a deploy the same way."""
 
     url: str
     project: int
     token: SecretRef
+    release_format: str = "{project}@{sha12}"
+
+    def release_name(self, *, project: str, env: str, sha: str, release: str, ref: str) -> str:
+        """The release name the app reports for a deploy, as Bugsink keeps it: at most 200 characters
+        (Bugsink cuts longer ones) and no '/' (Bugsink drops it), so a ref's '/' becomes '-', as for
+        Sentry; an app that puts its ref in the release replaces '/' the same way."""
+        return format_release(self.release_format, project=project, env=env, sha=sha, release=release, ref=ref)
 
 
 @frozen

@@ -123,6 +123,7 @@ BUGSINK = Table(
         "url": Key(url(_SCHEMES_HTTP), required=True),
         "project": Key(positive_int, required=True),
         "token": Key(secret, required=True),
+        "release_format": Key(release_format),
     },
     BugsinkConfig,
 )
@@ -328,7 +329,7 @@ def _convert_environment(name: str, data: Any, problems: Problems) -> Environmen
             (*path, "deploy", "verify"),
             f"[environments.{name}.deploy.verify] has nothing to check: add health URLs "
             f"(environments.{name}.health) or [environments.{name}.sentry] (new issues in the release"
-            + ("; Bugsink issues are not matched to releases" if "bugsink" in table else "")
+            + ("; the verification does not count Bugsink issues" if "bugsink" in table else "")
             + "), or remove [deploy.verify]",
         )
         return None

@@ -161,7 +161,7 @@ SCREEN_BINDINGS: list[BindingType] = [
         "New in release",
         show=False,
         id="errors_new_in_release",
-        tooltip="Errors: only issues first seen in the running release (Sentry firstRelease), or all open ones",
+        tooltip="Errors: only issues first seen in the running release (Sentry or Bugsink), or all open ones",
     ),
     Binding(
         "m",

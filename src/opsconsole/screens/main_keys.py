@@ -346,7 +346,8 @@ class MainKeys:
         self.render_pane("alerts")
 
     def action_toggle_new_issues(self) -> None:
-        """Errors pane: issues first seen in the running release (Sentry `firstRelease:`) or all."""
+        """Errors pane: issues first seen in the running release (Sentry's `firstRelease:`, Bugsink's
+        first release of an issue), named by the tracker's `release_format`, or all open issues."""
         env = self.env
         if env is None or env.errors is None:
             self.ops.notify("No error tracker (Sentry or Bugsink) is connected here", severity="warning")
@@ -370,7 +371,7 @@ class MainKeys:
         self.ops.refresh_env(env.name)
 
     def _running_version(self, env: Environment) -> str | None:
-        """The Sentry release name of what the first host runs, from the Deploys pane's data."""
+        """The error tracker's release name of what the first host runs, from the Deploys pane's data."""
         from opsconsole.actions.deploy.verify import running_version
 
         if not env.hosts:

@@ -318,12 +318,13 @@ def rolled_back(path: str, left: Mapping[str, str], to: str) -> None:
 
 
 def running_version(env: Environment, project: str, state: Any) -> str | None:
-    """The Sentry release name of what a host runs (its DeployState), when its commit is known."""
+    """The release name the environment's error tracker (Sentry or Bugsink) gives what a host runs
+    (its DeployState), when its commit is known; None without a tracker or a known commit."""
     sha = state.current_commit() if state is not None and state.current else None
-    if sha is None:
+    if sha is None or env.errors is None:
         return None
     ref = str(state.record_for(state.current).get("ref") or "")
-    return sentry_version(env, project, state.current, sha, ref)
+    return env.errors.release_name(project=project, env=env.name, sha=sha, release=state.current, ref=ref)
 
 
 def sentry_version(env: Environment, project: str, release: str, sha: str, ref: str) -> str | None:

@@ -15,6 +15,11 @@ HERE = Path(__file__).resolve().parent
 PORT = int(sys.argv[1])
 REDIS_PORT = os.environ.get("REDIS_PORT")
 VERSION = (HERE / "VERSION").read_text().strip() if (HERE / "VERSION").exists() else "dev"
+# the commit this release was made from: the deploy writes it to REVISION
+REVISION = (HERE / "REVISION").read_text().strip() if (HERE / "REVISION").exists() else ""
+# the release its errors report, as the console names a deploy (bugsink.release_format's default,
+# "{project}@{sha12}"), so that the Errors pane's `n` finds the issues new in the running release
+RELEASE = f"demo-shop@{REVISION[:12]}" if REVISION else f"demo-shop@{VERSION}"
 DB = HERE / "data" / "app.sqlite3"
 _memory_cache: dict[str, str] = {}
 
@@ -76,7 +81,7 @@ def report(exc: BaseException) -> None:
     if not _sentry["ready"]:
         if not os.path.exists(dsn_file):
             return  # Bugsink is still starting
-        sentry_sdk.init(dsn=Path(dsn_file).read_text().strip(), release=f"demo-shop@{VERSION}", default_integrations=False)
+        sentry_sdk.init(dsn=Path(dsn_file).read_text().strip(), release=RELEASE, default_integrations=False)
         _sentry["ready"] = True
     sentry_sdk.capture_exception(exc)
 
