@@ -80,6 +80,7 @@ class OpsConsoleApp(App[None]):
         clock: Callable[[], float] = time.time,
         via: str | None = None,
         remote: str | None = None,
+        on_started: Callable[[OpsConsoleApp], None] | None = None,
     ) -> None:
         super().__init__()
         # no animations: a pane switch slid the tab underline over ~15 frames, each sent over SSH
@@ -109,6 +110,7 @@ class OpsConsoleApp(App[None]):
         self.current_env = next(iter(profile.environments), None)
         self.flow = ActionFlow(self)
         self._first_frame_done = False
+        self._on_started = on_started  # once the first frame is up (the demo's first deploy)
 
     @property
     def results(self) -> dict[str, dict[SourceKey, SourceResult[Any]]]:
@@ -155,6 +157,8 @@ class OpsConsoleApp(App[None]):
         self._on_screens("after_first_frame")
         if self.live:
             self.action_refresh_all()
+        if self._on_started is not None:
+            self._on_started(self)
 
     def _on_screens(self, hook: str) -> None:
         """Call `hook` on every screen that has it (the console screen's start-up steps)."""
