@@ -375,6 +375,39 @@ def test_rollback_runs_rollback_tasks_and_without_them_says_so(world: World) -> 
     assert "fabfile has no rollback task" in none.stderr
 
 
+def test_a_fabric_rollback_ends_the_verification_of_the_release_it_left(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after the built-in rollback: the console's banner for the release rolled back from says
+    ROLLED BACK, never VERIFIED, and its verification stops."""
+    from opsconsole.actions.base import ActionContext, Target
+    from opsconsole.actions.deploy.verify import Verifier
+    from opsconsole.actions.registry import ACTIONS
+    from opsconsole.actions.runner import ActionRun
+    from opsconsole.backends.clients import Backends
+    from opsconsole.profiles import read_profile
+
+    for _ in range(2):  # a release to leave, and one before it
+        deployed = world.cli("deploy", "production", "--yes")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    latest = [r for r in world.journal("production") if r.get("event") == "deploy"][-1]["release"]
+    monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", str(world.root / "audit-inprocess.jsonl"))
+    profile = read_profile(world.profile)[0]
+    backends = Backends(profile)
+    try:
+        env = profile.environments["production"]
+        verifier = Verifier(backends, env, latest, None, hosts=env.hosts)  # the console's, running
+        action = ACTIONS["rollback"](ActionContext(profile, backends), Target(env="production"))
+        outcome = ActionRun(action, approved=True).run_to_end()
+        assert outcome.ok, outcome.message
+        status = verifier.status
+        assert status.rolled_back_to not in (None, latest) and verifier.cancel.is_set()
+        line = status.line()
+        assert "ROLLED BACK" in line and "VERIFIED" not in line and "marked bad" not in line, line
+    finally:
+        backends.close()
+
+
 def test_a_fabfile_task_as_a_custom_action(world: World) -> None:
     ran = world.cli("run", "production", "clear-cache")
     assert ran.returncode == 0, ran.stdout + ran.stderr

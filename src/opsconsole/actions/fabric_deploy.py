@@ -14,7 +14,7 @@ from typing import Any
 
 from opsconsole.actions.base import Action, Plan, PlanStep, Target
 from opsconsole.actions.deploy import plan as deploy_plan
-from opsconsole.actions.deploy.host import HostDeploy, require_deploy
+from opsconsole.actions.deploy.host import HostDeploy, read_states, require_deploy
 from opsconsole.actions.deploy.locks import Locks
 from opsconsole.actions.deploy.saga import STRATEGIES, DeployAction
 from opsconsole.actions.deploy.shell import (
@@ -24,7 +24,7 @@ from opsconsole.actions.deploy.shell import (
     unlock_command,
     validate_ref,
 )
-from opsconsole.actions.deploy.verify import Verifier, sentry_version
+from opsconsole.actions.deploy.verify import Verifier, rolled_back, sentry_version
 from opsconsole.actions.events import Emit, HostResult, Notice, Outcome, OutputLine, StepFinished, StepStarted
 from opsconsole.actions.operate import FAB_TASK_ACTION, CustomAction
 from opsconsole.actions.rollback import ROLLBACK_STRATEGIES, RollbackAction
@@ -377,6 +377,41 @@ class FabricRollbackAction(_FabricTasksUnderLock, RollbackAction):
     def plan(self) -> Any:
         return self.make_plan(self._plan_steps(self.fab, self._record_head()))
 
+    def _running_releases(self) -> dict[str, tuple[str, str | None, bool]]:
+        """host -> (the release it runs, the one deployed before it): `current` where the fabfile
+        keeps the releases/current layout, else the newest successful deploy in its journal (the
+        shim records each); hosts whose state cannot be read, or that never deployed, are left out."""
+        running: dict[str, tuple[str, str | None, bool]] = {}
+        for host, state in read_states(self.ctx.backends, self.hosts, self.config).items():
+            if isinstance(state, OpsError):
+                continue
+            deployed = [
+                str(r["release"])
+                for r in state.history + state.journal
+                if r.get("event") == "deploy" and r.get("outcome") == "success" and r.get("release")
+            ]
+            now = state.current or (deployed[-1] if deployed else None)
+            if now is not None:
+                earlier = [r for r in deployed if r != now]
+                running[host] = (now, earlier[-1] if earlier else None, state.current is not None)
+        return running
+
+    def _tell_verifications(self, before: dict[str, tuple[str, str | None, bool]]) -> None:
+        """As the built-in rollback does: a verification of the release the fabfile rolled back from
+        says so (not VERIFIED) and stops. The release rolled back to is `current` where there is
+        one, else the one deployed before."""
+        after = self._running_releases()
+        left: dict[str, str] = {}
+        to: str | None = None
+        for host, (was, previous, layout) in before.items():
+            now = after.get(host, (was, previous, layout))[0]
+            if layout and now != was:  # the releases/current layout: `current` moved
+                left[host], to = was, now
+            elif not layout and previous is not None:  # the fabfile's own layout: the journal's
+                left[host], to = was, to or previous
+        if left and to is not None:
+            rolled_back(self.config.path, left, to, marked_bad=False)  # the fabfile's rollback marks none
+
     def _record_head(self) -> dict[str, Any]:
         return {
             "event": "rollback",
@@ -389,9 +424,12 @@ class FabricRollbackAction(_FabricTasksUnderLock, RollbackAction):
     def execute(self, emit: Emit) -> Outcome:
         record = {**self._record_head(), "started": utc_stamp()}
         tasks = " ".join(self.config.rollback_tasks)
+        before = self._running_releases()
         outcome, _result, detail = self._run_tasks(
             self.fab, f"fab {tasks}", f"rollback: {tasks}", emit, record
         )
+        if outcome == "success":
+            self._tell_verifications(before)
         for spec in self.hosts:
             emit(HostResult(spec.raw, outcome == "success", detail or f"fab {tasks} done"))
         if outcome == "interrupted":

@@ -60,6 +60,7 @@ class VerifyStatus:
     # set by `rolled_back`: the release a rollback in this process switched to from this one, and
     # the verdict this verification had then (None: it was still running, and stopped)
     rolled_back_to: str | None = None
+    marked_bad: bool = False  # with rolled_back_to: the rollback journalled it bad (a fabfile's does not)
     judged: Verdict | None = None
 
     @property
@@ -78,9 +79,10 @@ class VerifyStatus:
                 "inconclusive": "its verification had been inconclusive",
                 None: "its verification was stopped",
             }[self.judged]
+            marked = " and marked bad" if self.marked_bad else ""
             return (
-                f"releases/{self.release} on {self.env}: ROLLED BACK to releases/{self.rolled_back_to} "
-                f"and marked bad ({had})"
+                f"releases/{self.release} on {self.env}: ROLLED BACK to releases/{self.rolled_back_to}"
+                f"{marked} ({had})"
             )
         if self.verdict == "pass":
             return f"{head}: VERIFIED after {duration(self.window)} ({self.facts()})"
@@ -92,11 +94,12 @@ class VerifyStatus:
             return f"{head}: INCONCLUSIVE, not verified: {reasons}"
         return f"{head}: {duration(self.remaining)} left · {self.facts()}"
 
-    def mark_rolled_back(self, to: str) -> None:
+    def mark_rolled_back(self, to: str, marked_bad: bool = True) -> None:
         """A rollback left this release for `to`: the verdict becomes `superseded` (someone else's
         release is current; nothing here is to roll back again), the one it had is kept."""
         self.judged = self.verdict
         self.rolled_back_to = to
+        self.marked_bad = marked_bad
         self.verdict = "superseded"
         self.reasons = [f"rolled back to releases/{to}"]
 
@@ -304,7 +307,7 @@ class Verifier:
 _VERIFIERS: weakref.WeakSet[Verifier] = weakref.WeakSet()
 
 
-def rolled_back(path: str, left: Mapping[str, str], to: str) -> None:
+def rolled_back(path: str, left: Mapping[str, str], to: str, marked_bad: bool = True) -> None:
     """A rollback in this process switched the hosts of `left` (host -> the release it left there)
     under deploy path `path` to releases/`to`: every verification of a release it left says it was
     rolled back (not VERIFIED), and one still running stops (its release is no longer current)."""
@@ -313,7 +316,7 @@ def rolled_back(path: str, left: Mapping[str, str], to: str) -> None:
         if verifier.env.deploy is None or verifier.env.deploy.path != path or status.rolled_back_to:
             continue
         if any(left.get(spec.raw) == status.release for spec in verifier.hosts):
-            status.mark_rolled_back(to)
+            status.mark_rolled_back(to, marked_bad)
             verifier.cancel.set()
 
 
