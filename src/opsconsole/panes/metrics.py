@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from opsconsole.metrics import per_week_text
 from opsconsole.panes.spec import PaneSpec, Results
 from opsconsole.widgets.pane import Row, cell
 
 BAND_STYLES = {"elite": "bold green", "high": "green", "medium": "yellow", "low": "red"}
+
+
+@dataclass
+class Metric:
+    """A Metrics row's item: `enter` shows its fields whole (a narrow pane cuts the detail
+    column), `y` copies its name."""
+
+    name: str
+    fields: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return self.fields
 
 
 def rows_metrics(results: Results) -> list[Row]:
@@ -27,7 +45,7 @@ def rows_metrics(results: Results) -> list[Row]:
                         cell(""),
                         cell("✗ " + result.error, "red", limit=160),
                     ],
-                    ("metric", "", result.error),
+                    ("metric", "", Metric(key[0], {"error": result.error})),
                 )
             )
             continue
@@ -87,7 +105,7 @@ def rows_metrics(results: Results) -> list[Row]:
                             cell(trend, "cyan"),
                             cell(detail),
                         ],
-                        ("metric", "", name),
+                        ("metric", "", Metric(name, {"value": value, "band": band or "–", "detail": detail})),
                     )
                 )
             for error in d.get("errors") or []:
@@ -101,7 +119,7 @@ def rows_metrics(results: Results) -> list[Row]:
                             cell(""),
                             cell("✗ " + error, "red", limit=160),
                         ],
-                        ("metric", "", error),
+                        ("metric", "", Metric("journal", {"error": error})),
                     )
                 )
         elif key[0] == "prometheus" and result.data is not None:
@@ -116,7 +134,7 @@ def rows_metrics(results: Results) -> list[Row]:
                             cell(sparkline([v for _t, v in series.points]), "cyan"),
                             cell(series.note or series.query, "red" if series.error else "dim", limit=160),
                         ],
-                        ("metric", "", series),
+                        ("metric", "", Metric(label, series.to_json())),
                     )
                 )
     return rows

@@ -131,6 +131,8 @@ class DetailsScreen(ModalScreen[None]):
             return fields_text(f"journal record on {host}", list(item.items()))
         if kind == "deploy":
             return fields_text(f"deploys on {host}", list(item.to_json().items()))
+        if kind == "metric":  # the Metrics pane's row: its detail whole, which the pane may cut
+            return fields_text(f"metric {item}", list(item.to_json().items()))
         return fields_text(str(kind), list(item.to_json().items()) if hasattr(item, "to_json") else [])
 
     def on_mount(self) -> None:

@@ -126,7 +126,7 @@ class MainScreen(MainKeys, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        yield Static(id="verify")
+        yield Static(id="verify")  # one line (app.tcss): cut at the right edge with "…"
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
                 yield Static("Environments", classes="sidebar-title")
@@ -285,9 +285,9 @@ class MainScreen(MainKeys, Screen[None]):
             banner.display = status is not None
         if status is None:
             return
-        text = Text(clean(status.line()), no_wrap=True, overflow="ellipsis")
-        if status.verdict == "fail":
-            text.append("  R: roll back ", style="bold reverse")
+        text = Text(clean(status.line()))
+        if status.verdict == "fail":  # the key first: a long reason is what the edge cuts
+            text = Text.assemble((" R: roll back ", "bold reverse"), " ", text)
         banner.set_classes(f"verify-{status.verdict or 'running'}")
         if self._verify_text != text:  # an update lays the screen out again
             self._verify_text = text

@@ -17,6 +17,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowKey
 
@@ -143,6 +144,49 @@ class PaneTable(DataTable[Cell], can_focus=False):
         self._cell_render_cache[cache_key] = lines
         return lines
 
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """DataTable's line from x1 to x2 (exclusive, in the table's own columns), whose last cell
+        is "…", in the style of the character it replaces, while columns go on past x2: a cell cut
+        at the pane's right edge reads as cut, not as the whole value (as in k9s and htop). The
+        header's line too; scrolled to the end, or with a table that fits, no line has one.
+
+        Cells are rendered as before (`_render_cell` and its cache are unchanged). The finished
+        line replaces DataTable's in its line cache, under its key (as Textual 8.2.8 builds it;
+        were they to differ, lines would still be right, only not cached). Whether a line is cut
+        follows from x2 and the column widths, and a change of width bumps the update count in
+        that key or clears the cache (`_update_dimensions`, `_on_resize`, `clear`)."""
+        width = self.size.width
+        try:
+            self._get_offsets(y)
+        except LookupError:  # below the last row: DataTable's blank line, never cut
+            return super()._render_line(y, x1, x2, base_style)
+        cache_key = (
+            y,
+            x1,
+            x2,
+            width,
+            self.cursor_coordinate,
+            self.hover_coordinate,
+            base_style,
+            self.cursor_type,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        cached: Strip | None = self._line_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        strip = super()._render_line(y, x1, x2, base_style)
+        # the line DataTable crops is the row labels then every column; what is past x2 is unseen
+        table_width = self._row_label_column_width + sum(
+            column.get_render_width(self) for column in self.ordered_columns
+        )
+        if x2 < table_width and strip.cell_length > 0:
+            strip = _end_in_ellipsis(strip)
+            self._line_cache.discard(cache_key)  # LRUCache.set keeps a value already there
+            self._line_cache[cache_key] = strip
+        return strip
+
     def update_cells(self, changes: Sequence[tuple[str, int, Cell]]) -> None:
         """Set cells (row key, column index, value), drawing again only the rows they are in.
 
@@ -172,6 +216,15 @@ class PaneTable(DataTable[Cell], can_focus=False):
         self._line_cache.clear()  # lines are joined from the rows' renders: cheap to join again
         for index in indexes:
             self.refresh_row(index)
+
+
+def _end_in_ellipsis(strip: Strip) -> Strip:
+    """`strip` with "…" for its last character (one cell), in that character's style; the right
+    half of a wide character there leaves a space in its place."""
+    length = strip.cell_length
+    last = [segment for segment in strip.crop(length - 1, length) if segment.text]
+    style = last[-1].style if last else None
+    return Strip([*strip.crop(0, length - 1), Segment("…", style)], length)
 
 
 def _styled(style: Style, post_style: Style | None) -> Style:
