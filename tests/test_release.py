@@ -579,7 +579,14 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
             await wait_until(
                 pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="confirmation"
             )
-            assert any("What goes out" in line for line in app.screen.plan.summary_lines)  # type: ignore[attr-defined]
+            # the plan is on screen at once, from the last refresh; what goes out is filled in once
+            # the mirror is read (in the background)
+            await wait_until(
+                pilot,
+                lambda: any("What goes out" in line for line in app.screen.plan.summary_lines),  # type: ignore[attr-defined]
+                timeout=30,
+                what="what goes out",
+            )
             await pilot.press("tab", "enter")  # from Cancel to Run (a toast may cover the buttons)
             await wait_until(
                 pilot, lambda: not isinstance(app.screen, ConfirmScreen), what=f"run to start {app.screen}"

@@ -198,6 +198,8 @@ class OpsConsoleApp(App[None]):
 
     def on_source_updated(self, message: SourceUpdated) -> None:
         self.to_screens(lambda: SourceChanged(message.env, message.key))
+        if message.key[0] == "deploys":
+            self.flow.prefetch_after_refresh(message.env, message.key)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not self._first_frame_done:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from opsconsole.actions.runs import RunState
 
 PREPARING_TITLE = "Preparing plan…"
+FILL_IN_SECONDS = 300  # how long a plan on screen waits for the mirror's pending commits
+PREFETCH_EVERY = 60.0  # seconds between background reads of the shown environment's mirror
 CLEANUP_SECONDS = 120  # how long quitting waits for cancelled runs to clean up
 EXIT_GRACE_SECONDS = 5
 
@@ -72,7 +74,12 @@ class ActionFlow:
 
         app = self.app
         ctx = ActionContext(
-            profile=app.profile, backends=app.backends, read_only=app.read_only, via=app.via, remote=app.remote
+            profile=app.profile,
+            backends=app.backends,
+            read_only=app.read_only,
+            via=app.via,
+            remote=app.remote,
+            known=app.state,  # plans start from the last refresh, not from reading every host again
         )
         return ACTIONS[action_id](ctx, Target(env=env, name=name, host=host, options=options))
 
@@ -142,7 +149,63 @@ class ActionFlow:
             run.approve(answer)
             begin(run)
 
-        self.app.push_screen(ConfirmScreen(action, prepared.plan, prepared.confirmation), confirmed)
+        screen = ConfirmScreen(action, prepared.plan, prepared.confirmation)
+        self.app.push_screen(screen, confirmed)
+        filling = getattr(action, "filling", None)
+        if filling is not None and not filling.is_set():
+            self.app.run_worker(
+                partial(self._fill_in, run, screen, filling),
+                thread=True,
+                exit_on_error=False,
+                group="prepare",
+                name="fill in the plan",
+            )
+
+    def _fill_in(self, run: ActionRun, screen: Any, filling: Any) -> None:
+        """Off the UI thread: once what the plan was waiting for is read (the mirror's pending
+        commits), the plan is built again from what is now held and replaces the one on screen,
+        if that screen is still asking (the plan approved is the plan shown)."""
+        from opsconsole.actions.runner import Prepared
+
+        filling.wait(FILL_IN_SECONDS)
+        if not filling.is_set():
+            return
+        try:
+            plan = run.action.plan()
+        except OpsError:
+            return  # the plan on screen stays: it says the commits are being read, the run reads them
+
+        def replace() -> None:
+            prepared = run.prepared
+            if prepared is not None and screen.update_plan(plan):
+                run.prepared = Prepared(plan, prepared.confirmation, prepared.refusal)
+
+        self.app.call_from_thread(replace)
+
+    def prefetch_after_refresh(self, env_name: str, key: Any) -> None:
+        """The shown environment's first host was refreshed: what a deploy would send out is read from
+        its mirror in the background, at most once a minute, so D shows it at once. Never in
+        read-only (the fetch writes the mirror), nor for a fabfile's deploy (it has no mirror)."""
+        app = self.app
+        env = app.profile.environments.get(env_name)
+        if (
+            app.read_only
+            or env is None
+            or env.deploy is None
+            or env.deploy.strategy == "fabric"
+            or not env.hosts
+            or key != ("deploys", env.hosts[0].raw)
+            or env_name != app.current_env
+        ):
+            return
+        import time
+
+        from opsconsole.actions.deploy.pending import MIRRORS
+
+        ref = env.deploy.branch
+        fetched = MIRRORS.get(env, ref)
+        if MIRRORS.fetching(env, ref) is None and (fetched is None or time.time() - fetched.at > PREFETCH_EVERY):
+            MIRRORS.prefetch(app.backends, env, ref)
 
     def in_terminal(self, run: ActionRun) -> None:
         """An action that needs the terminal (a shell) runs with the console suspended (`App.suspend`),

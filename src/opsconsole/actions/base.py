@@ -110,6 +110,15 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+class Known(Protocol):
+    """What the console already holds from its last refresh (the read model's FleetState): a plan
+    starts from it instead of reading every host again, and says how old it is."""
+
+    def deploy_state(self, env: str, host: str) -> tuple[Any, float] | None:
+        """The host's DeployState and when it was read (time.time()), or None."""
+        ...
+
+
 @dataclass
 class ActionContext:
     profile: Profile
@@ -120,6 +129,7 @@ class ActionContext:
     run_id: str = field(default_factory=new_run_id)
     via: str | None = None  # how the run was started when not from a local terminal (e.g. "serve")
     remote: str | None = None  # with via "serve": the browser's address
+    known: Known | None = None  # the console's read model; None (the CLI): plans read the hosts
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ builds, restarts); the exact commands one key away (`v`); the typed name when pr
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -64,6 +64,7 @@ class ConfirmScreen(ModalScreen[str | None]):
         self.plan = plan
         self.protected = (confirmation or confirmation_for(action)) == "typed"
         self.showing_commands = False
+        self.answered = False
 
     def compose(self) -> ComposeResult:
         env = self.action_obj.env
@@ -99,6 +100,21 @@ class ConfirmScreen(ModalScreen[str | None]):
             self.query_one("#typed", Input).focus()
         else:
             self.query_one("#cancel", Button).focus()
+
+    def update_plan(self, plan: Plan) -> bool:
+        """The plan filled in (what goes out, read from the mirror while it was on screen): the
+        same steps, a fuller summary; the one approved is the one shown last. False once answered:
+        the plan answered about stays."""
+        if self.answered or not self.is_attached:
+            return False
+        self.plan = plan
+        text = plan_text(plan) if self.showing_commands else summary_text(plan)
+        self.query_one("#plan-text", Static).update(text)
+        return True
+
+    def dismiss(self, result: str | None = None) -> Any:
+        self.answered = True  # from here on the plan is not replaced (update_plan)
+        return super().dismiss(result)
 
     def action_toggle_commands(self) -> None:
         if self.protected and self.query_one("#typed", Input).has_focus:

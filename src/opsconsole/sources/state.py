@@ -73,5 +73,12 @@ class FleetState:
         for listener in listeners:
             listener(env, ("docker", host))
 
+    def deploy_state(self, env: str, host: str) -> tuple[Any, float] | None:
+        """The host's deploy state from the last refresh and when it was read (actions.base.Known)."""
+        result = self.results.get(env, {}).get(("deploys", host))
+        if result is None or not result.ok or result.data is None:
+            return None
+        return result.data, result.fetched_at
+
     def of(self, env: str) -> dict[SourceKey, SourceResult[Any]]:
         return self.results.get(env, {})

@@ -284,3 +284,78 @@ def what_goes_out(
         except OpsError as exc:
             ci = exc
     return found, ci
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What goes out as read from the mirror at `at` (time.time()), with the target's CI state."""
+
+    at: float
+    found: Outgoing
+    ci: CiState | OpsError | None
+
+
+class MirrorCache:
+    """What goes out, read off the UI's path: the console fetches the first host's mirror in the
+    background (after a refresh of the environment shown, or on the first D), so a deploy's plan is
+    on screen at once, from what was last read, and says how old it is. A deploy fetches and
+    resolves the ref again itself and says so if the target moved since (saga.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str, str, str], Fetched] = {}
+        self._running: dict[tuple[str, str, str, str], threading.Event] = {}
+
+    @staticmethod
+    def _key(env: Environment, ref: str) -> tuple[str, str, str, str]:
+        config = require_deploy(env)
+        return (env.name, config.path, env.hosts[0].raw if env.hosts else "", ref)
+
+    def get(self, env: Environment, ref: str) -> Fetched | None:
+        with self._lock:
+            return self._entries.get(self._key(env, ref))
+
+    def fetching(self, env: Environment, ref: str) -> threading.Event | None:
+        """The event set when the fetch under way for (env, ref) ends; None when none is."""
+        with self._lock:
+            return self._running.get(self._key(env, ref))
+
+    def wait_idle(self, env: Environment, timeout: float) -> None:
+        """Wait for the background reads of this environment's mirror (any ref) to end: a deploy's
+        own fetch never runs alongside one (two fetches into one mirror contend for its locks)."""
+        key = self._key(env, "")
+        with self._lock:
+            running = [done for k, done in self._running.items() if k[:3] == key[:3]]
+        for done in running:
+            done.wait(timeout)
+
+    def prefetch(self, backends: Backends, env: Environment, ref: str) -> threading.Event:
+        """Read what goes out in a daemon thread (one at a time per environment and ref); the
+        returned event is set once the result is stored."""
+        import time
+
+        key = self._key(env, ref)
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None:
+                return running
+            done = self._running[key] = threading.Event()
+
+        def fetch() -> None:
+            try:
+                found, ci = what_goes_out(backends, env, ref)
+                with self._lock:
+                    self._entries[key] = Fetched(time.time(), found, ci)
+            except Exception as exc:  # noqa: BLE001 - kept as the reason the plan shows
+                with self._lock:
+                    self._entries[key] = Fetched(time.time(), Outgoing(env.hosts[0].raw, ref, error=str(exc)), None)
+            finally:
+                with self._lock:
+                    self._running.pop(key, None)
+                done.set()
+
+        threading.Thread(target=fetch, name=f"mirror {env.name} {ref}", daemon=True).start()
+        return done
+
+
+MIRRORS = MirrorCache()

@@ -3,14 +3,18 @@ where, from which release, builds, restarts, Sentry, verification) and the per-h
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 from opsconsole.actions.base import PlanStep
 from opsconsole.actions.deploy.host import HostDeploy, describe_release, read_states, restart_steps
-from opsconsole.actions.deploy.pending import what_goes_out
+from opsconsole.actions.deploy.pending import Fetched, what_goes_out
 from opsconsole.actions.deploy.rolling import batches
 from opsconsole.actions.deploy.shell import lock_command, unlock_command
 from opsconsole.backends.ci import plan_request
 from opsconsole.backends.clients import Backends
 from opsconsole.backends.github import CiState
+from opsconsole.backends.releases import DeployState
 from opsconsole.errors import OpsError
 from opsconsole.human import counted, duration
 from opsconsole.profiles import DeployConfig, Environment, HostSpec
@@ -46,6 +50,37 @@ def verify_terms(env: Environment, config: DeployConfig) -> str:
     return ", ".join(terms) or "nothing to check (no health URLs, no Sentry)"
 
 
+@dataclass
+class Held:
+    """What a plan in the console starts from instead of reading the hosts: each host's deploy state
+    from the last refresh (`ages`: seconds since it was read), and what goes out as last read from
+    the mirror (None: being read now; the plan says so and is filled in when it arrives)."""
+
+    states: dict[str, DeployState | OpsError]
+    ages: dict[str, float] = field(default_factory=dict)
+    fetched: Fetched | None = None
+
+
+def _pending_lines(env: Environment, ref: str, held: Held, skip_ci: bool) -> list[str]:
+    fetched = held.fetched
+    if fetched is None:
+        lines = [
+            "Pending commits: being read from the mirror (shown here once read; the deploy fetches "
+            "and resolves the ref itself)"
+        ]
+        if env.ci is not None:
+            lines.append("CI: read with the pending commits; the deploy checks it before it builds")
+        else:
+            lines.append(ci_line(False, None, skip_ci))
+        return lines
+    age = max(0.0, time.time() - fetched.at)
+    return [
+        *fetched.found.lines(),
+        f"  (read from the mirror {duration(age)} ago; the deploy fetches again and says so if {ref} moved)",
+        ci_line(env.ci is not None, fetched.ci, skip_ci),
+    ]
+
+
 def summary(
     backends: Backends,
     env: Environment,
@@ -54,20 +89,29 @@ def summary(
     ref: str,
     release: str,
     skip_ci: bool,
+    held: Held | None = None,
 ) -> list[str]:
     """What a person decides on: what goes out, is CI green, where, from which release to which
-    ref, builds, restarts."""
+    ref, builds, restarts. With `held` (the console) from what it holds, reading no host; without
+    (the CLI) every host and the mirror are read now."""
     names = [h.raw for h in hosts]
     lines = [f"Deploy {ref} to {env.name} on {counted(len(names), 'hosts')}: {', '.join(names)}"]
-    found, ci = what_goes_out(backends, env, ref)
-    if found is not None:
-        lines += found.lines()
-    lines.append(ci_line(env.ci is not None, ci, skip_ci))
-    for host, state in read_states(backends, hosts, config).items():
+    if held is None:
+        found, ci = what_goes_out(backends, env, ref)
+        if found is not None:
+            lines += found.lines()
+        lines.append(ci_line(env.ci is not None, ci, skip_ci))
+        states = read_states(backends, hosts, config)
+        ages: dict[str, float] = {}
+    else:
+        lines += _pending_lines(env, ref, held, skip_ci)
+        states, ages = held.states, held.ages
+    for host, state in states.items():
         if isinstance(state, OpsError):
             lines.append(f"  {host}: current release unknown ({state.message})")
         else:
-            lines.append(f"  {host}: now on {describe_release(state, state.current)}")
+            seen = f" (as of {duration(ages[host])} ago)" if host in ages else ""
+            lines.append(f"  {host}: now on {describe_release(state, state.current)}{seen}")
             if state.lock is not None:
                 lines.append(f"  {host}: LOCKED, {state.lock.describe()}")
     lines.append(f"  → new release releases/{release} from {ref}")

@@ -20,7 +20,7 @@ from opsconsole.actions.base import Action, ActionContext, Option, Plan, Scope, 
 from opsconsole.actions.deploy import plan as deploy_plan
 from opsconsole.actions.deploy.host import HostDeploy, require_deploy, run_restarts
 from opsconsole.actions.deploy.locks import Locks
-from opsconsole.actions.deploy.pending import journal_commits
+from opsconsole.actions.deploy.pending import MIRRORS, journal_commits
 from opsconsole.actions.deploy.recover import Transaction, fail_before_switch, fail_during_switch
 from opsconsole.actions.deploy.rolling import batches, roll
 from opsconsole.actions.deploy.shell import release_id, validate_ref
@@ -81,6 +81,11 @@ class DeployAction(Action):
         self.release = str(self.target.options.get("release") or release_id())
         self.reason = str(self.target.options.get("reason") or f"deploy {self.ref}")
         self.sha: str | None = None  # the deployed commit, once the deploy succeeded
+        # in the console, what the plan showed (the run says what changed since) and, while the
+        # mirror is read for it, the event set when it is (the front end then fills the plan in)
+        self.planned_current: dict[str, str | None] | None = None
+        self.planned_sha: str | None = None
+        self.filling: threading.Event | None = None
 
     @property
     def target_label(self) -> str:
@@ -94,9 +99,47 @@ class DeployAction(Action):
         return batches(self.config, self.hosts)
 
     def summary(self) -> list[str]:
+        held = self._held() if self.ctx.known is not None else None
         return deploy_plan.summary(
-            self.ctx.backends, self.env, self.config, self.hosts, self.ref, self.release, self.skip_ci
+            self.ctx.backends, self.env, self.config, self.hosts, self.ref, self.release, self.skip_ci, held
         )
+
+    def _held(self) -> deploy_plan.Held:
+        """In the console: the hosts' deploy states of the last refresh (a host not read yet is read
+        now) and what goes out as last read from the mirror, while it still starts from the commit
+        that runs; else the mirror is read in the background (`filling` is set when it is) and the
+        plan says so. What the plan showed is kept: the run says what changed since (`_deploy`)."""
+        import time
+
+        known = self.ctx.known
+        assert known is not None
+        states: dict[str, DeployState | OpsError] = {}
+        ages: dict[str, float] = {}
+        missing: list[HostSpec] = []
+        now = time.time()
+        for spec in self.hosts:
+            held = known.deploy_state(self.env.name, spec.raw)
+            if held is None:
+                missing.append(spec)
+            else:
+                states[spec.raw], ages[spec.raw] = held[0], max(0.0, now - held[1])
+        if missing:
+            from opsconsole.actions.deploy.host import read_states
+
+            states.update(read_states(self.ctx.backends, missing, self.config))
+            states = {spec.raw: states[spec.raw] for spec in self.hosts}
+        first = states.get(self.hosts[0].raw)
+        running = first.current_commit() if isinstance(first, DeployState) else None
+        fetched = MIRRORS.get(self.env, self.ref)
+        if fetched is not None and (fetched.found.error or fetched.found.current_commit != running):
+            fetched = None  # read before the running release changed, or failed: read again
+        if fetched is None:
+            self.filling = MIRRORS.fetching(self.env, self.ref) or MIRRORS.prefetch(
+                self.ctx.backends, self.env, self.ref
+            )
+        self.planned_current = {h: s.current for h, s in states.items() if isinstance(s, DeployState)}
+        self.planned_sha = fetched.found.sha if fetched is not None else None
+        return deploy_plan.Held(states, ages, fetched)
 
     @property
     def sentry_environment(self) -> str:
@@ -152,6 +195,22 @@ class DeployAction(Action):
         finally:
             locks.release()
 
+    def _say_what_changed_since_the_plan(self, parts: list[HostDeploy], emit: Emit) -> None:
+        """Under the lock, the release each host runs against what the plan showed (the console's
+        plan starts from the last refresh): a change is said, and the deploy goes on from it."""
+        if self.planned_current is None:
+            return
+        for part in parts:
+            if part.name in self.planned_current and self.planned_current[part.name] != part.previous:
+                shown = self.planned_current[part.name]
+                emit(
+                    Notice(
+                        f"{part.name}: now on {'releases/' + part.previous if part.previous else 'no release'}, "
+                        f"not {'releases/' + shown if shown else 'no release'} as the plan showed "
+                        "(a deploy or rollback ran since); this deploy goes on from it"
+                    )
+                )
+
     def _record(self, part: HostDeploy, started: str, outcome: str, **extra: Any) -> dict[str, Any]:
         return {
             "event": "deploy",
@@ -174,6 +233,7 @@ class DeployAction(Action):
             state = states[part.name] = read_state(part.host, self.config)
             part.previous = state.current
             existing.update(state.releases)
+        self._say_what_changed_since_the_plan(parts, emit)
         if self.release in existing:  # two deploys within one second: still a fresh, sortable id
             base, n = self.release, 2
             while f"{base}-{n}" in existing:
@@ -205,8 +265,16 @@ class DeployAction(Action):
             with ThreadPoolExecutor(max_workers=len(parts)) as pool:
                 list(pool.map(on_host, parts))
 
+        MIRRORS.wait_idle(self.env, parts[0].host.timeout + 300.0)  # the console's background read
         on_every_host(HostDeploy.fetch_and_resolve)
         shas = {p.sha for p in parts if p.sha}
+        if self.planned_sha and shas and shas != {self.planned_sha}:
+            emit(
+                Notice(
+                    f"{self.ref} moved since the plan was shown: it is now {min(shas)[:12]}, the plan "
+                    f"showed {self.planned_sha[:12]}; deploying {min(shas)[:12]} (the journal records it)"
+                )
+            )
         if not errors and len(shas) > 1:
             errors.update(
                 {p.name: f"{p.name}: {self.ref} resolved to {p.sha}, other hosts differ" for p in parts}
