@@ -302,3 +302,27 @@ async def test_enter_on_a_metrics_row_shows_the_detail_the_pane_cuts() -> None:
         assert body.startswith("metric change failure"), body
         assert "value 9 %" in body and "band medium" in body, body
         assert "2 of 23 deploys rolled back, marked bad or failed verification" in body, body
+
+
+async def test_the_underline_spans_the_shown_tab_after_the_titles_shorten(tmp_path: Path) -> None:
+    """Below 110 columns only the shown tab keeps its title; the tabs move when they are relabelled,
+    and the underline (placed by Textual only on a tab change or a resize) is placed again under
+    the shown tab's new span, not left where the long titles had it."""
+    from textual.widgets import Tabs
+    from textual.widgets._tabs import Underline
+
+    from opsconsole.app import make_app
+    from opsconsole.profiles import load_profile
+    from test_console import panes_built, wait_until
+
+    profile = write_profile(tmp_path, '[environments.staging]\nhosts = ["local"]\n')
+    app = make_app(load_profile(profile), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: panes_built(app), what="panes")
+        await pilot.pause()
+        tabs = app.screen.query_one("#panes Tabs", Tabs)
+        active = tabs.active_tab
+        assert active is not None and active.label.plain == "1 Processes"
+        start, end = active.virtual_region.shrink(active.styles.gutter).column_span
+        underline = tabs.query_one(Underline)
+        assert (underline.highlight_start, underline.highlight_end) == (start, end)
