@@ -4,6 +4,7 @@ where, from which release, builds, restarts, Sentry, verification) and the per-h
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from opsconsole.actions.base import PlanStep
@@ -96,12 +97,13 @@ def summary(
     (the CLI) every host and the mirror are read now."""
     names = [h.raw for h in hosts]
     lines = [f"Deploy {ref} to {env.name} on {counted(len(names), 'hosts')}: {', '.join(names)}"]
-    if held is None:
-        found, ci = what_goes_out(backends, env, ref)
-        if found is not None:
-            lines += found.lines()
+    if held is None:  # the mirror and the hosts' states read side by side (one connection each)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            outgoing = pool.submit(what_goes_out, backends, env, ref)
+            states = read_states(backends, hosts, config)
+            found, ci = outgoing.result()
+        lines += found.lines()
         lines.append(ci_line(env.ci is not None, ci, skip_ci))
-        states = read_states(backends, hosts, config)
         ages: dict[str, float] = {}
     else:
         lines += _pending_lines(env, ref, held, skip_ci)
