@@ -429,3 +429,30 @@ matchers = ['env="staging"']
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the rollback's plan")
         assert "roll" in str(app.screen.query_one("#plan-text").render()).lower()
         await pilot.press("escape")
+
+
+def test_an_unchanged_nginx_log_and_journal_leave_the_fingerprint_and_timeline_as_they_were() -> None:
+    """Idle means unchanged: the Nginx 5xx entry is dated by the newest 5xx in the log, not by the
+    read, and the delivery metrics' window ends (new to the second at every refresh) do not count,
+    so an idle environment's poll stretches and the Timeline draws nothing (issue 34)."""
+    import re as _re
+
+    from opsconsole.backends.nginx import COMBINED, NginxStatus, count_access
+    from opsconsole.metrics import collect_dora
+    from opsconsole.sources import timeline as tl
+    from opsconsole.sources.fanout import SourceResult
+    from opsconsole.sources.summary import fingerprint
+
+    line = '127.0.0.1 - - [03/Dec/2026:10:00:00 +0000] "GET /boom HTTP/1.1" 502 12 "-" "curl"'
+    counts, failing, newest = count_access([line], _re.compile(COMBINED), 0.0, False, 5.0, [])
+    assert counts["5xx"] == 1 and newest is not None
+    status = NginxStatus("local", True, "", master_pid=1, status_counts=counts, top_failing=failing, last_5xx=newest)
+    first = tl.build({("nginx", "local"): SourceResult(data=status, fetched_at=newest + 10)}, newest + 10)
+    later = tl.build({("nginx", "local"): SourceResult(data=status, fetched_at=newest + 70)}, newest + 70)
+    assert [e.time for e in first.entries] == [e.time for e in later.entries] == [newest]
+
+    journal: tuple[list[dict[str, Any]], list[str]] = ([{"event": "deploy", "outcome": "success", "release": "r1", "finished": "2026-12-01T10:00:00Z"}], [])
+    a = collect_dora({"local": journal}, "staging", datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC))
+    b = collect_dora({"local": journal}, "staging", datetime(2026, 12, 3, 10, 0, 5, tzinfo=UTC))
+    assert a["until"] != b["until"]
+    assert fingerprint({("dora",): SourceResult(data=a)}) == fingerprint({("dora",): SourceResult(data=b)})

@@ -16,6 +16,7 @@ from opsconsole.profiles import Defaults, Environment, HostSpec, Profile
 from opsconsole.secrets import resolve
 
 if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
+    from opsconsole.backends.alertmanager import AlertmanagerClient
     from opsconsole.backends.docker_engine import DockerClient
     from opsconsole.backends.github import CiClient
     from opsconsole.backends.prometheus import PrometheusClient
@@ -85,6 +86,7 @@ class Backends:
         self._trackers: dict[str, IssueTracker] = {}
         self._ci: dict[str, CiClient] = {}
         self._prometheus: dict[str, PrometheusClient] = {}
+        self._alertmanagers: dict[str, AlertmanagerClient] = {}
 
     def host(self, spec: HostSpec) -> Host:
         return self.hosts.get(spec)
@@ -174,6 +176,18 @@ class Backends:
             ),
         )
 
+    def alertmanager(self, env: Environment) -> AlertmanagerClient:
+        """The environment's Alertmanager, one client kept for every refresh (a new one each time
+        loaded the TLS context again, a fifth of an idle console's CPU)."""
+        if env.alerts is None:
+            raise UsageError(f"environment '{env.name}' has no [alerts] section", "Not configured")
+        from opsconsole.backends.alertmanager import make_client
+
+        config = env.alerts
+        return self._cached(
+            self._alertmanagers, env.name, lambda: make_client(config, self.profile.defaults.timeout)
+        )
+
     def ci(self, env: Environment) -> CiClient:
         if env.ci is None:
             raise UsageError(
@@ -200,7 +214,9 @@ class Backends:
                 *self._dockers.values(),
                 *self._ci.values(),
                 *self._prometheus.values(),
+                *self._alertmanagers.values(),
             ]
+            self._alertmanagers.clear()
             self._ci.clear()
             self._prometheus.clear()
             self._supervisors.clear()

@@ -88,6 +88,7 @@ class NginxStatus:
     upstream_errors: list[UpstreamErrors] = field(default_factory=list)
     window: float = 5.0
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    last_5xx: float | None = None  # epoch seconds of the newest 5xx in the window (a timed format)
 
     @property
     def error(self) -> str | None:
@@ -254,8 +255,11 @@ def _tail_lines(size_text: str, lines: list[str]) -> tuple[list[str], bool]:
 
 def count_access(
     lines: list[str], pattern: re.Pattern[str], since: float, cut: bool, window: float, notes: list[str]
-) -> tuple[dict[str, int], list[FailingPath]]:
+) -> tuple[dict[str, int], list[FailingPath], float | None]:
+    """Counts by class in the window, the most failing paths, and when the newest 5xx was logged
+    (None: none, or a format without times)."""
     counts = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
+    newest_five: float | None = None
     failing: Counter[tuple[str, int]] = Counter()
     timed = "time" in pattern.groupindex
     oldest: float | None = None
@@ -265,6 +269,7 @@ def count_access(
         if m is None:
             unparsed += 1
             continue
+        when: float | None = None
         if timed:
             when = parse_local_time(m.group("time") or "")
             if when is None:
@@ -277,6 +282,8 @@ def count_access(
         klass = f"{status // 100}xx"
         if klass in counts:
             counts[klass] += 1
+        if klass == "5xx" and when is not None:
+            newest_five = when if newest_five is None else max(newest_five, when)
         if status >= 400:
             path = m.groupdict().get("path") or ""
             if not path:
@@ -294,7 +301,7 @@ def count_access(
             f"{minutes:.0f} of the {window:g} min"
         )
     top = sorted(failing.items(), key=lambda kv: (kv[0][1] < 500, -kv[1], kv[0]))[:TOP]
-    return counts, [FailingPath(clean(path, 200), status, n) for (path, status), n in top]
+    return counts, [FailingPath(clean(path, 200), status, n) for (path, status), n in top], newest_five
 
 
 def upstream_address(url: str) -> str:
@@ -425,7 +432,7 @@ def read_nginx(host: Host, config: NginxConfig, *, logs: bool = True) -> NginxSt
             status.notes.append(f"access log {clean(config.access_log, 200)}: {size}")
         else:
             kept, cut = _tail_lines(size, lines)
-            status.status_counts, status.top_failing = count_access(
+            status.status_counts, status.top_failing, status.last_5xx = count_access(
                 kept, pattern, since, cut, config.window, status.notes
             )
         size, lines = found.get("error", ("missing", []))

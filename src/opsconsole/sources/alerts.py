@@ -21,14 +21,8 @@ BADGE = "{n} alerts"
 
 
 def fetch(f: Fetch) -> Any:
-    from opsconsole.backends.alertmanager import make_client
-
     assert f.env.alerts is not None
-    client = make_client(f.env.alerts, f.clients.profile.defaults.timeout)
-    try:
-        return client.alerts()
-    finally:
-        client.close()
+    return f.clients.alertmanager(f.env).alerts()  # the client is kept from refresh to refresh
 
 
 def visible(alerts: list[Alert]) -> Any:

@@ -98,6 +98,15 @@ def dora(f: Fetch) -> Any:
     return f.context.dora(f.env)
 
 
+def visible_dora(data: Any) -> Any:
+    """The delivery metrics as the pane shows them: their window's ends (to the second, new at every
+    refresh) only by day, so an idle environment's fingerprint stays the same and its poll stretches."""
+    if not isinstance(data, dict):
+        return data
+    day = str(data.get("until") or "")[:10]  # the date of utc_stamp (YYYY-MM-DD)
+    return (day, *sorted((k, repr(v)) for k, v in data.items() if k not in ("since", "until")))
+
+
 DOWN_STATES = {"FATAL", "BACKOFF", "EXITED", "UNKNOWN", "STOPPING"}
 
 

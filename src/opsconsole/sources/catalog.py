@@ -226,6 +226,7 @@ def _builtins() -> Iterable[Source]:
         per_host=False,
         needs_hosts=True,
         derived=True,
+        visible=builtin.visible_dora,
     )
     yield Source(
         "prometheus",

@@ -273,7 +273,10 @@ def _nginx(host: str, status: Any, fetched_at: float) -> list[Entry]:
     window = getattr(status, "window", 5.0)
     paths = ", ".join(f"{p.path} {p.status}" for p in (getattr(status, "top_failing", []) or [])[:3])
     summary = f"nginx: {fives} 5xx in the last {window:g} min" + (f" ({paths})" if paths else "")
-    return [Entry(fetched_at, "error", _text(summary), "", host, "nginx")]
+    # at the newest 5xx's time, not the read's: an unchanged log is an unchanged entry, and an
+    # idle timeline draws nothing
+    when = getattr(status, "last_5xx", None) or fetched_at
+    return [Entry(when, "error", _text(summary), "", host, "nginx")]
 
 
 # ------------------------------------------------------------------ the merge
