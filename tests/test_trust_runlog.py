@@ -77,6 +77,42 @@ def test_a_run_log_that_is_a_symlink_or_fifo_is_skipped_and_reads_are_bounded(tm
     assert "20261202T110000Z-zzzzzz" not in names and "20261202T120000Z-ffffff" not in names
 
 
+def test_listing_the_run_logs_again_reads_only_the_ones_that_changed(tmp_path: Path) -> None:
+    """Every refresh lists the newest runs: a log unchanged since (same mtime and size) is not read
+    again (an idle console re-read ten, each with a dozen processes), one written to is, and each
+    run's age is as of now."""
+    from opsconsole.backends.hosts import LocalHost
+    from opsconsole.backends.runlogs import latest_runs
+    from opsconsole.profiles import load_profile, parse_host
+
+    env = load_profile(local_profile(tmp_path)).env("staging")
+    runs = runs_dir(tmp_path)
+    ended = "20261202T090000Z-eeeeee"
+    write_log(runs / f"{ended}.jsonl", [START, {"type": "end", "ok": True, "exit_code": 0, "message": "done"}])
+    write_log(runs / f"{RUN}.jsonl", [START])
+    host = LocalHost(parse_host("local"), 3.0)
+    commands: list[str] = []
+    run = host.run
+
+    def counted(command: str, *args: Any, **kwargs: Any) -> Any:
+        result = run(command, *args, **kwargs)
+        commands.append(result.stdout)
+        return result
+
+    host.run = counted  # type: ignore[method-assign]
+    first = {r.run: r for r in latest_runs(host, env)}
+    assert first[RUN].end is None and first[ended].end is not None
+    assert commands[-1].count("@run\t") == 2
+    second = {r.run: r for r in latest_runs(host, env)}
+    assert commands[-1].count("@run\t") == 0 and commands[-1].count("@same\t") == 2
+    assert second[ended].end == first[ended].end and second[RUN].start == first[RUN].start
+    with (runs / f"{RUN}.jsonl").open("a") as log:  # the running one ends
+        log.write(json.dumps({"type": "end", "ok": False, "exit_code": 1, "message": "failed"}) + "\n")
+    third = {r.run: r for r in latest_runs(host, env)}
+    assert commands[-1].count("@run\t") == 1 and commands[-1].count("@same\t") == 1
+    assert third[RUN].end is not None and third[RUN].end["message"] == "failed"
+
+
 def test_watching_a_run_log_that_is_not_a_regular_file_fails_at_once(run_cli: Any, tmp_path: Path) -> None:
     path = local_profile(tmp_path)
     (runs_dir(tmp_path) / f"{RUN}.jsonl").symlink_to("/dev/zero")

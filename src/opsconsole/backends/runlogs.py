@@ -9,11 +9,11 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opsconsole.backends.hosts import Host
-from opsconsole.backends.shell import quote_path
+from opsconsole.backends.shell import quote, quote_path
 from opsconsole.errors import OpsError
 from opsconsole.profiles import Environment
 
@@ -73,16 +73,29 @@ class RunInfo:
         return f"{what} by {s.get('who', '?')} (run {self.run})"
 
 
+# what the last listing read of each log (host, folder -> name -> ("mtime.size", RunInfo)): a log
+# unchanged since is not read again (an idle console re-read up to ten logs, ~12 processes each,
+# every refresh)
+_SEEN: dict[tuple[str, str], dict[str, tuple[str, RunInfo]]] = {}
+_SEEN_LOCK = threading.Lock()
+
+
 def latest_runs(host: Host, env: Environment, count: int = 5) -> list[RunInfo]:
     """The newest runs on the host, newest first: each log's first and last line and its age."""
-    folder = quote_path(runs_dir(env))
+    folder = runs_dir(env)
+    key = (host.name, folder)
+    with _SEEN_LOCK:
+        seen = dict(_SEEN.get(key, {}))
+    known = " ".join(f"{name}:{sig}" for name, (sig, _info) in seen.items())
     command = (
-        f"[ -d {folder} ] || exit 0; cd {folder} && now=$(date +%s) && "
+        f"[ -d {quote_path(folder)} ] || exit 0; cd {quote_path(folder)} && now=$(date +%s) && "
+        f"known={quote(known)}; "
         f"for f in $(ls -1 | grep '\\.jsonl$' | sort -r | head -n {int(count)}); do "
         # only regular files (a symlink to /dev/zero or a FIFO would never end), every read capped
         '[ -f "$f" ] && [ ! -h "$f" ] || continue; '
-        # mtime: GNU/BusyBox `stat -c %Y`, BSD `stat -f %m`
-        'm=$(stat -c %Y "$f" 2>/dev/null || stat -f %m "$f" 2>/dev/null || echo ""); '
+        # mtime.size: GNU/BusyBox `stat -c`, BSD `stat -f`; unchanged since the last listing: not read
+        'm=$(stat -c %Y.%s "$f" 2>/dev/null || stat -f %m.%z "$f" 2>/dev/null || echo ""); '
+        'case " $known " in *" $f:$m "*) printf "@same\\t%s\\t%s\\t%s\\n" "$f" "$now" "$m"; continue;; esac; '
         f'a=$(head -c {LINE_CAP} "$f" | head -n 1); b=$(tail -c {LINE_CAP} "$f" | tail -n 1); '
         f'c=$(tail -c {SCAN_CAP} "$f" | grep \'"type": "StepStarted"\' | tail -n 1 | head -c {LINE_CAP}); '
         'printf "@run\\t%s\\t%s\\t%s\\n%s\\n%s\\n%s\\n" "$f" "$now" "$m" "$a" "$b" "$c"; done'
@@ -91,19 +104,27 @@ def latest_runs(host: Host, env: Environment, count: int = 5) -> list[RunInfo]:
     if not result.ok:
         raise OpsError(f"{host.name}: could not list the run logs: {result.stderr.strip()[:200]}", "Run logs")
     out: list[RunInfo] = []
+    now_seen: dict[str, tuple[str, RunInfo]] = {}
     lines = result.stdout.splitlines()
     i = 0
     while i < len(lines):
-        if not lines[i].startswith("@run\t"):
+        tag = lines[i].split("\t", 1)[0]
+        if tag not in ("@run", "@same"):
             i += 1
             continue
-        _, name, now, mtime = (lines[i].split("\t") + ["", "", ""])[:4]
-        first = _json(lines[i + 1]) if i + 1 < len(lines) else {}
-        last = _json(lines[i + 2]) if i + 2 < len(lines) else {}
+        _, name, now, sig = (lines[i].split("\t") + ["", "", ""])[:4]
+        mtime = sig.split(".", 1)[0]
         age = float(now) - float(mtime) if now.isdigit() and mtime.isdigit() else None
-        step = _json(lines[i + 3]) if i + 3 < len(lines) else {}
-        out.append(
-            RunInfo(
+        if tag == "@same":  # named only when it was in `known`, from this very snapshot
+            i += 1
+            if name not in seen:
+                continue
+            info = replace(seen[name][1], age=age)
+        else:
+            first = _json(lines[i + 1]) if i + 1 < len(lines) else {}
+            last = _json(lines[i + 2]) if i + 2 < len(lines) else {}
+            step = _json(lines[i + 3]) if i + 3 < len(lines) else {}
+            info = RunInfo(
                 name.removesuffix(".jsonl"),
                 first,
                 last if last.get("type") == "end" else None,
@@ -111,8 +132,12 @@ def latest_runs(host: Host, env: Environment, count: int = 5) -> list[RunInfo]:
                 str(step["step"]) if step.get("step") else None,
                 str(step["host"]) if step.get("host") else None,
             )
-        )
-        i += 4
+            i += 4
+        out.append(info)
+        if sig:
+            now_seen[name] = (sig, info)
+    with _SEEN_LOCK:
+        _SEEN[key] = now_seen
     return out
 
 
