@@ -110,7 +110,8 @@ def test_listing_the_run_logs_again_reads_only_the_ones_that_changed(tmp_path: P
         log.write(json.dumps({"type": "end", "ok": False, "exit_code": 1, "message": "failed"}) + "\n")
     third = {r.run: r for r in latest_runs(host, env)}
     assert commands[-1].count("@run\t") == 1 and commands[-1].count("@same\t") == 1
-    assert third[RUN].end is not None and third[RUN].end["message"] == "failed"
+    end = third[RUN].end
+    assert end is not None and end["message"] == "failed"
 
 
 def test_watching_a_run_log_that_is_not_a_regular_file_fails_at_once(run_cli: Any, tmp_path: Path) -> None:
