@@ -22,11 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.b_deploy import bench_deploy
 from bench.b_firehose import bench_firehose
 from bench.b_fleet import bench_dead, bench_fleet
+from bench.b_plan import bench_plan
 from bench.b_projects import bench_projects
+from bench.b_realistic import bench_realistic
 from bench.b_resources import bench_idle_and_memory, bench_stats
 from bench.b_scale import bench_scale
+from bench.b_sources import bench_sources_idle
 from bench.b_startup import bench_startup
 from bench.common import Config, Result
 from bench.fleet import build_fleet
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        help="run only these (startup, fleet, dead, firehose, stats, idle, projects, scale)",
+        help="run only these (startup, fleet, dead, firehose, stats, idle, projects, scale, deploy, plan, sources, realistic)",
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.smoke)
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg.idle_seconds = args.idle_seconds
     if args.memory_seconds:
         cfg.memory_seconds = args.memory_seconds
-    wanted = set(args.only or ["startup", "fleet", "dead", "firehose", "stats", "idle", "projects", "scale"])
+    everything = ["startup", "fleet", "dead", "firehose", "stats", "idle", "projects", "scale", "deploy", "plan", "sources"]
+    everything.append("realistic")  # issue 34: bench/b_realistic.py
+    wanted = set(args.only or everything)
     compile_sources()
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opsc-bench-"))
@@ -138,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             fleet = None
         if "scale" in wanted:
             attempt("scale", bench_scale, cfg, tmp / "scale")
+        if "deploy" in wanted:
+            attempt("deploy", bench_deploy, cfg, tmp)
+        if "plan" in wanted:
+            attempt("plan", bench_plan, cfg, tmp)
+        if "sources" in wanted:
+            attempt("sources", bench_sources_idle, cfg, tmp / "sources")
+        if "realistic" in wanted:
+            attempt("realistic", bench_realistic, cfg, tmp / "realistic")
     finally:
         if fleet is not None:
             fleet.stop()

@@ -99,9 +99,20 @@ class ActionFlow:
             toast = Notification(f"{action.title} on {env}: reading the hosts…", PREPARING_TITLE, "information", 300)
             self._preparing[id(action)] = toast
             self.app.post_message(Notify(toast))
-        self.app.run_worker(
-            partial(self._prepare, action), thread=True, exit_on_error=False, group="prepare", name="prepare"
+        work = partial(
+            self.app.run_worker,
+            partial(self._prepare, action),
+            thread=True,
+            exit_on_error=False,
+            group="prepare",
+            name="prepare",
         )
+        # the toast is drawn first: a plan built meanwhile on a worker thread competes with that
+        # frame for the interpreter (D showed nothing for ~60 ms, a bare app's toast takes ~12)
+        if action.changes:
+            self.app.call_after_refresh(work)
+        else:
+            work()
 
     def _prepare(self, action: Action) -> None:
         from opsconsole.actions.runner import ActionRun
