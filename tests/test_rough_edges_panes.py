@@ -203,7 +203,7 @@ def test_a_cut_column_ends_in_an_ellipsis_in_a_terminal_until_scrolled_right(
 ) -> None:
     """In a 56-column terminal the Processes table (62 wide) is cut at the right edge: its header
     and every row end in "…" there; shift+wheel scrolls it right to the end, where "description"
-    and "Not started" are whole and no line has one."""
+    is whole and no line has one."""
     profile = write_profile(
         tmp_path,
         f"""
@@ -232,7 +232,7 @@ url = "{supervisord.unix_url}"
             return len(lines) >= 4 and all(len(line) == 56 and line.endswith("…") for line in lines)
 
         screen = _wait_screen(session, cut, "every line of the table ending in …")
-        assert "description" not in screen and "Not started" not in screen, screen
+        assert "description" not in screen, screen
         for _ in range(10):  # shift+wheel down over a row (SGR mouse: button 65, +4 for shift)
             subprocess.run(session.tmux("send-keys", "-t", session.name, "-l", "\x1b[<69;20;8M"), check=True)
 
@@ -240,7 +240,8 @@ url = "{supervisord.unix_url}"
             return any(line.rstrip().endswith("description") for line in screen.splitlines())
 
         screen = _wait_screen(session, scrolled, "the table scrolled to the end")
-        assert "Not started" in screen and not any("…" in line for line in _table_lines(screen)), screen
+        # (what a stopped process's description says depends on the shared supervisord's past)
+        assert not any("…" in line for line in _table_lines(screen)), screen
     finally:
         session.kill()
 

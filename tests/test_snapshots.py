@@ -85,6 +85,7 @@ def test_confirmation_modal_protected(snap_compare: Any) -> None:
         going.total = 2
         going.migrations = ["shop/migrations/0042_total_decimal.py"]
         action = app.make_action("deploy", "production", release="20251126T100000Z")
+        action.ctx.known = None  # the whole plan read at once (mocked below), not the console's partial one
         with (
             mock.patch("opsconsole.actions.deploy.plan.read_states", return_value={"web-3": state}),
             mock.patch("opsconsole.actions.deploy.plan.what_goes_out", return_value=(going, None)),
