@@ -7,14 +7,16 @@ The running actions are `Runs`; screens render both when told (`SourceChanged`, 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events
 from textual.app import App
 from textual.binding import BindingType
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from opsconsole.actions.runs import Runs, RunState
@@ -53,6 +55,7 @@ def _actions_provider() -> Any:
     return ActionsProvider
 
 
+FIRST_FRAME_SWITCH_SECONDS = 0.0005  # the GIL's switch interval until then (Python's default: 5 ms)
 FIRST_FRAME_FALLBACK_SECONDS = 1.0  # start-up work waits for the first frame, at most this long
 FREEZE_AFTER_SECONDS = 2.0  # start-up objects (modules, widgets, styles) are frozen once built
 
@@ -65,9 +68,12 @@ class OpsConsoleApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
     COMMANDS = App.COMMANDS | {_actions_provider}
     COMMAND_PALETTE_BINDING = ""  # the binding above (id "palette") opens it, remappable
-    # the console is the bottom screen of its mode: no background screen under it asks for repaints
-    MODES: ClassVar[dict[str, Any]] = {"console": _main_screen}
-    DEFAULT_MODE = "console"
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The console is the bottom screen of the default mode: no background screen under it asks
+        for repaints. Textual's default screen rather than a `MODES` entry: the first screen of a
+        mode makes Textual parse the whole stylesheet again (`App.refresh_css`) before the first frame."""
+        return cast("Screen[Any]", _main_screen())
 
     def __init__(
         self,
@@ -110,6 +116,7 @@ class OpsConsoleApp(App[None]):
         self.current_env = next(iter(profile.environments), None)
         self.flow = ActionFlow(self)
         self._first_frame_done = False
+        self._switch_interval = sys.getswitchinterval()  # restored once the first frame is up
         self._on_started = on_started  # once the first frame is up (the demo's first deploy)
 
     @property
@@ -135,6 +142,9 @@ class OpsConsoleApp(App[None]):
     # ---------------------------------------------------------------- lifecycle
 
     def on_mount(self) -> None:
+        # until the first frame is on screen, a thread waiting for the GIL (Textual's writer, with
+        # that frame) gets it within 0.5 ms, not 5: the UI thread renders again right after it
+        sys.setswitchinterval(min(self._switch_interval, FIRST_FRAME_SWITCH_SECONDS))
         if self.profile.keymap:
             self.set_keymap(dict(self.profile.keymap))
         # output lines of running actions are delivered in batches, ten times a second at most
@@ -154,6 +164,7 @@ class OpsConsoleApp(App[None]):
         if self._first_frame_done:
             return
         self._first_frame_done = True
+        sys.setswitchinterval(self._switch_interval)
         self._on_screens("after_first_frame")
         if self.live:
             self.action_refresh_all()

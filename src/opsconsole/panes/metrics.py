@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opsconsole.metrics import per_week_text
 from opsconsole.panes.spec import PaneSpec, Results
 from opsconsole.widgets.pane import Row, cell
 
@@ -31,6 +30,7 @@ def rows_metrics(results: Results) -> list[Row]:
     """DORA's four keys (with their DORA 2024 bands and deploys per week), then each Prometheus
     query's current value and last hour."""
     from opsconsole.backends.prometheus import human, sparkline
+    from opsconsole.metrics import per_week_text  # with `statistics`: not needed for the first frame
 
     rows: list[Row] = []
     for key, result in sorted(results, key=lambda kr: kr[0][0] != "dora"):  # delivery first

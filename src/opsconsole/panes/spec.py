@@ -4,9 +4,9 @@ become rows. The screen draws every pane from these specs and names none of them
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from opsconsole.record import frozen
 from opsconsole.sources import catalog
 from opsconsole.sources.catalog import Source, SourceKey
 from opsconsole.sources.fanout import SourceResult
@@ -15,7 +15,7 @@ from opsconsole.widgets.pane import Row
 Results = list[tuple[SourceKey, SourceResult[Any]]]
 
 
-@dataclass(frozen=True)
+@frozen  # a frozen dataclass, built without generating code (opsconsole.record)
 class PaneData:
     """What a pane's rows are built from: the results of its sources in one environment, the
     environment's container stats (host -> container -> sample), the run ids this console started
@@ -31,7 +31,7 @@ class PaneData:
         return [(k, r) for k, r in self.results if k[0] == name]
 
 
-@dataclass(frozen=True)
+@frozen
 class PaneSpec:
     """One pane. `counted`: the sources whose results the status line and the header badge count
     (empty: every source of the pane); `badge`: the header's short label ("" = no badge; the long

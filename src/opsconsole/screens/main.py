@@ -12,11 +12,11 @@ from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static
 
 from opsconsole.human import counted
 from opsconsole.messages import SourceChanged, VerifyChanged
-from opsconsole.panes import BUILTIN, PaneData, PaneSpec, pane_specs
+from opsconsole.panes import BUILTIN, PaneData, pane_specs
 from opsconsole.panes import all as all_pane
 from opsconsole.panes.env_label import env_label, others_summary
 from opsconsole.panes.header import header_text
@@ -38,25 +38,6 @@ if TYPE_CHECKING:
     from opsconsole.ui import Console
 
 Results = list[tuple[SourceKey, SourceResult[Any]]]
-
-
-class Panes(Vertical):
-    """A tab per pane spec (its number key on the tab), then All (`0`); mounted just after the first
-    frame (which shows the environments at once)."""
-
-    DEFAULT_CSS = "Panes { height: 1fr; }"
-
-    def __init__(self, specs: list[PaneSpec]) -> None:
-        super().__init__()
-        self._specs = specs
-
-    def compose(self) -> ComposeResult:
-        with TabbedContent(id="panes"):
-            for index, spec in enumerate(self._specs):
-                with TabPane(f"{index + 1} {spec.title}", id=f"tab-{spec.id}"):
-                    yield Pane(spec.id, spec.columns)
-            with TabPane(f"0 {all_pane.TITLE}", id=f"tab-{all_pane.ID}"):
-                yield Pane(all_pane.ID, all_pane.COLUMNS)
 
 
 class MainScreen(MainKeys, Screen[None]):
@@ -85,6 +66,8 @@ class MainScreen(MainKeys, Screen[None]):
         self.add_action_bindings()
         if not self._panes_mounted:
             self._panes_mounted = True
+            from opsconsole.screens.main_tabs import Panes
+
             self.query_one("#panes-holder").mount(Panes(list(self._specs.values())))
             self.mount(Footer(compact=True))
 
@@ -191,7 +174,7 @@ class MainScreen(MainKeys, Screen[None]):
         """When the titles do not all fit (below 110 columns, or many panes) only the shown tab has
         its title and the others their number key, so every pane's tab stays in sight; else every
         tab has its title."""
-        tabs = self.query_one_optional("#panes", TabbedContent)
+        tabs = self.pane_tabs()
         if tabs is None or not tabs.active:
             return
         short = self._short_tabs()

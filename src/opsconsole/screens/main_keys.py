@@ -3,9 +3,7 @@ line, sorting, copying, panes, cursor, running actions and quitting. A mixin of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from textual.widgets import TabbedContent
+from typing import TYPE_CHECKING, Any, cast
 
 from opsconsole.actions.targets import SELECTION_HINTS, selection_target
 from opsconsole.messages import RunsChanged
@@ -14,6 +12,8 @@ from opsconsole.screens.bindings import SORT_KEYS, action_keys, sort_column
 from opsconsole.widgets.pane import Pane
 
 if TYPE_CHECKING:
+    from textual.widgets import TabbedContent
+
     from opsconsole.profiles import Environment
     from opsconsole.screens.command_line import Target
     from opsconsole.ui import Console
@@ -72,9 +72,14 @@ class MainKeys:
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def query_one_optional(self, selector: Any, expect_type: Any = None) -> Any: ...
 
+    def pane_tabs(self) -> TabbedContent | None:
+        """The pane tabs (main_tabs.py), None until they mount just after the first frame.
+        Found by id: Textual's tab widgets load with them, not before the first frame."""
+        return cast("TabbedContent | None", self.query_one_optional("#panes"))
+
     def shown_pane_id(self) -> str:
         """The pane whose tab is shown: processes until the tabs have mounted and say otherwise."""
-        tabs = self.query_one_optional(TabbedContent)
+        tabs = self.pane_tabs()
         return str((tabs.active if tabs is not None else "") or "tab-processes")[len("tab-") :]
 
     # ---------------------------------------------------------------- key actions
@@ -400,7 +405,7 @@ class MainKeys:
         self.app.push_screen(PickScreen("Switch environment", options), picked)
 
     def action_pane(self, index: int) -> None:
-        tabs = self.query_one_optional(TabbedContent)
+        tabs = self.pane_tabs()
         if tabs is not None:
             tabs.active = f"tab-{pane_specs(self.ops.profile)[index].id}"
 
@@ -414,7 +419,7 @@ class MainKeys:
             self.action_pane(ids.index(following))
 
     def action_pane_all(self) -> None:
-        tabs = self.query_one_optional(TabbedContent)
+        tabs = self.pane_tabs()
         if tabs is not None:
             tabs.active = "tab-all"
 
