@@ -144,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             fleet = None
         if "scale" in wanted:
             attempt("scale", bench_scale, cfg, tmp / "scale")
+        if "realistic" in wanted:
+            attempt("realistic", bench_realistic, cfg, tmp / "realistic")
         if "deploy" in wanted:
             attempt("deploy", bench_deploy, cfg, tmp)
         if "plan" in wanted:
             attempt("plan", bench_plan, cfg, tmp)
         if "sources" in wanted:
             attempt("sources", bench_sources_idle, cfg, tmp / "sources")
-        if "realistic" in wanted:
-            attempt("realistic", bench_realistic, cfg, tmp / "realistic")
     finally:
         if fleet is not None:
             fleet.stop()
