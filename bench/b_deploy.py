@@ -13,7 +13,6 @@ Each contender deploys to its own path on the host, and every round deploys a ne
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import bench.common  # noqa: F401  (puts tests/ on the path for the harness)
 import harness
-from bench.common import PYTHON, Config, Result
+from bench.common import PYTHON, Config, Result, git
 
 KEEP_RELEASES = 3
 # The build: five steps of ~0.1 s each (a python3 start plus a little work, padded by a sleep so that
@@ -60,17 +59,6 @@ FABFILE = textwrap.dedent(
 )
 
 
-def _git(repo: Path, *args: str) -> None:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.com",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.com",
-    }
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
-
-
 def _make_repo(repo: Path) -> None:
     """A tiny web app: a package, two static files, a requirements file."""
     (repo / "app").mkdir(parents=True)
@@ -83,14 +71,14 @@ def _make_repo(repo: Path) -> None:
     (repo / "assets" / "app.css").write_text("body { font-family: sans-serif; margin: 0 auto; }\n" * 20)
     (repo / "assets" / "app.js").write_text("document.addEventListener('DOMContentLoaded', () => {});\n" * 20)
     (repo / "requirements.txt").write_text("gunicorn==22.0.0\n")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "app v0")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "app v0")
 
 
 def _new_commit(repo: Path, version: int) -> None:
     (repo / "app" / "__init__.py").write_text(f"VERSION = {version}\n")
-    _git(repo, "commit", "-q", "-am", f"app v{version}")
+    git(repo, "commit", "-q", "-am", f"app v{version}")
 
 
 def _remote_steps(path: str, repo: Path, release: str) -> list[str]:

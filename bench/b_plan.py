@@ -18,16 +18,8 @@ from pathlib import Path
 
 import bench.common  # noqa: F401  (puts tests/ on the path for the harness)
 import harness
-from bench.common import OPSCONSOLE, PYTHON, Config, Result
+from bench.common import OPSCONSOLE, PYTHON, Config, Result, git
 from bench.terminal import Terminal
-
-
-def _git(repo: Path, *args: str) -> None:
-    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
-    import os
-
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env={**os.environ, **env})
-
 
 BARE_NOTIFY = textwrap.dedent(
     """
@@ -85,10 +77,10 @@ def bench_plan(cfg: Config, tmp: Path) -> None:
     root = tmp / "plan"
     repo = root / "app-repo"
     repo.mkdir(parents=True)
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "app.py").write_text("VERSION = 1\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "v1")
     fleet = harness.make_ssh_fleet(root / "sshd", 1)
     sshd, host = fleet.sshd, fleet.hosts[0]
     profile = root / "plan.toml"
@@ -122,7 +114,7 @@ def bench_plan(cfg: Config, tmp: Path) -> None:
         )
         assert done.returncode == 0, done.stdout + done.stderr
         (repo / "app.py").write_text("VERSION = 2\n")
-        _git(repo, "commit", "-q", "-am", "v2")
+        git(repo, "commit", "-q", "-am", "v2")
         presses = 5 if cfg.smoke else 20
         fresh: list[float] = []
         for _ in range(3 if cfg.smoke else 7):  # the plan read fresh, in process, as the CLI does

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -37,6 +39,14 @@ BARE_APP = textwrap.dedent(
     Bare().run()
     """
 )
+
+
+def git(repo: Path, *args: str) -> None:
+    """git in `repo` as a bench's fixed author (the benchmarks' tiny app repositories)."""
+    names = ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME")
+    mails = ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")
+    env = {**os.environ, **dict.fromkeys(names, "bench"), **dict.fromkeys(mails, "bench@example.com")}
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
 
 
 @dataclass
