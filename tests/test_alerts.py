@@ -202,10 +202,9 @@ async def test_console_lists_alerts_acks_and_silences_with_a_prompted_comment(
 
     from opsconsole.app import make_app
     from opsconsole.screens.action_screen import ActionScreen
-    from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.screens.prompt import PromptScreen
     from opsconsole.widgets.pane import Pane
-    from test_console import pane_keys, pane_texts, wait_until
+    from test_console import confirm_open, pane_keys, pane_texts, wait_until
     from test_console_keys import header
 
     for key, value in env_vars.items():
@@ -221,7 +220,7 @@ async def test_console_lists_alerts_acks_and_silences_with_a_prompted_comment(
         app.screen.query_one("#alerts", Pane).table.move_cursor(row=index)
 
     async def confirm() -> None:
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="the confirmation")
         await pilot.click("#run")
         await wait_until(pilot, lambda: isinstance(app.screen, ActionScreen), what="the action screen")
         await wait_until(pilot, lambda: all(r.outcome is not None for r in app.runs.values()), what="the run")

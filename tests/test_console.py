@@ -41,6 +41,11 @@ async def wait_until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def confirm_open(app: Any) -> bool:
+    """A confirmation is on screen with its plan (a pushed screen mounts its children after)."""
+    return isinstance(app.screen, ConfirmScreen) and app.screen.query_one_optional("#plan-text") is not None
+
+
 def panes_built(app: OpsConsoleApp) -> bool:
     """Every pane is mounted (they are built just after the first frame, each in its tab)."""
     from opsconsole.panes import pane_specs
@@ -135,7 +140,7 @@ async def test_panes_fill_from_real_supervisord_and_restart_changes_pid(
         table = app.screen.query_one("#processes", Pane).table
         table.move_cursor(row=pane_keys(app, "processes").index("local|sleeper:sleeper"))
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         shown = app.screen.query_one("#plan-text")
         # the summary a person decides on comes first; the exact calls are one key away
         summary = str(shown.render())
@@ -235,7 +240,7 @@ async def test_protected_deploy_needs_the_typed_name(
         await wait_until(pilot, lambda: panes_built(app), what="panes")
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         await wait_until(
             pilot,
             lambda: (box := app.screen.query_one_optional("#typed")) is not None and box.has_focus,
@@ -358,7 +363,7 @@ async def test_profile_keymap_remaps_a_binding(tmp_path: Path, console_profile: 
         assert not isinstance(app.screen, ConfirmScreen)  # the old key no longer deploys
         await pilot.press("ctrl+e")
         await wait_until(
-            pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation on the new key"
+            pilot, lambda: confirm_open(app), what="confirmation on the new key"
         )
         await pilot.press("escape")
         await pilot.press("f1")
@@ -467,7 +472,7 @@ async def test_every_screen_honours_a_remapped_binding(tmp_path: Path, console_p
         await wait_until(pilot, lambda: not isinstance(app.screen, LogScreen), what="log closed")
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await pilot.press("D")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         await pilot.press("f10")
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="cancelled")
         app.screen.select_env("staging")  # type: ignore[attr-defined]

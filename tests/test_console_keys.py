@@ -17,13 +17,12 @@ from conftest import write_profile
 from opsconsole.app import make_app
 from opsconsole.profiles import load_profile
 from opsconsole.screens.action_screen import ActionScreen
-from opsconsole.screens.confirm import ConfirmScreen
 from opsconsole.screens.log_screen import LogScreen
 from opsconsole.screens.pick import PickScreen
 from opsconsole.widgets.env_list import EnvList
 from opsconsole.widgets.log_view import LogView, own_timestamp
 from opsconsole.widgets.pane import Pane
-from test_console import audit_env, console_profile, pane_keys, wait_until  # noqa: F401 - fixtures
+from test_console import audit_env, confirm_open, console_profile, pane_keys, wait_until  # noqa: F401 - fixtures
 
 
 def screen_text(app: Any) -> str:
@@ -187,7 +186,7 @@ async def test_all_environments_view_acts_on_the_rows_own_environment(console_pr
         target = next(k for k in keys if k.startswith("production|") and "sleeper" in k)
         table.move_cursor(row=keys.index(target))
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         assert app.screen.action_obj.env.name == "production"  # type: ignore[attr-defined]
         await pilot.press("escape")
 

@@ -182,7 +182,7 @@ async def test_console_pane_names_the_stopped_program_and_offers_its_restart_and
     from opsconsole.app import make_app
     from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.widgets.pane import Pane
-    from test_console import pane_keys, pane_texts, wait_until
+    from test_console import confirm_open, pane_keys, pane_texts, wait_until
     from test_console_keys import header
 
     sup, server = stack
@@ -201,7 +201,7 @@ async def test_console_pane_names_the_stopped_program_and_offers_its_restart_and
             table.move_cursor(row=pane_keys(app, "nginx").index(row_key))
             await pilot.press("r")
             await wait_until(
-                pilot, lambda: isinstance(app.screen, ConfirmScreen), what="restart's confirmation"
+                pilot, lambda: confirm_open(app), what="restart's confirmation"
             )
             assert "Restart supervisor:shop-web:shop-web in shop" in str(
                 app.screen.query_one("#plan-text").render()
@@ -210,7 +210,7 @@ async def test_console_pane_names_the_stopped_program_and_offers_its_restart_and
             await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="cancel")
             await pilot.press("o")
             await wait_until(
-                pilot, lambda: isinstance(app.screen, ConfirmScreen), what="reload's confirmation"
+                pilot, lambda: confirm_open(app), what="reload's confirmation"
             )
             assert "nginx -t" in str(app.screen.query_one("#plan-text").render())
             await pilot.press("escape")

@@ -556,7 +556,7 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.confirm import ConfirmScreen
-    from test_console import panes_built, wait_until
+    from test_console import confirm_open, panes_built, wait_until
 
     url, health = health_url
     monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
@@ -577,7 +577,7 @@ async def test_console_shows_the_verification_banner_and_offers_rollback(
                 commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
             await pilot.press("D")
             await wait_until(
-                pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="confirmation"
+                pilot, lambda: confirm_open(app), timeout=30, what="confirmation"
             )
             # the plan is on screen at once, from the last refresh; what goes out is filled in once
             # the mirror is read (in the background)

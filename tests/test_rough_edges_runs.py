@@ -22,7 +22,7 @@ from opsconsole.profiles import load_profile
 from opsconsole.screens.action_screen import ActionScreen
 from opsconsole.widgets.log_view import LogView
 from test_actions import git
-from test_console import panes_built, wait_until
+from test_console import confirm_open, panes_built, wait_until
 from test_pairing import pairing_profile, start_cli
 from test_release import Health, commit, profile
 
@@ -200,7 +200,7 @@ async def test_banner_of_a_verified_release_says_it_was_rolled_back(
 
     async def run_key(key: str, runs: int) -> None:
         await pilot.press(key)
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="confirm")
+        await wait_until(pilot, lambda: confirm_open(app), timeout=30, what="confirm")
         await pilot.press("tab", "enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="run to start")
         await wait_until(

@@ -26,8 +26,7 @@ from opsconsole.actions.registry import ACTIONS
 from opsconsole.app import make_app
 from opsconsole.backends.clients import Backends
 from opsconsole.profiles import load_profile
-from opsconsole.screens.confirm import ConfirmScreen
-from test_console import pane_keys, wait_until
+from test_console import confirm_open, pane_keys, wait_until
 from test_e2e_tmux import Tmux
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -295,7 +294,7 @@ async def test_a_protected_environment_asks_for_its_name_first(local_profile: Pa
         app.screen.select_env("production")  # type: ignore[attr-defined]
         await wait_until(pilot, lambda: "local|counter:counter" in pane_keys(app, "processes"), what="rows")
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         assert app.screen.query_one_optional("#typed") is not None
         await pilot.press("escape")
         await wait_until(pilot, lambda: any("nothing was changed" in n for n in notes(app)), what="cancel")

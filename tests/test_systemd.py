@@ -354,11 +354,10 @@ async def test_console_units_pane_restart_and_journal(
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
     from opsconsole.screens.action_screen import ActionScreen
-    from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.screens.log_screen import LogScreen
     from opsconsole.widgets.log_view import LogView
     from opsconsole.widgets.pane import Pane
-    from test_console import pane_keys, wait_until
+    from test_console import confirm_open, pane_keys, wait_until
 
     monkeypatch.setenv("OPSCONSOLE_AUDIT_LOG", audit["OPSCONSOLE_AUDIT_LOG"])
     app = make_app(load_profile(write_profile(tmp_path, profile_text(box))))
@@ -372,7 +371,7 @@ async def test_console_units_pane_restart_and_journal(
         table = app.screen.query_one("#units", Pane).table
         table.move_cursor(row=keys.index(web))
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_until(pilot, lambda: confirm_open(app), what="confirmation")
         await pilot.press("v")
         assert "systemctl restart -- shop-web.service" in str(app.screen.query_one("#plan-text").render())
         await pilot.click("#run")

@@ -401,9 +401,8 @@ matchers = ['env="staging"']
 
     from opsconsole.app import make_app
     from opsconsole.profiles import load_profile
-    from opsconsole.screens.confirm import ConfirmScreen
     from opsconsole.widgets.pane import Pane
-    from test_console import pane_texts, wait_until
+    from test_console import confirm_open, pane_texts, wait_until
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -426,7 +425,7 @@ matchers = ['env="staging"']
         )
         assert "sleeper" in pane.status_text.plain and "R: roll back" in pane.status_text.plain
         await pilot.press("R")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the rollback's plan")
+        await wait_until(pilot, lambda: confirm_open(app), what="the rollback's plan")
         assert "roll" in str(app.screen.query_one("#plan-text").render()).lower()
         await pilot.press("escape")
 

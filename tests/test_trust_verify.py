@@ -323,7 +323,7 @@ async def test_the_console_banner_says_inconclusive_and_superseded_and_offers_R_
 ) -> None:
     from opsconsole.app import make_app
     from opsconsole.screens.confirm import ConfirmScreen
-    from test_console import panes_built, wait_until
+    from test_console import confirm_open, panes_built, wait_until
 
     url, _health = health_url
     for key, value in env.items():
@@ -352,7 +352,7 @@ async def test_the_console_banner_says_inconclusive_and_superseded_and_offers_R_
                 commit(repo, "second", {"app.py": "V = 2\n"}, "2026-11-23T10:00:00+00:00")
             await pilot.press("D")
             await wait_until(
-                pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="confirmation"
+                pilot, lambda: confirm_open(app), timeout=30, what="confirmation"
             )
             await pilot.press("tab", "enter")
             await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="run to start")
@@ -392,7 +392,7 @@ async def test_R_after_a_failed_verification_rolls_back_only_from_the_failed_rel
     has deployed another release meanwhile, R refuses instead of rolling Bob's release back."""
     from opsconsole.app import make_app
     from opsconsole.screens.confirm import ConfirmScreen
-    from test_console import panes_built, wait_until
+    from test_console import confirm_open, panes_built, wait_until
 
     url, health = health_url
     for key, value in env.items():
@@ -412,7 +412,7 @@ async def test_R_after_a_failed_verification_rolls_back_only_from_the_failed_rel
         async with app.run_test(size=(160, 30), notifications=True) as pilot:
             await wait_until(pilot, lambda: panes_built(app), what="panes")
             await pilot.press("D")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="plan")
+            await wait_until(pilot, lambda: confirm_open(app), timeout=30, what="plan")
             await pilot.press("tab", "enter")
             await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="run to start")
             await wait_until(pilot, lambda: any(r.outcome is not None for r in app.runs.values()), timeout=60)
@@ -422,7 +422,7 @@ async def test_R_after_a_failed_verification_rolls_back_only_from_the_failed_rel
             health.healthy = False
             await wait_until(pilot, lambda: "FAILED" in banner(), timeout=40, what="FAILED banner")
             await pilot.press("R")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30, what="R plan")
+            await wait_until(pilot, lambda: confirm_open(app), timeout=30, what="R plan")
             plan = "\n".join(str(w.render()) for w in app.screen.query("Static"))
             assert f"Only from releases/{v2}" in plan, plan
             await pilot.press("escape")
