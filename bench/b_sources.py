@@ -587,8 +587,8 @@ def bench_sources_idle(cfg: Config, tmp: Path) -> None:
             "s",
             "ratio <= 1.2",
             cpu <= 1.2 * max(poll_cpu, floor),
-            f"Nginx (nginx -T, master, stub_status, {setup.access_bytes // 1024} KiB access log of which the "
-            "last 1 MiB is parsed, error log), Alertmanager 0.25 (2 of 3 alerts match), a deploy journal "
+            f"Nginx (nginx -T, master, stub_status, {setup.access_bytes // 1024} KiB access log: the poller "
+            "parses its last 1 MiB at every poll, the console once, then what it gains; error log), Alertmanager 0.25 (2 of 3 alerts match), a deploy journal "
             f"(31 records, 3 run logs), the Timeline; {setup.systemd_note}. refresh = {refresh:g} s; {reads}. "
             f"CPU of each process tree with its exited children (the console's sh scripts, nginx -T); "
             f"live processes only (Terminal.cpu_seconds): console {live:.2f} s. Console RSS {rss:.0f} MiB",

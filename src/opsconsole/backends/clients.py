@@ -1,7 +1,7 @@
 """The clients of one profile: a host per spec (connections reused) and one client per system.
 
-Shared by the CLI, the console, the read model and the actions; it holds connections only, no
-state of what they returned.
+Shared by the CLI, the console, the read model and the actions; it holds connections, and no
+state of what they returned but where each followed log was read to (`nginx_logs`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the SDK-backed modules load on first use, not at start-up
     from opsconsole.backends.alertmanager import AlertmanagerClient
     from opsconsole.backends.docker_engine import DockerClient
     from opsconsole.backends.github import CiClient
+    from opsconsole.backends.log_window import Windows
     from opsconsole.backends.prometheus import PrometheusClient
     from opsconsole.backends.sentry import IssuePage, SentryClient, SentryEvent, SentryIssue
     from opsconsole.backends.supervisor import SupervisorClient
@@ -87,6 +88,7 @@ class Backends:
         self._ci: dict[str, CiClient] = {}
         self._prometheus: dict[str, PrometheusClient] = {}
         self._alertmanagers: dict[str, AlertmanagerClient] = {}
+        self._nginx_logs: dict[tuple[str, str], Windows] = {}
 
     def host(self, spec: HostSpec) -> Host:
         return self.hosts.get(spec)
@@ -187,6 +189,12 @@ class Backends:
         return self._cached(
             self._alertmanagers, env.name, lambda: make_client(config, self.profile.defaults.timeout)
         )
+
+    def nginx_logs(self, env: Environment, spec: HostSpec) -> Windows:
+        """Where the last read of this host's Nginx logs ended, and what of them it kept."""
+        from opsconsole.backends.log_window import Windows
+
+        return self._cached(self._nginx_logs, (env.name, spec.raw), Windows)
 
     def ci(self, env: Environment) -> CiClient:
         if env.ci is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opsconsole.backends.hosts import Host
+from opsconsole.backends.log_window import Parser, Window, Windows
 from opsconsole.backends.shell import quote, quote_path
 from opsconsole.errors import OpsError
 from opsconsole.profiles.model import NginxConfig
@@ -140,11 +142,12 @@ def reload_command(config: NginxConfig) -> str:
 # The master: from the pid file the loaded config names (Debian's when it names none); a config that
 # does not parse names none, and a stale pid file names a dead process: then ps finds it, the one
 # started with this config (-c), or the only one (-ww: whole command lines, where ps has it).
-# Prints "MARK pidfile PATH VIA".
-FIND_MASTER = r"""pf=$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;]*\);.*/\1/p' | head -n 1)
-[ -n "$pf" ] || [ "$rc" != 0 ] || pf=$D
+# Prints "MARK pidfile PATH VIA". Builtins where they do (`read`, `case`): each fork is ~2 ms of an
+# idle console's CPU on every refresh.
+FIND_MASTER = r"""[ -n "$pf" ] || [ "$rc" != 0 ] || pf=$D
 case $pf in /*|"") ;; *) pf="${P:-/usr/share/nginx}/$pf";; esac
-pid=; [ -n "$pf" ] && pid=$(cat "$pf" 2>/dev/null | tr -dc 0-9)
+pid=; [ -n "$pf" ] && { read -r pid < "$pf"; } 2>/dev/null
+case $pid in *[!0-9]*) pid=;; esac
 via=pidfile
 if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
   via=ps
@@ -157,36 +160,41 @@ if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
   pid=$(printf '%s\n' "$ml" | sed -n 's/^\([0-9][0-9]*\) .*/\1/p' | head -n 1)
 fi"""
 
+# The test's own lines ("nginx: ..." and, once an error_log is open, "2026/12/03 12:26:56 [emerg] ...")
+# and the first `pid` directive of the config it dumped (as "@pid PATH"), in one sed.
+SELECT_TEST = (
+    "sed -n -e '/^nginx: /p' -e '/^[0-9]\\{4\\}\\/[0-9/]* [0-9:]* \\[/p' "
+    "-e 's/^[[:space:]]*pid[[:space:]][[:space:]]*\\([^;]*\\);.*/@pid \\1/p'"
+)
 
-def _script(config: NginxConfig, mark: str, logs: bool) -> str:
+
+def _script(config: NginxConfig, mark: str, windows: dict[str, Window] | None) -> str:
     prefix = quote_path(config.prefix) if config.prefix else "''"
     lines = [
         f"M={quote(mark)}",
         f"B={binary_word(config)}",
         f"P={prefix}",
-        'echo "$M now $(date +%s) $(date +%z)"',
+        'echo "$M now $(date \'+%s %z\')"',
         f'out=$("$B" -T {nginx_args(config)} 2>&1); rc=$?',
         'echo "$M test $rc"',
-        # the test's own lines: "nginx: ..." and, once an error_log is open, "2026/12/03 12:26:56 [emerg] ..."
-        f"printf '%s\\n' \"$out\" | sed -n -e '/^nginx: /p' -e '/^[0-9]\\{{4\\}}\\/[0-9/]* [0-9:]* \\[/p'"
-        f" | tail -n {TEST_LINES}",
+        f"sel=$(printf '%s\\n' \"$out\" | {SELECT_TEST})",
+        # the selected lines are few: a here-document of them needs no fork
+        "pf=; while IFS= read -r l; do case $l in '@pid '*) [ -n \"$pf\" ] || pf=${l#@pid };; "
+        "?*) printf '%s\\n' \"$l\";; esac; done <<OPSC_EOF\n$sel\nOPSC_EOF",
         "[ $rc = 127 ] && printf '%s\\n' \"$out\" | tail -n 3",
         f"C={quote(config.config or '')}",
         f"D={DEFAULT_PID}",
         FIND_MASTER,
         'echo "$M pidfile $pf $via"',
+        # the master's age and its workers from one ps (a ps without etimes: the workers only)
         'if [ -n "$pid" ]; then echo "$M master $pid"; '
-        'e=$(ps -o etimes= -p "$pid" 2>/dev/null | tr -dc 0-9); [ -n "$e" ] && echo "$M age $e"; '
-        'echo "$M workers $(ps -eo pid=,ppid= 2>/dev/null | awk -v p="$pid" \'$2==p{printf "%s ", $1}\')"; fi',
+        '{ ps -eo pid=,ppid=,etimes= 2>/dev/null || ps -eo pid=,ppid= 2>/dev/null; } | awk -v p="$pid" '
+        '-v m="$M" \'$1==p && $3!=""{a=$3} $2==p{w=w $1 " "} END{if(a!="")print m " age " a; '
+        'print m " workers " w}\'; fi',
     ]
-    if logs:
-        for name, path in (("access", config.access_log), ("error", config.error_log)):
-            f = quote_path(path)
-            lines.append(
-                f'if [ ! -e {f} ]; then echo "$M {name} missing"; elif [ ! -r {f} ]; then '
-                f'echo "$M {name} unreadable"; else echo "$M {name} $(wc -c < {f} | tr -dc 0-9)"; '
-                f"tail -c {LOG_CAP} {f}; echo; fi"
-            )
+    for name, path in (("access", config.access_log), ("error", config.error_log)):
+        if windows is not None:
+            lines.append(windows[name].fragment(name, path, LOG_CAP))
     lines.append('echo "$M end"')
     return "\n".join(lines)
 
@@ -244,58 +252,76 @@ def _zone(text: str) -> timezone:
     return timezone(timedelta(minutes=minutes))
 
 
-def _tail_lines(size_text: str, lines: list[str]) -> tuple[list[str], bool]:
-    """The log's lines as read, without a first line the byte cap cut; and whether it cut."""
-    size = _int(size_text) or 0
-    cut = size > LOG_CAP
-    if cut and lines:
-        lines = lines[1:]
-    return [line for line in lines if line], cut
+UNPARSED = "?"  # the record of an access-log line not in the expected format
+
+
+def access_parser(pattern: re.Pattern[str]) -> Parser:
+    """An access-log line -> (its time, (status, failing path or None)), or UNPARSED."""
+    timed = "time" in pattern.groupindex
+
+    def parse(line: str) -> tuple[float | None, Any]:
+        m = pattern.match(line)
+        if m is None:
+            return None, UNPARSED
+        when: float | None = None
+        if timed:
+            when = parse_local_time(m.group("time") or "")
+            if when is None:
+                return None, UNPARSED
+        status = int(m.group("status"))
+        path: str | None = None
+        if status >= 400:
+            path = m.groupdict().get("path") or ""
+            if not path:
+                parts = (m.groupdict().get("request") or "").split()
+                path = parts[1] if len(parts) > 1 else "-"
+            path = sys.intern(path.split("?", 1)[0])
+        return when, (status, path)
+
+    return parse
 
 
 def count_access(
     lines: list[str], pattern: re.Pattern[str], since: float, cut: bool, window: float, notes: list[str]
 ) -> tuple[dict[str, int], list[FailingPath], float | None]:
     """Counts by class in the window, the most failing paths, and when the newest 5xx was logged
-    (None: none, or a format without times)."""
+    (None: none, or a format without times), of `lines` (the log's end; `cut`: not from its start)."""
+    held = Window(None)
+    text = "\n".join(lines) + "\n"
+    held.update(f"{len(text)} - {1 if cut else 0}", [*lines, ""], access_parser(pattern), None, len(text) + 1)
+    if cut:
+        held.from_start = False
+    return count_window(held, pattern, since, window, notes)
+
+
+def count_window(
+    held: Window, pattern: re.Pattern[str], since: float, window: float, notes: list[str]
+) -> tuple[dict[str, int], list[FailingPath], float | None]:
     counts = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
     newest_five: float | None = None
     failing: Counter[tuple[str, int]] = Counter()
     timed = "time" in pattern.groupindex
-    oldest: float | None = None
     unparsed = 0
-    for line in lines:
-        m = pattern.match(line)
-        if m is None:
+    for when, _chars, record in held.records:
+        if record is UNPARSED:
             unparsed += 1
             continue
-        when: float | None = None
-        if timed:
-            when = parse_local_time(m.group("time") or "")
-            if when is None:
-                unparsed += 1
-                continue
-            oldest = when if oldest is None else min(oldest, when)
-            if when < since:
-                continue
-        status = int(m.group("status"))
+        if timed and (when is None or when < since):
+            continue
+        status, path = record
         klass = f"{status // 100}xx"
         if klass in counts:
             counts[klass] += 1
         if klass == "5xx" and when is not None:
             newest_five = when if newest_five is None else max(newest_five, when)
-        if status >= 400:
-            path = m.groupdict().get("path") or ""
-            if not path:
-                parts = (m.groupdict().get("request") or "").split()
-                path = parts[1] if len(parts) > 1 else "-"
-            failing[(path.split("?", 1)[0], status)] += 1
+        if path is not None:
+            failing[(path, status)] += 1
     if unparsed:
         notes.append(f"access log: {unparsed} line(s) not in the expected format")
     if not timed:
         notes.append("access log: the format has no time group: every line read is counted")
-    elif cut and oldest is not None and oldest > since:
-        minutes = max(0.0, (since + window * 60 - oldest) / 60)  # since + window: the host's now
+    elif not held.whole and held.oldest is not None and held.oldest > since:
+        minutes = max(0.0, (since + window * 60 - held.oldest) / 60)  # since + window: the host's now
         notes.append(
             f"access log: only its last {LOG_CAP // 1024} KiB were read: they cover about "
             f"{minutes:.0f} of the {window:g} min"
@@ -312,27 +338,37 @@ def upstream_address(url: str) -> str:
     return urlsplit(url).netloc or rest.split("/", 1)[0]
 
 
-def count_upstreams(
-    lines: list[str], since: float, tz: timezone, mapped: dict[str, str]
-) -> list[UpstreamErrors]:
-    seen: dict[str, tuple[int, Counter[str], str]] = {}
-    for line in lines:
+def upstream_parser(tz: timezone) -> Parser:
+    """An error-log line -> (its time, (upstream address, reason, its time as written)), or None
+    for a line naming no upstream."""
+
+    def parse(line: str) -> tuple[float | None, Any]:
         m = ERROR_LINE.match(line)
-        if m is None or m.group("level") not in ("error", "crit", "alert", "emerg", "warn"):
-            continue
-        up = UPSTREAM_FIELD.search(m.group("rest"))
-        if up is None:
-            continue
+        if m is None:
+            return None, None
         when = parse_error_time(m.group("time"), tz)
-        if when is None or when < since:
-            continue
+        if m.group("level") not in ("error", "crit", "alert", "emerg", "warn"):
+            return when, None
+        up = UPSTREAM_FIELD.search(m.group("rest"))
+        if up is None or when is None:
+            return when, None
         # "30539#30539: *4 connect() failed (111: ...) while connecting to upstream, client: ..."
         message = re.sub(r"^\d+#\d+: (?:\*\d+ )?", "", m.group("rest"))
         reason = message.split(" while ", 1)[0].split(", client:", 1)[0]
-        address = upstream_address(up.group("url"))
+        return when, (sys.intern(upstream_address(up.group("url"))), clean(reason, 160), m.group("time"))
+
+    return parse
+
+
+def count_upstreams(held: Window, since: float, mapped: dict[str, str]) -> list[UpstreamErrors]:
+    seen: dict[str, tuple[int, Counter[str], str]] = {}
+    for when, _chars, record in held.records:
+        if record is None or when is None or when < since:
+            continue
+        address, reason, stamp = record
         count, reasons, _last = seen.get(address, (0, Counter(), ""))
-        reasons[clean(reason, 160)] += 1
-        seen[address] = (count + 1, reasons, m.group("time"))
+        reasons[reason] += 1
+        seen[address] = (count + 1, reasons, stamp)
     out = [
         UpstreamErrors(clean(address, 200), n, reasons.most_common(1)[0][0], last, mapped.get(address))
         for address, (n, reasons, last) in seen.items()
@@ -384,21 +420,52 @@ def fetch_stub_status(host: Host, url: str) -> StubStatus:
     return parse_stub_status(body.decode("utf-8", errors="replace"))
 
 
-def read_nginx(host: Host, config: NginxConfig, *, logs: bool = True) -> NginxStatus:
+def read_nginx(
+    host: Host, config: NginxConfig, *, logs: bool = True, windows: Windows | None = None
+) -> NginxStatus:
     """Everything the Nginx pane shows of one host (one script over the host's connection, and the
-    status page through its TCP channel)."""
+    status page through its TCP channel). With `windows` (what the last read of this host's logs
+    kept), only what the logs gained since is sent."""
     mark = "@@nginx-" + secrets.token_hex(8)
-    result = host.run(_script(config, mark, logs), timeout=host.timeout)
-    found = _sections(result.stdout, mark)
+    pattern = re.compile(config.log_format or COMBINED)
+    held: dict[str, Window] | None = None
+    locked: list[Window] = []
+    if logs:
+        held = {}
+        for name, key in (("access", (config.access_log, pattern.pattern)), ("error", (config.error_log,))):
+            window = windows.get(name, key) if windows is not None else None
+            if window is not None and window.lock.acquire(blocking=False):
+                locked.append(window)
+            else:  # no windows, or another read of this host under way: this one reads the whole end
+                window = Window(key)
+            held[name] = window
+    try:
+        result = host.run(_script(config, mark, held), timeout=host.timeout)
+        return _parse(host, config, mark, result.stdout, result.stderr, pattern, held)
+    finally:
+        for window in locked:
+            window.lock.release()
+
+
+def _parse(
+    host: Host,
+    config: NginxConfig,
+    mark: str,
+    stdout: str,
+    stderr: str,
+    pattern: re.Pattern[str],
+    held: dict[str, Window] | None,
+) -> NginxStatus:
+    found = _sections(stdout, mark)
     if "end" not in found:
-        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+        tail = (stderr.strip() or stdout.strip()).splitlines()[-3:]
         raise OpsError(f"{host.name}: nginx: the read did not finish: {clean(' | '.join(tail), 300)}")
     now_rest = found["now"][0].split()
     remote_now = float(now_rest[0]) if now_rest and now_rest[0].isdigit() else time.time()
     tz = _zone(now_rest[1] if len(now_rest) > 1 else "")
     rc_text, test_lines = found["test"]
     rc = _int(rc_text)
-    test_output = "\n".join(clean(line, 500) for line in test_lines if line.strip())
+    test_output = "\n".join([clean(line, 500) for line in test_lines if line.strip()][-TEST_LINES:])
     status = NginxStatus(host.name, rc == 0, test_output, window=config.window)
     if rc == 127:
         status.test_output = f"{config.binary}: not found on {host.name} (set nginx.binary)"
@@ -417,30 +484,35 @@ def read_nginx(host: Host, config: NginxConfig, *, logs: bool = True) -> NginxSt
             )
         elif len(pidfile) == 1 and pidfile[0] == "ps":
             status.notes.append("the config does not parse (so no pid file is known): master found with ps")
-    if logs and config.status_url:
+    if held is None:
+        return status
+    if config.status_url:
         try:
             status.stub_status = fetch_stub_status(host, config.status_url)
         except OpsError as exc:
             status.stub_status_error = exc.message
         except OSError as exc:
             status.stub_status_error = f"stub_status: {host.error('stub_status', exc).message}"
-    if logs:
-        since = remote_now - config.window * 60
-        pattern = re.compile(config.log_format or COMBINED)
-        size, lines = found.get("access", ("missing", []))
-        if size in ("missing", "unreadable"):
-            status.notes.append(f"access log {clean(config.access_log, 200)}: {size}")
-        else:
-            kept, cut = _tail_lines(size, lines)
-            status.status_counts, status.top_failing, status.last_5xx = count_access(
-                kept, pattern, since, cut, config.window, status.notes
+    since = remote_now - config.window * 60
+    # the error log's times are the host's wall clock: kept as if UTC, the window moved to match
+    local_since = since + (tz.utcoffset(None) or timedelta()).total_seconds()
+    logs = (
+        ("access", config.access_log, access_parser(pattern), since),
+        ("error", config.error_log, upstream_parser(UTC), local_since),
+    )
+    for name, path, parser, start in logs:
+        header, lines = found.get(name, ("missing", []))
+        window = held[name]
+        if header in ("missing", "unreadable") or not window.update(header, lines, parser, start, LOG_CAP):
+            window.offset = -1  # read it whole when it is back
+            told = header if header in ("missing", "unreadable") else "its size could not be read"
+            status.notes.append(f"{name} log {clean(path, 200)}: {told}")
+        elif name == "access":
+            status.status_counts, status.top_failing, status.last_5xx = count_window(
+                window, pattern, since, config.window, status.notes
             )
-        size, lines = found.get("error", ("missing", []))
-        if size in ("missing", "unreadable"):
-            status.notes.append(f"error log {clean(config.error_log, 200)}: {size}")
         else:
-            kept, _cut = _tail_lines(size, lines)
-            status.upstream_errors = count_upstreams(kept, since, tz, dict(config.upstreams))
+            status.upstream_errors = count_upstreams(window, local_since, dict(config.upstreams))
     return status
 
 

@@ -24,7 +24,7 @@ def fetch(f: Fetch) -> Any:
     from opsconsole.backends.nginx import read_nginx
 
     assert f.env.nginx is not None
-    return read_nginx(f.clients.host(f.spec), f.env.nginx)
+    return read_nginx(f.clients.host(f.spec), f.env.nginx, windows=f.clients.nginx_logs(f.env, f.spec))
 
 
 def visible(s: NginxStatus) -> Any:
