@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opsconsole.backends.hosts import Host
-from opsconsole.backends.shell import quote_path
+from opsconsole.backends.shell import quote, quote_path
 from opsconsole.errors import OpsError
 from opsconsole.human import duration, parse_stamp
 from opsconsole.profiles import DeployConfig
@@ -135,10 +135,33 @@ def mark_lines(tag: str) -> str:
     return f'awk \'{{ if (length($0) > {MAX_RECORD}) print "{tag}!\\t" NR; else print "{tag}\\t" $0 }}\''
 
 
+def journal_awk() -> str:
+    """One awk (POSIX) over the journal for both of what a state read takes of it: its last
+    JOURNAL_TAIL lines as `@journal`, and its last HISTORY_TAIL success and mark_bad records as
+    `@history` (as `tail` and `grep -F | tail` would give them, in one process: each fork is
+    milliseconds of an idle console's CPU at every refresh)."""
+    out = (
+        f'function out(tag, line, k) {{ if (length(line) > {MAX_RECORD}) print tag "!\\t" k; '
+        'else print tag "\\t" line } '
+    )
+    keep = (
+        f'{{ j[NR % {JOURNAL_TAIL}] = $0 }} '
+        'index($0, "\\"event\\": \\"mark_bad\\"") || index($0, "\\"outcome\\": \\"success\\"") '
+        f'{{ h[++n % {HISTORY_TAIL}] = $0 }} '
+    )
+    end = (
+        f"END {{ s = NR > {JOURNAL_TAIL} ? NR - {JOURNAL_TAIL} : 0; "
+        f'for (i = s + 1; i <= NR; i++) out("@journal", j[i % {JOURNAL_TAIL}], i - s); '
+        f"s = n > {HISTORY_TAIL} ? n - {HISTORY_TAIL} : 0; "
+        f'for (i = s + 1; i <= n; i++) out("@history", h[i % {HISTORY_TAIL}], i - s) }}'
+    )
+    return "awk " + quote(out + keep + end)
+
+
 def read_command(path: str) -> str:
     p = quote_path(path)
-    # `date +%s` and `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tail -n`,
-    # `grep -F -e` and `tr -dc` are POSIX.
+    # `date +%s` and `head -c` are not POSIX but GNU, BusyBox and BSD all have them; `tr -dc` and
+    # awk's `index` are POSIX.
     return (
         f"cd {p} 2>/dev/null || {{ echo '@missing'; exit 0; }}; "
         "printf '@now\\t%s\\n' \"$(date +%s)\"; "
@@ -146,9 +169,7 @@ def read_command(path: str) -> str:
         'if [ -d releases ]; then for r in releases/*; do [ -d "$r" ] && printf \'@release\\t%s\\n\' "${r#releases/}"; done; fi; '
         f"if [ -f {LOCK} ]; then printf '@lock\\t'; head -c {MAX_RECORD} {LOCK} | tr -d '\\n'; echo; "
         f"printf '@beat\\t%s\\n' \"$(head -c 32 {BEAT} 2>/dev/null | tr -dc 0-9)\"; fi; "
-        f"if [ -f {JOURNAL} ]; then tail -n {JOURNAL_TAIL} {JOURNAL} | {mark_lines('@journal')}; "
-        f'grep -F -e \'"event": "mark_bad"\' -e \'"outcome": "success"\' {JOURNAL} '
-        f"| tail -n {HISTORY_TAIL} | {mark_lines('@history')}; fi; true"
+        f"if [ -f {JOURNAL} ]; then {journal_awk()} {JOURNAL}; fi; true"
     )
 
 
