@@ -130,7 +130,14 @@ def _viewer_firehose(cfg: Config, profile: Path, sup: harness.Supervisord, total
     screen (pressing `w` makes the status line say "wrap"); delivery is checked with the viewer's
     own save (`ctrl+s`), which writes the lines it holds."""
     workdir = Path(tempfile.mkdtemp(prefix="opsc-fire-"))
-    term = Terminal([OPSCONSOLE, "--profile", str(profile)], size=(120, 40), cwd=workdir)
+    # the viewer proposes to save in the data dir (never the current folder): this run's own
+    term = Terminal(
+        [OPSCONSOLE, "--profile", str(profile)],
+        env={"OPSCONSOLE_DATA_DIR": str(workdir)},
+        size=(120, 40),
+        cwd=workdir,
+    )
+    saved = workdir / "saved-logs"
     try:
         term.wait_for("fire:fire")
         time.sleep(1.0)
@@ -152,14 +159,14 @@ def _viewer_firehose(cfg: Config, profile: Path, sup: harness.Supervisord, total
         growth = _rss_mib(term.pid) - rss_before
         term.send("\x13")  # ctrl+s: save what the viewer holds
         term.wait_for("opsconsole-supervisor_fire")
-        term.send("\r")  # the suggested name, in the working directory
+        term.send("\r")  # the suggested name, in the data dir
         deadline = time.monotonic() + 10
-        while not list(workdir.glob("opsconsole-*.log")) and time.monotonic() < deadline:
+        while not list(saved.glob("opsconsole-*.log")) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
     finally:
         term.close()
-    files = list(workdir.glob("opsconsole-*.log"))
+    files = list(saved.glob("opsconsole-*.log"))
     numbers = _numbers(files[0].read_text().splitlines()) if files else []
     shutil.rmtree(workdir, ignore_errors=True)
     kept_ok = bool(numbers) and numbers == list(range(total - len(numbers) + 1, total + 1))

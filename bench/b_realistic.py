@@ -226,7 +226,7 @@ def bench_realistic_startup(cfg: Config, world: Realistic) -> None:
     pairs = sorted(a / b for a, b in zip(ours, base, strict=True))
     cfg.results.append(
         Result(
-            "12a. realistic profile: start-up to first frame",
+            "15a. realistic profile: start-up to first frame",
             figure,
             baseline_s,
             "s",
@@ -343,7 +343,7 @@ def bench_realistic_keys(cfg: Config, world: Realistic) -> None:
         )
         cfg.results.append(
             Result(
-                f"12{letter}. realistic, dead host refreshing: {name} key-to-screen p95",
+                f"15{letter}. realistic, dead host refreshing: {name} key-to-screen p95",
                 figure,
                 baseline_ms,
                 "ms",
