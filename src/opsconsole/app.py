@@ -89,6 +89,9 @@ class OpsConsoleApp(App[None]):
         on_started: Callable[[OpsConsoleApp], None] | None = None,
     ) -> None:
         super().__init__()
+        from opsconsole.widgets.tint import install as tint_once_per_style
+
+        tint_once_per_style()  # the screen under help, the palette and confirmations
         # no animations: a pane switch slid the tab underline over ~15 frames, each sent over SSH
         # and each competing with the next key press
         self.animation_level = "none"
