@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from rich.color import Color as RichColor
-from rich.segment import Segment
+from rich.segment import ControlType, Segment
 from rich.style import Style
 from textual.color import Color
 from textual.renderables.background_screen import BackgroundScreen
@@ -37,7 +37,7 @@ def test_remembered_tints_are_textuals_segments() -> None:
     for alpha in (0.0, 0.3, 0.6, 1.0):
         tint_colour = Color(rng.randrange(256), rng.randrange(256), rng.randrange(256), alpha)
         segments = [Segment(rng.choice(["x", "ab", " ", "─"]), rng.choice(styles)) for _ in range(3000)]
-        segments.insert(10, Segment("\x1b[2J", None, [(1,)]))  # a control segment passes untouched
+        segments.insert(10, Segment("", None, [(ControlType.HOME,)]))  # a control segment passes untouched
         expected = list(tint._original(segments, tint_colour))
         for _ in range(2):  # cold, then from what was remembered
             got = list(tint.process_segments(BackgroundScreen, segments, tint_colour))
