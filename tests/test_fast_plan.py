@@ -166,3 +166,45 @@ def test_the_cli_plan_still_reads_every_host_and_the_mirror(
     dry = _cli(path, audit, "deploy", "staging", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "being read" not in dry.stdout and "1 pending commit" in dry.stdout, dry.stdout
+
+
+def test_an_idle_console_does_not_read_the_mirror_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a refresh of the shown environment the mirror is read (at most once a minute), but not
+    while its polling is stretched: nothing changed and nobody pressed a key. A key brings it back."""
+    from types import SimpleNamespace
+
+    from opsconsole.actions.deploy import pending
+    from opsconsole.console_flow import ActionFlow
+    from opsconsole.profiles import parse_profile_text
+    from opsconsole.sources.schedule import RefreshSchedule
+
+    profile = parse_profile_text(
+        '[environments.staging]\nhosts = ["local"]\n[environments.staging.deploy]\npath = "/srv/app"\n'
+        'repo = "/tmp/none.git"\n',
+        Path("x.toml"),
+    )
+    schedule = RefreshSchedule(5.0)
+    app = SimpleNamespace(
+        read_only=False,
+        profile=profile,
+        current_env="staging",
+        backends=None,
+        refresher=SimpleNamespace(schedule=schedule),
+    )
+    reads: list[str] = []
+    monkeypatch.setattr(pending.MIRRORS, "get", lambda env, ref: None)
+    monkeypatch.setattr(pending.MIRRORS, "fetching", lambda env, ref: None)
+    monkeypatch.setattr(pending.MIRRORS, "prefetch", lambda backends, env, ref: reads.append(env.name))
+    flow = ActionFlow(app)
+    key = ("deploys", "local")
+
+    flow.prefetch_after_refresh("staging", key)
+    assert reads == ["staging"]
+    schedule.next_delay("staging", {})
+    schedule.next_delay("staging", {})  # the same results twice: stretched
+    assert schedule.stretched("staging")
+    flow.prefetch_after_refresh("staging", key)
+    assert reads == ["staging"]
+    schedule.touched()  # a key
+    flow.prefetch_after_refresh("staging", key)
+    assert reads == ["staging", "staging"]

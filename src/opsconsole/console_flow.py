@@ -196,11 +196,15 @@ class ActionFlow:
     def prefetch_after_refresh(self, env_name: str, key: Any) -> None:
         """The shown environment's first host was refreshed: what a deploy would send out is read from
         its mirror in the background, at most once a minute, so D shows it at once. Never in
-        read-only (the fetch writes the mirror), nor for a fabfile's deploy (it has no mirror)."""
+        read-only (the fetch writes the mirror), nor for a fabfile's deploy (it has no mirror), nor
+        while the environment's polling is stretched (nothing changed and nobody pressed a key: an
+        idle console would fetch once a minute for nobody; D reads the mirror then, and its plan
+        says so until the read is in)."""
         app = self.app
         env = app.profile.environments.get(env_name)
         if (
             app.read_only
+            or app.refresher.schedule.stretched(env_name)
             or env is None
             or env.deploy is None
             or env.deploy.strategy == "fabric"

@@ -67,6 +67,11 @@ class RefreshSchedule:
     def idle(self) -> bool:
         return any(self._streaks.values())
 
+    def stretched(self, env: str) -> bool:
+        """The environment's polling is stretched: nothing it showed changed since its last
+        refresh, and nobody pressed a key since."""
+        return self._streaks.get(env, 0) > 0
+
     def touched(self) -> None:
         """Someone is looking: the next refreshes come at the normal pace."""
         self._touched.update(self._streaks)
