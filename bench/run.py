@@ -1,6 +1,6 @@
 """Benchmarks: opsconsole against what users would do instead, side by side, on this machine.
 
-    make bench         # all seven, full size (about 10 minutes)
+    make bench         # every row, full size (about 17 minutes)
     make bench-smoke   # the same benchmarks, small and fast (CI runs this so none of them rots)
 
 Each benchmark runs opsconsole and its baseline in the same run and prints the ratio against its
