@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from opsconsole.backends.shell import quote, quote_path
 
 CARRY_CAP = 65536  # characters of an unended last line kept for the next read
 
-# Parses a line: (its time in epoch seconds, or None: untimed or unparsed; its record, or None:
-# a line that counts for nothing, or one not in the format when `unparsed` says so).
+# Parses a line: (its time in epoch seconds, or None: untimed or unparsed; its record, whatever the
+# reader counts, or None: a line that counts for nothing).
 Parser = Callable[[str], tuple[float | None, Any]]
 
 
@@ -37,7 +37,6 @@ class Window:
         self.chars = 0
         self.from_start = False  # the records reach back to the log's first byte
         self.covered = False  # a record older than the window was seen: the window is whole
-        self.oldest: float | None = None  # the oldest time among the records kept
         self.last: float | None = None  # the time of the last timed line read
         self.lock = threading.Lock()  # held by a read from its script to its update
 
@@ -46,6 +45,7 @@ class Window:
         `$M NAME missing|unreadable`)."""
         f = quote_path(path)
         known = self.inode if self.offset >= 0 and self.inode != "-" else ""  # "-": no stat there
+        offset = max(self.offset, 0)
         return (
             f'if [ ! -e {f} ]; then echo "$M {name} missing"; elif [ ! -r {f} ]; then '
             f'echo "$M {name} unreadable"; else '
@@ -53,8 +53,8 @@ class Window:
             f"st=$(stat -L -c '%i %s' {f} 2>/dev/null) || st=; ino=${{st% *}}; sz=${{st#* }}; "
             f'[ -n "$st" ] || {{ ino=-; sz=$(($(wc -c < {f}))); }}; '
             f"from=$((sz > {cap} ? sz - {cap} : 0)); "
-            f'[ "$ino" = {quote(known or "?")} ] && [ "$sz" -ge {max(self.offset, 0)} ] '
-            f"&& [ $((sz - {max(self.offset, 0)})) -le {cap} ] && from={max(self.offset, 0)}; "
+            f'[ "$ino" = {quote(known or "?")} ] && [ "$sz" -ge {offset} ] '
+            f"&& [ $((sz - {offset})) -le {cap} ] && from={offset}; "
             f'echo "$M {name} $sz $ino $from"; '
             f'[ "$sz" -gt "$from" ] && tail -c +$((from + 1)) {f} | head -c $((sz - from)); echo; fi'
         )
@@ -66,8 +66,8 @@ class Window:
         if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
             return False
         size, inode, start = int(parts[0]), parts[1], int(parts[2])
-        text = lines[:-1] if lines and lines[-1] == "" else list(lines)
         ended = bool(lines) and lines[-1] == ""
+        text = lines[:-1] if ended else list(lines)
         if not (self.offset >= 0 and inode == self.inode and start == self.offset and inode != "-"):
             # a new read of the log's end: what was kept is of another file, or of an older end
             self.records.clear()
@@ -75,7 +75,6 @@ class Window:
             self.carry = ""
             self.from_start = start == 0
             self.covered = False
-            self.oldest = None
             self.last = None
             if start > 0 and text:
                 text = text[1:]  # the cap cut the first line
@@ -85,8 +84,14 @@ class Window:
         if text and not ended and start < size:
             self.carry = text.pop()[-CARRY_CAP:]
         self.inode, self.offset = inode, size
+        self.add(text, parse)
+        self.prune(since, cap)
+        return True
+
+    def add(self, lines: list[str], parse: Parser) -> None:
+        """Parses whole lines and keeps their records, after those already kept."""
         last = self.last
-        for line in text:
+        for line in lines:
             if not line:
                 continue
             when, record = parse(line)
@@ -94,12 +99,9 @@ class Window:
                 when = last  # an untimed line is as old as the line before it
             else:
                 last = when
-                self.oldest = when if self.oldest is None else min(self.oldest, when)
             self.records.append((when, len(line) + 1, record))
             self.chars += len(line) + 1
         self.last = last
-        self.prune(since, cap)
-        return True
 
     def prune(self, since: float | None, cap: int) -> None:
         records = self.records
@@ -111,13 +113,6 @@ class Window:
             self.chars -= records.popleft()[1]
             self.from_start = False
             self.covered = False
-        if since is not None or not records:
-            times = [w for w, _c, _r in records if w is not None]
-            self.oldest = min(times) if times else None
-
-    def __iter__(self) -> Iterator[Any]:
-        """The records kept, oldest first (None for a line that counts for nothing)."""
-        return (record for _w, _c, record in self.records)
 
     @property
     def whole(self) -> bool:

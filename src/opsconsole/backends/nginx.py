@@ -287,10 +287,8 @@ def count_access(
     """Counts by class in the window, the most failing paths, and when the newest 5xx was logged
     (None: none, or a format without times), of `lines` (the log's end; `cut`: not from its start)."""
     held = Window(None)
-    text = "\n".join(lines) + "\n"
-    held.update(f"{len(text)} - {1 if cut else 0}", [*lines, ""], access_parser(pattern), None, len(text) + 1)
-    if cut:
-        held.from_start = False
+    held.add(lines, access_parser(pattern))
+    held.from_start = not cut
     return count_window(held, pattern, since, window, notes)
 
 
@@ -302,10 +300,13 @@ def count_window(
     failing: Counter[tuple[str, int]] = Counter()
     timed = "time" in pattern.groupindex
     unparsed = 0
+    oldest: float | None = None
     for when, _chars, record in held.records:
         if record is UNPARSED:
             unparsed += 1
             continue
+        if when is not None:
+            oldest = when if oldest is None else min(oldest, when)
         if timed and (when is None or when < since):
             continue
         status, path = record
@@ -320,8 +321,8 @@ def count_window(
         notes.append(f"access log: {unparsed} line(s) not in the expected format")
     if not timed:
         notes.append("access log: the format has no time group: every line read is counted")
-    elif not held.whole and held.oldest is not None and held.oldest > since:
-        minutes = max(0.0, (since + window * 60 - held.oldest) / 60)  # since + window: the host's now
+    elif not held.whole and oldest is not None and oldest > since:
+        minutes = max(0.0, (since + window * 60 - oldest) / 60)  # since + window: the host's now
         notes.append(
             f"access log: only its last {LOG_CAP // 1024} KiB were read: they cover about "
             f"{minutes:.0f} of the {window:g} min"
